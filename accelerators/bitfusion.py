@@ -1,0 +1,80 @@
+"""BitFusion (Sharma et al., ISCA 2018): Fusion Units of 16 2-bit BitBricks.
+
+A Fusion Unit fuses its BitBricks into ``pf = ⌊8/max(a,2)⌋·⌊8/max(w,2)⌋`` PEs (16 at 2×2,
+4 at 4×4/8×2/2×8, 1 at 8×8) whose products are summed, so it advances ``pf`` elements of the
+reduction per cycle. Bits round up to the supported 2/4/8 (3 → 4, 5..7 → 8); a 9–16-bit
+operand is split into two 8-bit halves processed in two passes (16×16: four passes), as the
+paper does. Operands are stored at the rounded width (2/4/8/16 bits), so low precision also
+packs more elements per buffer and per DRAM beat.
+
+Mapping (weight-stationary, like the paper's systolic organisation): array rows advance the
+reduction (each unit ``pf`` elements), columns hold output channels, GEMM rows stream:
+
+    cycles = ⌈K / (rows·pf)⌉ · ⌈N / cols⌉ · M · passes + fill_drain_cycles (once per instance)
+
+so for K a multiple of rows·pf and N a multiple of cols, cycles − fill_drain = MACs / (units·pf).
+The array's dynamic energy is ``array_pj_per_cycle`` per busy cycle of the whole array, i.e.
+``array_pj_per_cycle / (units·pf)`` per MAC: fewer bits save energy as well as time.
+"""
+
+from __future__ import annotations
+
+from hwsim.accelerator import PEArray, ceil_div
+from hwsim.config import POSITIVE, POSITIVE_INT, Number
+from hwsim.workload import Gemm
+
+
+def brick_bits(bits: int) -> int:
+    """Width an operand runs and is stored at: 2, 4, 8, or 16 (two 8-bit passes)."""
+    for width in (2, 4, 8):
+        if bits <= width:
+            return width
+    return 16
+
+
+def fusion_factor(bits: int) -> int:
+    """Per-operand factor ⌊8/max(b,2)⌋ (4, 2 or 1); 16-bit operands use 1 with two passes."""
+    return 8 // min(brick_bits(bits), 8)
+
+
+def passes(bits: int) -> int:
+    return 2 if bits > 8 else 1
+
+
+class BitFusionArray(PEArray):
+    kind = "bitfusion"
+    ARRAY_SCHEMA = {
+        "rows": POSITIVE_INT,
+        "cols": POSITIVE_INT,
+        "fill_drain_cycles": Number(integer=True, strict=False),
+    }
+    MAC_ENERGY_SCHEMA = {"array_pj_per_cycle": POSITIVE}
+
+    @property
+    def units(self) -> int:
+        return self.array["rows"] * self.array["cols"]
+
+    def pf(self, op: Gemm) -> int:
+        return fusion_factor(op.bits_a) * fusion_factor(op.bits_b)
+
+    def passes(self, op: Gemm) -> int:
+        return passes(op.bits_a) * passes(op.bits_b)
+
+    def storage_bits(self, bits: int, operand: str) -> int:
+        return brick_bits(bits)
+
+    def extents(self, op: Gemm):
+        return None, self.array["rows"] * self.pf(op), self.array["cols"]
+
+    def tile_cycles(self, m: int, k: int, n: int, op: Gemm, stream_start: bool = True) -> int:
+        return ceil_div(k, self.array["rows"] * self.pf(op)) * ceil_div(n, self.array["cols"]) * m * self.passes(op)
+
+    def instance_overhead_cycles(self, op: Gemm) -> int:
+        return self.array["fill_drain_cycles"]
+
+    def peak_macs_per_cycle(self, op: Gemm) -> float:
+        return self.units * self.pf(op) / self.passes(op)
+
+    def mac_energy_pj(self, op: Gemm) -> float:
+        return self.mac_energy["array_pj_per_cycle"] / self.peak_macs_per_cycle(op)
+

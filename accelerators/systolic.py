@@ -1,0 +1,72 @@
+"""INT8 systolic array with SCALE-Sim 3.0.0 semantics (the 8-bit baseline).
+
+Array of ``rows × cols`` 8-bit MAC PEs, dataflow ``ws`` / ``os`` / ``is``. Following
+SCALE-Sim's GEMM mode (an M×K input times N filters of K), with R = rows, C = cols and T the
+temporal (streamed) dimension, every fold costs its own fill and drain:
+
+* ws: folds = ⌈K/R⌉·⌈N/C⌉, cycles per fold = 2R + C + M − 2  (T = M; R cycles to load weights)
+* os: folds = ⌈M/R⌉·⌈N/C⌉, cycles per fold = R + C + K − 2   (T = K)
+* is: folds = ⌈K/R⌉·⌈M/C⌉, cycles per fold = 2R + C + N − 2  (T = N; R cycles to load inputs)
+
+These are the row counts of SCALE-Sim's demand matrices, i.e. its compute cycles without
+memory stalls (SCALE-Sim reports the last cycle's 0-based index, one less). When buffers force
+the streamed dimension to be split across tiles, the later pieces resume their folds without
+a new fill/drain (the fold's fill/drain is charged to its first piece), so compute cycles equal
+SCALE-Sim's whatever the buffer sizes; capacity shows up as DRAM traffic and stalls instead. Precision: operands of ≤ 8 bits run and are stored as 8-bit words (no gain
+from fewer bits); 9–16-bit operands are split into two 8-bit halves, two passes each
+(so 16×16 takes 4 passes) and are stored at 16 bits.
+"""
+
+from __future__ import annotations
+
+from hwsim.accelerator import PEArray, ceil_div
+from hwsim.config import POSITIVE, POSITIVE_INT, Choice
+from hwsim.workload import Gemm
+
+
+def _passes(bits: int) -> int:
+    return 1 if bits <= 8 else 2
+
+
+class SystolicArray(PEArray):
+    kind = "systolic"
+    ARRAY_SCHEMA = {"rows": POSITIVE_INT, "cols": POSITIVE_INT, "dataflow": Choice(("ws", "os", "is"))}
+    MAC_ENERGY_SCHEMA = {"pj_per_mac": POSITIVE}
+
+    @property
+    def rows(self) -> int:
+        return self.array["rows"]
+
+    @property
+    def cols(self) -> int:
+        return self.array["cols"]
+
+    @property
+    def dataflow(self) -> str:
+        return self.array["dataflow"]
+
+    def storage_bits(self, bits: int, operand: str) -> int:
+        return 8 * _passes(bits)
+
+    def passes(self, op: Gemm) -> int:
+        return _passes(op.bits_a) * _passes(op.bits_b)
+
+    def extents(self, op: Gemm):
+        r, c = self.rows, self.cols
+        return {"ws": (None, r, c), "os": (r, None, c), "is": (c, r, None)}[self.dataflow]
+
+    def tile_cycles(self, m: int, k: int, n: int, op: Gemm, stream_start: bool = True) -> int:
+        r, c = self.rows, self.cols
+        if self.dataflow == "ws":
+            folds, fill, stream = ceil_div(k, r) * ceil_div(n, c), 2 * r + c - 2, m
+        elif self.dataflow == "os":
+            folds, fill, stream = ceil_div(m, r) * ceil_div(n, c), r + c - 2, k
+        else:
+            folds, fill, stream = ceil_div(k, r) * ceil_div(m, c), 2 * r + c - 2, n
+        return folds * ((fill if stream_start else 0) + stream) * self.passes(op)
+
+    def peak_macs_per_cycle(self, op: Gemm) -> float:
+        return self.rows * self.cols / self.passes(op)
+
+    def mac_energy_pj(self, op: Gemm) -> float:
+        return self.mac_energy["pj_per_mac"] * self.passes(op)

@@ -1,0 +1,110 @@
+"""A small declarative validator for accelerator descriptions: every key checked, paths in errors.
+
+A schema is a ``dict`` (fixed keys, all required unless wrapped in :class:`Optional`), a
+:class:`MapOf` (free keys, one value schema) or a leaf check (:class:`Number`, :class:`Choice`,
+:class:`Text`). ``validate`` returns a plain, cleaned copy of the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hwsim.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Number:
+    """An int (``integer=True``) or float; ``minimum`` is exclusive when ``strict``."""
+
+    integer: bool = False
+    minimum: float = 0.0
+    strict: bool = True
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Text:
+    pass
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A mapping with free keys (restricted to ``keys`` when given), each value checked by ``value``."""
+
+    value: Any
+    keys: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Optional:
+    schema: Any
+    default: Any = None
+
+
+POSITIVE_INT = Number(integer=True)
+POSITIVE = Number()
+NON_NEGATIVE = Number(strict=False)
+
+
+def _fail(source: str, path: str, message: str) -> ConfigError:
+    return ConfigError(f"accelerator '{source}': {path} {message}")
+
+
+def validate(schema: Any, data: Any, source: str, path: str = "") -> Any:
+    """Check ``data`` against ``schema``; raise ConfigError naming ``source`` and the key path."""
+    where = path or "the document"
+    if isinstance(schema, dict):
+        if not isinstance(data, dict):
+            raise _fail(source, where, f"must be a mapping, got {type(data).__name__}")
+        unknown = sorted(str(key) for key in data if key not in schema)
+        if unknown:
+            key_path = f"{path}.{unknown[0]}" if path else unknown[0]
+            raise _fail(source, key_path, f"is not a known key; allowed here: {', '.join(schema)}")
+        cleaned = {}
+        for key, sub in schema.items():
+            key_path = f"{path}.{key}" if path else key
+            if key not in data:
+                if isinstance(sub, Optional):
+                    cleaned[key] = sub.default
+                    continue
+                raise _fail(source, key_path, "is missing; add it")
+            inner = sub.schema if isinstance(sub, Optional) else sub
+            cleaned[key] = validate(inner, data[key], source, key_path)
+        return cleaned
+    if isinstance(schema, MapOf):
+        if not isinstance(data, dict):
+            raise _fail(source, where, f"must be a mapping, got {type(data).__name__}")
+        cleaned = {}
+        for key, value in data.items():
+            key_path = f"{path}.{key}" if path else str(key)
+            if schema.keys is not None and key not in schema.keys:
+                raise _fail(source, key_path, f"is not a known key; allowed here: {', '.join(schema.keys)}")
+            cleaned[str(key)] = validate(schema.value, value, source, key_path)
+        return cleaned
+    if isinstance(schema, Number):
+        ok_type = isinstance(data, int) if schema.integer else isinstance(data, int | float)
+        if isinstance(data, bool) or not ok_type:
+            kind = "an integer" if schema.integer else "a number"
+            raise _fail(source, where, f"must be {kind}, got {data!r}")
+        if schema.strict and not data > schema.minimum:
+            raise _fail(source, where, f"must be > {schema.minimum:g}, got {data!r}")
+        if not schema.strict and not data >= schema.minimum:
+            raise _fail(source, where, f"must be >= {schema.minimum:g}, got {data!r}")
+        if schema.maximum is not None and data > schema.maximum:
+            raise _fail(source, where, f"must be <= {schema.maximum:g}, got {data!r}")
+        return data
+    if isinstance(schema, Choice):
+        if data not in schema.options:
+            raise _fail(source, where, f"must be one of {', '.join(schema.options)}, got {data!r}")
+        return data
+    if isinstance(schema, Text):
+        if not isinstance(data, str) or not data.strip():
+            raise _fail(source, where, f"must be a non-empty string, got {data!r}")
+        return data
+    raise TypeError(f"unsupported schema node {schema!r}")

@@ -1,0 +1,106 @@
+"""Turn a plan plus its cycle count into an :class:`OpCost` row: traffic, SRAM accesses, energy.
+
+Traffic and energy depend only on the plan (the same for the event simulation and the
+closed-form estimate); cycles come from either.
+"""
+
+from __future__ import annotations
+
+from hwsim.accelerator import BUFFERS, Accelerator, ceil_div
+from hwsim.result import OpCost
+from hwsim.tiling import GemmPlan, VectorPlan, vector_energy_per_element
+
+PJ_PER_J = 1e12
+
+
+def _folds(sizes: tuple[int, ...], extent: int | None) -> int:
+    """Array passes over one dimension: per block, ceil(size / extent), or 1 if it is streamed."""
+    return sum(ceil_div(size, extent) if extent else 1 for size in sizes)
+
+
+def _static_pj(accel: Accelerator, cycles: int) -> float:
+    return accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
+
+
+def _sram_pj(accel: Accelerator, reads: dict[str, int], writes: dict[str, int]) -> float:
+    energy = accel.sram_energy
+    return sum(reads[b] * energy.read_pj_per_bit[b] + writes[b] * energy.write_pj_per_bit[b] for b in BUFFERS)
+
+
+def gemm_cost(plan: GemmPlan, accel: Accelerator, cycles: int, compute_cycles: int) -> OpCost:
+    op, array = plan.op, accel.array
+    em, ek, en = array.extents(op)
+    count = op.count
+    a_elems, b_elems, o_elems = op.m * op.k, op.k * op.n, op.m * op.n
+    dram_read, dram_write = plan.dram_bits()
+    a_fetched = a_elems * plan.bits_a * plan.a_loads()
+    psum_passes = _folds(plan.k_blocks, ek)
+    reads = {
+        "ifmap": a_elems * plan.bits_a * _folds(plan.n_blocks, en),
+        "filter": b_elems * plan.bits_b * _folds(plan.m_blocks, em),
+        "ofmap": o_elems * (plan.psum_bits * (psum_passes - 1) + plan.bits_out),
+    }
+    writes = {
+        "ifmap": a_fetched,
+        "filter": dram_read - a_fetched,
+        "ofmap": o_elems * plan.psum_bits * psum_passes,
+    }
+    reads = {b: v * count for b, v in reads.items()}
+    writes = {b: v * count for b, v in writes.items()}
+    dram_read, dram_write = dram_read * count, dram_write * count
+    peak = array.peak_macs_per_cycle(op)
+    return OpCost(
+        name=op.name,
+        kind=op.kind,
+        count=count,
+        bits_a=op.bits_a,
+        bits_b=op.bits_b,
+        tile=plan.label,
+        cycles=cycles,
+        compute_cycles=compute_cycles,
+        stall_cycles=cycles - compute_cycles,
+        utilization=op.macs / (cycles * peak),
+        macs=op.macs,
+        bops=op.bops,
+        **{f"sram_read_bits_{b}": reads[b] for b in BUFFERS},
+        **{f"sram_write_bits_{b}": writes[b] for b in BUFFERS},
+        dram_read_bits=dram_read,
+        dram_write_bits=dram_write,
+        energy_mac_pj=op.macs * array.mac_energy_pj(op),
+        energy_sram_pj=_sram_pj(accel, reads, writes),
+        energy_dram_pj=(dram_read + dram_write) * accel.dram.energy_pj_per_bit,
+        energy_vector_pj=0.0,
+        energy_static_pj=_static_pj(accel, cycles),
+        latency_s=cycles / accel.clock_hz,
+    )
+
+
+def vector_cost(plan: VectorPlan, accel: Accelerator, cycles: int, compute_cycles: int) -> OpCost:
+    op = plan.op
+    load, store = op.elements * op.bits * plan.inputs, op.elements * op.bits
+    reads = {"ifmap": load, "filter": 0, "ofmap": store}
+    writes = {"ifmap": load, "filter": 0, "ofmap": store}
+    return OpCost(
+        name=op.name,
+        kind=op.kind,
+        count=1,
+        bits_a=op.bits,
+        bits_b=op.bits,
+        tile=plan.label,
+        cycles=cycles,
+        compute_cycles=compute_cycles,
+        stall_cycles=cycles - compute_cycles,
+        utilization=compute_cycles / cycles,
+        macs=0,
+        bops=0,
+        **{f"sram_read_bits_{b}": reads[b] for b in BUFFERS},
+        **{f"sram_write_bits_{b}": writes[b] for b in BUFFERS},
+        dram_read_bits=load,
+        dram_write_bits=store,
+        energy_mac_pj=0.0,
+        energy_sram_pj=_sram_pj(accel, reads, writes),
+        energy_dram_pj=(load + store) * accel.dram.energy_pj_per_bit,
+        energy_vector_pj=op.elements * vector_energy_per_element(op, accel),
+        energy_static_pj=_static_pj(accel, cycles),
+        latency_s=cycles / accel.clock_hz,
+    )

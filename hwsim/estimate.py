@@ -1,0 +1,28 @@
+"""Closed-form cost of an op or a whole workload (no event queue): the fast path for cost tables."""
+
+from __future__ import annotations
+
+from hwsim.accelerator import Accelerator
+from hwsim.cost import gemm_cost, vector_cost
+from hwsim.result import OpCost, SimResult
+from hwsim.tiling import gemm_transfers, pipeline_cycles, plan_gemm, plan_vector, vector_transfers
+from hwsim.workload import Gemm, Op, VectorOp, Workload
+
+
+def estimate(op: Op, accel: Accelerator) -> OpCost:
+    """Cost of one op in closed form (no event queue): the same plan and tiles as ``simulate``,
+    with compute cycles exact and the pipeline time from :func:`hwsim.tiling.pipeline_cycles`."""
+    if isinstance(op, Gemm):
+        plan = plan_gemm(op, accel)
+        steps = gemm_transfers(plan, accel)
+        return gemm_cost(plan, accel, pipeline_cycles(steps, op.count, accel), op.count * sum(s.compute for s in steps))
+    if isinstance(op, VectorOp):
+        plan = plan_vector(op, accel)
+        steps = vector_transfers(plan, accel)
+        return vector_cost(plan, accel, pipeline_cycles(steps, 1, accel), sum(s.compute for s in steps))
+    raise TypeError(f"estimate takes a hwsim.Gemm or hwsim.VectorOp, got {type(op).__name__}")
+
+
+def estimate_workload(workload: Workload, accel: Accelerator) -> SimResult:
+    """Closed-form costs of every op, run one after another (the same schedule as ``simulate``)."""
+    return SimResult(accel, [estimate(op, accel) for op in workload.ops], method="estimate")

@@ -1,0 +1,218 @@
+"""Workload graph: GEMM and vector ops in a networkx DAG, plus SCALE-Sim GEMM topology CSV I/O."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from hwsim.errors import WorkloadError
+
+MIN_BITS, MAX_BITS = 1, 16
+GEMM_KINDS = ("linear", "matmul")
+
+
+@dataclass(frozen=True)
+class VectorKind:
+    """A vector-unit operation type; ``inputs`` is how many tensors of ``elements`` it reads."""
+
+    name: str
+    inputs: int = 1
+
+
+VECTOR_KINDS: dict[str, VectorKind] = {}
+
+
+def register_vector_kind(name: str, inputs: int = 1) -> VectorKind:
+    """Add a vector op type (accelerators then need ``vector.cycles_per_element.<name>``)."""
+    kind = VectorKind(name, inputs)
+    VECTOR_KINDS[name] = kind
+    return kind
+
+
+for _name, _inputs in (("softmax", 1), ("layernorm", 1), ("gelu", 1), ("add", 2)):
+    register_vector_kind(_name, _inputs)
+
+
+def _check_bits(name: str, field: str, bits: int) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise WorkloadError(
+            f"op '{name}': {field} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}; "
+            f"map float tensors to 16 bits"
+        )
+
+
+def _check_positive(name: str, field: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkloadError(f"op '{name}': {field} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """``out[m×n] = A[m×k] @ B[k×n]``, ``count`` identical independent instances.
+
+    A holds activations (``bits_a``); B holds weights for ``kind="linear"`` and a second
+    activation tensor for ``kind="matmul"`` (q·kᵀ, attn·v). ``bits_out`` is the width the
+    output is written back to DRAM at (default: ``bits_a``, i.e. the next op reads at the
+    same activation precision).
+    """
+
+    name: str
+    m: int
+    k: int
+    n: int
+    bits_a: int
+    bits_b: int
+    count: int = 1
+    kind: str = "linear"
+    bits_out: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("m", "k", "n", "count"):
+            _check_positive(self.name, field, getattr(self, field))
+        _check_bits(self.name, "bits_a", self.bits_a)
+        _check_bits(self.name, "bits_b", self.bits_b)
+        if self.bits_out is not None:
+            _check_bits(self.name, "bits_out", self.bits_out)
+        if self.kind not in GEMM_KINDS:
+            raise WorkloadError(f"op '{self.name}': kind must be one of {GEMM_KINDS}, got {self.kind!r}")
+
+    @property
+    def out_bits(self) -> int:
+        return self.bits_a if self.bits_out is None else self.bits_out
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n * self.count
+
+    @property
+    def bops(self) -> int:
+        return self.macs * self.bits_a * self.bits_b
+
+
+@dataclass(frozen=True)
+class VectorOp:
+    """An elementwise/row-wise op on the vector unit over ``elements`` values of ``bits`` each."""
+
+    name: str
+    kind: str
+    elements: int
+    bits: int = 8
+
+    def __post_init__(self) -> None:
+        if self.kind not in VECTOR_KINDS:
+            raise WorkloadError(
+                f"op '{self.name}': unknown vector kind {self.kind!r}; use one of {sorted(VECTOR_KINDS)} "
+                f"or hwsim.register_vector_kind"
+            )
+        _check_positive(self.name, "elements", self.elements)
+        _check_bits(self.name, "bits", self.bits)
+
+    @property
+    def macs(self) -> int:
+        return 0
+
+    @property
+    def bops(self) -> int:
+        return 0
+
+
+Op = Gemm | VectorOp
+
+
+class Workload:
+    """A DAG of ops (networkx.DiGraph; node = op name, attribute ``op``); insertion order breaks ties."""
+
+    def __init__(self) -> None:
+        self.graph = nx.DiGraph()
+        self._order: dict[str, int] = {}
+
+    def add(self, op: Op, after: list[str] | tuple[str, ...] = ()) -> Op:
+        if not isinstance(op, Gemm | VectorOp):
+            raise WorkloadError(f"Workload.add takes a hwsim.Gemm or hwsim.VectorOp, got {type(op).__name__}")
+        if op.name in self.graph:
+            raise WorkloadError(f"op '{op.name}' is already in the workload; op names must be unique")
+        for pred in after:
+            if pred not in self.graph:
+                raise WorkloadError(f"op '{op.name}': predecessor '{pred}' is not in the workload; add it first")
+        self.graph.add_node(op.name, op=op)
+        self._order[op.name] = len(self._order)
+        for pred in after:
+            self.graph.add_edge(pred, op.name)
+        return op
+
+    @property
+    def ops(self) -> list[Op]:
+        """Ops in topological order (stable: among ready ops, the earliest added first)."""
+        names = nx.lexicographical_topological_sort(self.graph, key=self._order.__getitem__)
+        return [self.graph.nodes[name]["op"] for name in names]
+
+    def __len__(self) -> int:
+        return self.graph.number_of_nodes()
+
+    def __iter__(self):
+        return iter(self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    @classmethod
+    def from_topology_csv(cls, path: str | os.PathLike, bits_a: int = 8, bits_b: int = 8) -> Workload:
+        """Read a SCALE-Sim GEMM topology (``-i gemm``): header then rows ``Layer,M,N,K,``.
+
+        SCALE-Sim 3.0.0 reads a GEMM row as an M×K input (ifmap) multiplied by N filters of
+        K elements each, so M = output rows (tokens), N = output columns (filters), K = the
+        reduction: ``Gemm(m=M, k=K, n=N)``. Extra columns (SCALE-Sim's sparsity ratio) are
+        ignored. Ops are chained in file order.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise WorkloadError(f"topology '{path}': no such file; pass a SCALE-Sim GEMM CSV (Layer,M,N,K,)")
+        workload = cls()
+        previous: list[str] = []
+        with path.open(newline="") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        for line_no, row in enumerate(rows[1:], start=2):
+            cells = [cell.strip() for cell in row]
+            if len(cells) < 4:
+                raise WorkloadError(f"topology '{path}' line {line_no}: expected Layer,M,N,K, got {row}")
+            try:
+                m, n, k = (int(cells[1]), int(cells[2]), int(cells[3]))
+            except ValueError:
+                raise WorkloadError(
+                    f"topology '{path}' line {line_no}: M,N,K must be integers, got {cells[1:4]}"
+                ) from None
+            op = workload.add(Gemm(cells[0], m=m, k=k, n=n, bits_a=bits_a, bits_b=bits_b), after=previous)
+            previous = [op.name]
+        if not len(workload):
+            raise WorkloadError(f"topology '{path}': no layers; expected a header then rows Layer,M,N,K,")
+        return workload
+
+    def to_topology_csv(self, path: str | os.PathLike) -> Path:
+        """Write the GEMMs as a SCALE-Sim GEMM topology (instances of ``count`` > 1 as rows ``name#i``)."""
+        lines = ["Layer, M, N, K,"]
+        for op in self.ops:
+            if isinstance(op, Gemm):
+                names = [op.name] if op.count == 1 else [f"{op.name}#{i}" for i in range(op.count)]
+                lines += [f"{name}, {op.m}, {op.n}, {op.k}," for name in names]
+        return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,180 @@
+"""The ``pmq`` command line. Every user error becomes one stderr line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hwsim.errors import HwsimError
+from pmq.errors import PMQError
+
+if TYPE_CHECKING:
+    from pmq.allocation import BitAllocation
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit 2 (not the usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"pmq: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pmq.models import DEMO_CHECKPOINT
+    from pmq.train import TrainConfig, train_demo
+
+    out = Path(args.out) if args.out else DEMO_CHECKPOINT
+    record = train_demo(out, TrainConfig(epochs=args.epochs, seed=args.seed), args.data)
+    print(f"wrote {out} (test top-1 {100 * record['test_top1']:.2f}%)")
+    return 0
+
+
+def resolve_allocation(args: argparse.Namespace, component_names: list[str]) -> BitAllocation:
+    """``--bits W4A8`` (uniform), ``--allocation FILE`` (validated against the model) or float."""
+    from pmq.allocation import BitAllocation
+
+    if getattr(args, "allocation", None):
+        return BitAllocation.load(args.allocation).validate(component_names)
+    return BitAllocation.uniform(args.bits or "float", component_names)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pmq.allocation import Bits
+    from pmq.experiment import Experiment
+
+    if args.bits:
+        Bits.parse(args.bits)  # bad settings fail before anything is loaded
+    experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
+                            calibration_images=args.calibration_images, observer=args.observer)
+    allocation = resolve_allocation(args, experiment.component_names)
+    result = experiment.evaluate(allocation, args.limit, progress=not args.json)
+    if args.json:
+        print(json.dumps({"top1": result.top1, "size_mb": result.size_mb, "gbops": result.gbops}))
+    else:
+        setting = args.bits or (str(args.allocation) if args.allocation else "float")
+        print(f"{experiment.loaded.tag} at {setting}: top-1 {100 * result.top1:.2f}% on {result.images} images, "
+              f"{result.size_mb:.3f} MB, {result.gbops:.3f} GBOPs")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import accelerators
+    import hwsim
+    from pmq.allocation import Bits
+    from pmq.io import provenance, write_json
+
+    accel = accelerators.load(args.accelerator)
+    if args.workload:
+        if args.allocation:
+            raise PMQError("--allocation needs --model (a topology CSV has no components): use --bits WxAy")
+        bits = Bits.parse(args.bits or "W8A8")
+        if bits.w is None:
+            raise PMQError("--workload needs integer bits: use --bits WxAy (e.g. W8A8)")
+        workload = hwsim.Workload.from_topology_csv(args.workload, bits_a=bits.a, bits_b=bits.w)
+        label, allocation, tag = Path(args.workload).stem, {"uniform": str(bits)}, str(args.workload)
+    else:
+        from pmq.models import load_model
+        from pmq.quant import component_specs
+        from pmq.workload import model_workload
+
+        loaded = load_model(args.model, args.checkpoint, args.pretrained)
+        alloc = resolve_allocation(args, [spec.name for spec in component_specs(loaded.model)])
+        workload = model_workload(loaded.model, alloc, batch=args.batch)
+        label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
+    result = hwsim.simulate(workload, accel)
+    out = Path(args.out) if args.out else Path("results") / f"simulate-{label}-{accel.name}"
+    per_op = result.to_csv(out / "per_op.csv")
+    summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
+    summary["per_op"] = str(per_op)
+    write_json(out / "summary.json", {
+        **result.summary(), "per_op": str(per_op), "batch": args.batch, "allocation": allocation,
+        "accelerator_config": accel.config, "accelerator_sources": accel.sources,
+        "provenance": provenance(model_tag=tag),
+    })
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
+              f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
+              f"utilisation {100 * result.utilization:.1f}%  ({out})")
+    return 0
+
+
+def _model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="'demo' or a timm model name")
+    p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
+    p.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights (from its cache)")
+
+
+def _bits_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--bits", help="uniform setting for every component, e.g. W4A8, W8A8 or float")
+    group.add_argument("--allocation", type=Path, help="BitAllocation JSON (e.g. written by `pmq search`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pmq", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train the demo ViT on Fashion-MNIST")
+    p.add_argument("--data", type=Path, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--epochs", type=_positive_int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="checkpoint path (default: the bundled demo checkpoint)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="top-1, model size and BOPs of a model at a bit allocation")
+    _model_arguments(p)
+    _bits_arguments(p)
+    p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
+    p.add_argument("--limit", type=_positive_int, help="evaluate on this many test images (seeded subset)")
+    p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
+    p.add_argument("--observer", default="minmax", help="activation range observer: minmax, percentile or mse")
+    p.add_argument("--json", action="store_true", help="print one JSON object: top1, size_mb, gbops")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("simulate", help="latency, energy and BOPs of a model or GEMM topology on an accelerator")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="'demo' or a timm model name")
+    source.add_argument("--workload", type=Path, help="SCALE-Sim-style GEMM topology CSV (Layer,M,N,K,)")
+    p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
+    p.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights (from its cache)")
+    p.add_argument("--accelerator", required=True, help="preset name (int8_systolic, bitfusion, stripes, loom) or YAML")
+    _bits_arguments(p)
+    p.add_argument("--batch", type=_positive_int, default=1)
+    p.add_argument("--out", type=Path, help="folder for per_op.csv and summary.json")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (PMQError, HwsimError) as exc:
+        sys.stderr.write(f"pmq {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"pmq {args.command}: interrupted; finished result files are intact\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""One model, its quantized wrapper and its data: what evaluate, search and demo share.
+
+Loading, wrapping, calibrating and reading the test set happen once per ``Experiment``; every
+allocation evaluated afterwards reuses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from pmq.allocation import BitAllocation
+from pmq.cost import ComponentCost, bops, component_costs, model_size_mb
+from pmq.data import DataSource, data_source_for, stack_images
+from pmq.evaluate import evaluate_top1
+from pmq.models import LoadedModel, load_model
+from pmq.quant import QuantViT, calibrate, quantize_vit
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    top1: float
+    size_mb: float
+    gbops: float
+    images: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Experiment:
+    """A loaded model wrapped for quantization, with its calibration and test images."""
+
+    def __init__(self, model: str, checkpoint: str | Path | None = None, pretrained: bool = False,
+                 data_dir: str | Path | None = None, calibration_images: int = 256,
+                 observer: str = "minmax", seed: int = 0) -> None:
+        self.loaded: LoadedModel = load_model(model, checkpoint, pretrained)
+        self.source: DataSource = data_source_for(model, data_dir)
+        self.qv: QuantViT = quantize_vit(self.loaded.model)
+        self.calibration_size, self.observer, self.seed = calibration_images, observer, seed
+        self.calibration_s: float | None = None
+
+    @property
+    def component_names(self) -> list[str]:
+        return self.qv.component_names()
+
+    @cached_property
+    def test_set(self) -> Dataset:
+        return self.source.dataset("test", self.loaded.model)
+
+    @cached_property
+    def calibration_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Seeded images (and labels) from the train split, never from the test set."""
+        return stack_images(self.source.dataset("train", self.loaded.model), self.calibration_size, self.seed)
+
+    @cached_property
+    def costs(self) -> dict[str, ComponentCost]:
+        return component_costs(self.loaded.model)
+
+    def calibrate(self) -> float:
+        if self.calibration_s is None:
+            self.calibration_s = calibrate(self.qv, self.calibration_set[0], self.observer)
+        return self.calibration_s
+
+    def evaluate(self, allocation: BitAllocation, limit: int | None = None, progress: bool = True) -> EvalResult:
+        self.qv.apply(allocation)
+        self.calibrate()
+        top1 = evaluate_top1(self.qv, self.test_set, limit, progress=progress)
+        images = len(self.test_set) if limit is None else min(limit, len(self.test_set))
+        return EvalResult(top1, model_size_mb(self.qv, allocation), bops(self.costs, allocation, giga=True), images)

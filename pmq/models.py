@@ -1,0 +1,66 @@
+"""Model registry: the bundled Fashion-MNIST demo ViT and any timm model by name."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from pmq.errors import PMQError
+
+DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_vit.pt"
+DEMO_VIT_ARGS = dict(
+    img_size=28, patch_size=4, in_chans=1, num_classes=10,
+    embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0, global_pool="token",
+)
+"""Sized for 28×28 grey images: 7×7 patches + class token = 50 tokens."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    name: str  # "demo" or the timm name the user gave
+    tag: str  # pinned identity recorded in result files
+
+
+def create_demo_vit() -> VisionTransformer:
+    return VisionTransformer(**DEMO_VIT_ARGS)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool = False) -> LoadedModel:
+    """Build a model in eval mode: ``demo`` (bundled checkpoint) or a timm model name."""
+    if name == "demo":
+        path = Path(checkpoint) if checkpoint else DEMO_CHECKPOINT
+        if not path.is_file():
+            raise PMQError(f"checkpoint {path} not found: run `pmq train --out {path}` or pass --checkpoint")
+        model = create_demo_vit()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"] if "model" in state else state)
+        except (RuntimeError, KeyError, EOFError, OSError, TypeError) as exc:
+            raise PMQError(f"checkpoint {path} does not hold demo ViT weights ({str(exc).splitlines()[0]}): "
+                           "retrain with `pmq train`") from None
+        return LoadedModel(model.eval(), "demo", f"pmq-demo-vit@{file_digest(path)}")
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise PMQError(f"unknown model {name!r}{hint}: use 'demo' or a timm model name from timm.list_models()")
+    try:
+        model = timm.create_model(name, pretrained=pretrained)
+    except Exception as exc:  # timm raises many kinds when weights can't be fetched
+        raise PMQError(f"could not load pretrained weights for {name!r} ({type(exc).__name__}): "
+                       "put them in timm's cache or drop --pretrained") from None
+    if checkpoint:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"] if "model" in state else state)
+    tag = model.pretrained_cfg.get("tag") if pretrained else None
+    return LoadedModel(model.eval(), name, f"{name}.{tag}" if tag else f"{name} (random init)" if not pretrained and not checkpoint else name)

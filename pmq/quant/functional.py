@@ -1,0 +1,59 @@
+"""Fake-quantization arithmetic: the integer grids, as pure functions of tensors.
+
+Fake quantization keeps float tensors but snaps them to the integer grid an accelerator would use,
+so accuracy can be measured in PyTorch while the hardware simulator prices the same bit-widths.
+Rounding uses a straight-through estimator (gradient 1 inside the clipping range, 0 outside), so
+autograd works through quantized models too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pmq.errors import PMQError
+
+MIN_BITS, MAX_BITS = 2, 8
+_TINY_SCALE = 1e-12  # all-zero tensors: any positive scale maps them to 0 exactly
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round to nearest, with the identity as gradient (straight-through estimator)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def check_bits(bits: int | None, what: str) -> None:
+    if bits is not None and not (isinstance(bits, int) and MIN_BITS <= bits <= MAX_BITS):
+        raise PMQError(f"{what}: bits {bits!r} not supported: use an integer {MIN_BITS}..{MAX_BITS} or None (float)")
+
+
+def fake_quant_symmetric(w: Tensor, bits: int, clip: Tensor | None = None) -> Tensor:
+    """Symmetric per-output-channel (dim 0) fake quantization on the narrow grid {-q..q}, q = 2^(b-1)-1.
+
+    The narrow grid keeps zero exact and the grid symmetric; at 2 bits it is ternary {-1, 0, 1}·s
+    (one of the four codes is unused, as in ternary-weight networks). ``clip`` (per channel, ≤ 1)
+    shrinks each channel's max |w| before the scale is taken (MSE clipping).
+    """
+    qmax = 2 ** (bits - 1) - 1
+    absmax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1)
+    if clip is not None:
+        absmax = absmax * clip
+    scale = (absmax / qmax).clamp_min(_TINY_SCALE).reshape(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(round_ste(w / scale), -qmax, qmax) * scale
+
+
+def fake_quant_affine(x: Tensor, lo: Tensor, hi: Tensor, bits: Tensor | int) -> Tensor:
+    """Asymmetric fake quantization onto ``2^bits`` levels spanning [lo, hi] (broadcast with x).
+
+    The range is widened to include 0 so that zero (padding, ReLU/softmax zeros) is exact and the
+    zero point is an integer, as integer hardware needs. A zero range (constant-zero tensor) gives a
+    tiny scale and returns zeros, never NaN. Inside the range the error is at most scale/2.
+    """
+    lo = torch.minimum(lo, torch.zeros_like(lo))
+    hi = torch.maximum(hi, torch.zeros_like(hi))
+    bits = torch.as_tensor(bits, device=x.device)
+    levels = 2.0 ** bits.to(x.dtype) - 1
+    scale = ((hi - lo) / levels).clamp_min(_TINY_SCALE)
+    zero_point = torch.round(-lo / scale)
+    q = torch.clamp(round_ste(x / scale) + zero_point, torch.zeros_like(zero_point), levels)
+    return (q - zero_point) * scale

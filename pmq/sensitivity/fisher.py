@@ -1,0 +1,158 @@
+"""The PMQ global metric: a second-order estimate of the loss increase, from one backward pass.
+
+For an operand x (a weight, or an input activation) quantized at b bits, Δ_b = Q_b(x) − x, and
+
+    Ω(b) = ½ Σ_i F_ii · Δ_{b,i}²        (fisher="diagonal", the default)
+
+with the empirical Fisher F_ii = E_n[g_{n,i}²], g_n = ∂ℓ_n/∂x the gradient of image n's loss.
+It is "global" because g is the gradient of the final loss, not of the layer's own output; it is
+"lightweight" because one forward and one backward over the calibration images give every g, and
+every candidate b is then priced from the recorded tensors alone (no pass per candidate):
+
+- activations belong to one image, so the gradient of the summed loss *is* the per-image gradient;
+  Ω_a(b) = (1/N) Σ_n ½ Σ_j g_{n,j}² Δ_{b,n,j}²;
+- Linear/Conv weights are shared: their per-image gradients G_n = Σ_t g^out_{n,t} ⊗ a_{n,t} come
+  from the recorded input a and the gradient at the component's output (one batched matmul, no
+  extra pass); ``grad_group=k`` sums them over groups of k images first (per-micro-batch Fisher,
+  F = (1/N) Σ_m G_m², which adds (k−1)·ḡ² to the per-image estimate).
+
+``fisher="outer"`` keeps the whole per-image rank-1 Fisher g_n g_nᵀ instead of its diagonal:
+Ω(b) = (1/N) Σ_n ½ (g_n · Δ_{b,n})², i.e. the errors' actual alignment with the gradient instead of
+its expectation under independent errors. ``target`` picks the labels of the loss: the true ones
+("label", the empirical Fisher), the float model's own top-1 ("argmax"), or labels drawn from its
+softmax ("sampled", a one-sample Monte-Carlo estimate of the true Fisher).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from pmq.errors import PMQError
+from pmq.quant import QuantComponent, QuantConv2d, QuantViT
+from pmq.sensitivity.operands import (
+    PassCounter,
+    capture_outputs,
+    chunks,
+    is_parameter_operand,
+    per_sample_loss,
+    quant_errors,
+    quantize_operand,
+)
+from pmq.sensitivity.registry import MetricOutput, register_metric
+
+TARGETS = ("label", "argmax", "sampled")
+FISHERS = ("diagonal", "outer")
+_CHUNK_ELEMENTS = 1 << 24  # per-image weight gradients formed at most ~64 MB at a time
+
+
+def loss_targets(logits: Tensor, labels: Tensor, target: str, generator: torch.Generator) -> Tensor:
+    if target == "label":
+        return labels
+    if target == "argmax":
+        return logits.detach().argmax(dim=-1)
+    probs = logits.detach().float().softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def per_group_weight_grads(component: QuantComponent, a: Tensor, g_out: Tensor, group: int) -> Tensor:
+    """Σ over each group of ``group`` images of ∂ℓ_n/∂W, shape (B/group, *W.shape), from input and output grad."""
+    if isinstance(component, QuantConv2d):
+        if component.groups != 1:
+            raise PMQError("grouped convolutions are not supported by the pmq metric: ViT patch embeddings use groups=1")
+        cols = F.unfold(a, component.kernel_size, dilation=component.dilation, padding=component.padding,
+                        stride=component.stride)  # (B, C·k·k, L)
+        a_rows = cols.transpose(1, 2)  # (B, L, C·k·k)
+        g_rows = g_out.flatten(2).transpose(1, 2)  # (B, L, out)
+    else:
+        a_rows = a.reshape(a.shape[0], -1, a.shape[-1])
+        g_rows = g_out.reshape(g_out.shape[0], -1, g_out.shape[-1])
+    n_groups = a_rows.shape[0] // group
+    a_rows = a_rows.reshape(n_groups, -1, a_rows.shape[-1])
+    g_rows = g_rows.reshape(n_groups, -1, g_rows.shape[-1])
+    return (g_rows.transpose(1, 2) @ a_rows).reshape(n_groups, *component.weight.shape)
+
+
+@register_metric(
+    "pmq", {"batch_size": 16, "target": "label", "fisher": "diagonal", "grad_group": 1, "seed": 0}, version=1,
+    summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass")
+def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+               progress: bool, *, batch_size: int, target: str, fisher: str, grad_group: int,
+               seed: int) -> MetricOutput:
+    if target not in TARGETS:
+        raise PMQError(f"unknown target {target!r} for the pmq metric: use one of {', '.join(TARGETS)}")
+    if fisher not in FISHERS:
+        raise PMQError(f"unknown fisher {fisher!r} for the pmq metric: use one of {', '.join(FISHERS)}")
+    n_images = len(images)
+    if grad_group < 1 or batch_size % grad_group or n_images % grad_group:
+        raise PMQError(f"grad_group={grad_group} must be ≥ 1 and divide both batch_size={batch_size} and "
+                       f"the number of images {n_images}")
+    components = qv.components()
+    names = list(components)
+    shared = [n for n in names if is_parameter_operand(components[n])]
+    per_image = [(n, "a") for n in names] + [(n, "w") for n in names if n not in shared]
+    weight_errors = {n: quant_errors(components[n], "w", components[n].weight, bits) for n in shared}
+    sums = {key: torch.zeros(len(bits), dtype=torch.float64) for key in per_image}
+    weight_fisher = {n: torch.zeros_like(components[n].weight, dtype=torch.float32) for n in shared}
+    weight_outer = {n: torch.zeros(len(bits), dtype=torch.float64) for n in shared}
+    generator = torch.Generator(images.device).manual_seed(seed)
+
+    for part in tqdm(chunks(n_images, batch_size), desc="pmq sensitivity", unit="batch", disable=not progress):
+        x = images[part].detach().clone().requires_grad_(True)
+        with qv.recording() as operands, capture_outputs(qv, shared) as outputs:
+            logits = qv(x)
+        loss = per_sample_loss(logits, loss_targets(logits, labels[part], target, generator)).sum()
+        tensors = [getattr(operands[n], op) for n, op in per_image] + [outputs[n] for n in shared]
+        grads = torch.autograd.grad(loss, tensors)
+        counter.add_forward(len(x))
+        counter.add_backward(len(x))
+        with torch.no_grad():
+            for (name, op), value, grad in zip(per_image, tensors, grads[:len(per_image)], strict=False):
+                sums[(name, op)] += _per_image_terms(components[name], op, value.detach(), grad, bits, fisher)
+            for name, grad_out in zip(shared, grads[len(per_image):], strict=True):
+                _accumulate_weight(components[name], operands[name].a.detach(), grad_out, grad_group,
+                                   weight_errors[name], fisher, weight_fisher[name], weight_outer[name])
+
+    weights, activations = {}, {}
+    for name in names:
+        if name in shared:
+            if fisher == "diagonal":
+                mean_fisher = weight_fisher[name].double() / n_images
+                row = [0.5 * float((mean_fisher * err.double().pow(2)).sum()) for err in weight_errors[name]]
+            else:
+                row = (weight_outer[name] / n_images).tolist()
+        else:
+            row = (sums[(name, "w")] / n_images).tolist()
+        weights[name] = dict(zip(bits, row, strict=True))
+        activations[name] = dict(zip(bits, (sums[(name, "a")] / n_images).tolist(), strict=True))
+    return MetricOutput(weights, activations, {"images": n_images})
+
+
+def _per_image_terms(component: QuantComponent, operand: str, x: Tensor, grad: Tensor, bits: list[int],
+                     fisher: str) -> Tensor:
+    """Σ over this batch's images of ½ Σ_j g_j² Δ_j² (diagonal) or ½ (g·Δ)² (outer), per candidate."""
+    out = torch.zeros(len(bits), dtype=torch.float64)
+    grad_sq = grad.pow(2) if fisher == "diagonal" else None
+    for i, b in enumerate(bits):
+        err = quantize_operand(component, operand, x, b) - x
+        if fisher == "diagonal":
+            out[i] = 0.5 * float((grad_sq * err.pow(2)).sum(dtype=torch.float64))
+        else:
+            dots = (grad * err).flatten(1).sum(dim=1, dtype=torch.float64)
+            out[i] = 0.5 * float(dots.pow(2).sum())
+    return out
+
+
+def _accumulate_weight(component: QuantComponent, a: Tensor, grad_out: Tensor, group: int, errors: Tensor,
+                       fisher: str, fisher_sum: Tensor, outer_sum: Tensor) -> None:
+    per_group = max(1, _CHUNK_ELEMENTS // component.weight.numel()) * group
+    flat_errors = errors.flatten(1)
+    for part in chunks(a.shape[0], per_group):
+        grads = per_group_weight_grads(component, a[part], grad_out[part], group)
+        if fisher == "diagonal":
+            fisher_sum += grads.pow(2).sum(dim=0)
+        else:
+            dots = grads.flatten(1) @ flat_errors.T  # (groups, candidates)
+            outer_sum += 0.5 * dots.double().pow(2).sum(dim=0)

@@ -1,0 +1,54 @@
+"""Metrics by name: each is a function from (model, images, bits) to Ω tables, with its options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from pmq.quant import QuantViT
+from pmq.sensitivity.operands import PassCounter
+from pmq.sensitivity.result import Table
+
+
+@dataclass
+class MetricOutput:
+    """What a metric computes; ``compute_sensitivity`` adds timing, passes, options and provenance."""
+
+    weights: Table
+    activations: Table
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+MetricFn = Callable[..., MetricOutput]
+"""``fn(qv, images, labels, bits, counter, progress, **options) -> MetricOutput``; ``qv`` is in
+float eval mode for the call, ``counter`` counts the passes it runs."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: ``version`` is part of the cache key (bump it when the numbers change)."""
+
+    name: str
+    fn: MetricFn
+    defaults: dict[str, Any]
+    version: int
+    summary: str
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, defaults: dict[str, Any], version: int, summary: str) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: ``@register_metric("pmq", {"batch_size": 16}, 1, "…")`` on the metric function."""
+    def decorate(fn: MetricFn) -> MetricFn:
+        METRICS[name] = Metric(name, fn, dict(defaults), version, summary)
+        return fn
+    return decorate
+
+
+def run_metric(metric: Metric, qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int],
+               counter: PassCounter, progress: bool, options: dict[str, Any]) -> MetricOutput:
+    return metric.fn(qv, images, labels, bits, counter, progress, **options)
