@@ -39,7 +39,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pmq.train import TrainConfig, train_demo
 
     out = Path(args.out) if args.out else DEMO_CHECKPOINT
-    record = train_demo(out, TrainConfig(epochs=args.epochs, seed=args.seed), args.data)
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, augment=not args.no_augment,
+                         warmup_epochs=args.warmup_epochs if args.warmup_epochs is not None else (0.0 if args.init else 1.0))
+    record = train_demo(out, config, args.data, args.init)
     print(f"wrote {out} (test top-1 {100 * record['test_top1']:.2f}%)")
     return 0
 
@@ -115,6 +117,67 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    import accelerators
+    from pmq.experiment import Experiment
+    from pmq.io import provenance, write_json
+    from pmq.search import check_objective, run_search
+    from pmq.sensitivity import get_metric
+
+    check_objective(args.objective)
+    if args.also:
+        check_objective(args.also)
+    get_metric(args.metric)
+    accel = accelerators.load(args.accelerator)
+    experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
+                            calibration_images=args.calibration_images)
+    result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
+                        bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
+                        progress=not args.json)
+    budget_slug = args.budget.replace(":", "_").replace("/", "_")
+    out = Path(args.out) if args.out else Path("results") / f"search-{args.model}-{accel.name}-{args.objective}-{budget_slug}"
+    result.frontier.to_csv(out / "frontier.csv", key_format=str)
+    result.frontier.to_json(out / "frontier.json", extra={"provenance": provenance(model_tag=experiment.loaded.tag)})
+    result.allocation.save(out / "allocation.json")
+    write_json(out / "search.json", {**result.summary, "allocation": str(out / "allocation.json"),
+                                     "provenance": provenance(model_tag=experiment.loaded.tag)})
+    s = result.summary
+    if args.json:
+        print(json.dumps({key: s[key] for key in ("top1", "size_mb", "gbops", "latency_s", "energy_pj", "omega")}
+                         | {"allocation": str(out / "allocation.json")}))
+    else:
+        print(f"{s['model_tag']} [{args.metric}, {args.objective} <= {args.budget}]: top-1 {100 * s['top1']:.2f}%, "
+              f"{s['size_mb']:.3f} MB, {s['gbops']:.3f} GBOPs, {1e3 * s['latency_s']:.3f} ms and "
+              f"{s['energy_pj'] / 1e6:.2f} uJ on {accel.name}; frontier of {s['frontier_points']} points  ({out})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pmq.demo import run_demo
+
+    report = run_demo(args.out, limit=args.limit)
+    print(f"wrote {report.parent} (figures in {report.parent / 'figures'}); report: {report}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pmq.plots import plot_results
+
+    written = plot_results(args.results_dir, fmt=args.format)
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
+def _bit_choices(text: str) -> tuple[int, ...]:
+    try:
+        bits = tuple(sorted({int(b) for b in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated bits like 2,4,8, got {text!r}") from None
+    if not bits or bits[0] < 2 or bits[-1] > 8:
+        raise argparse.ArgumentTypeError(f"bits must lie in 2..8, got {text!r}")
+    return bits
+
+
 def _model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--model", required=required, help="'demo' or a timm model name")
     p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
@@ -131,9 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pmq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    p = sub.add_parser("demo", help="the main job end to end on the bundled demo ViT: results, figures, report")
+    p.add_argument("--out", type=Path, default=Path("results") / "demo", help="results folder (default results/demo)")
+    p.add_argument("--limit", type=_positive_int, help="test images per evaluation (default 2000 of the 10k)")
+    p.set_defaults(run=cmd_demo)
+
     p = sub.add_parser("train", help="train the demo ViT on Fashion-MNIST")
     p.add_argument("--data", type=Path, help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--epochs", type=_positive_int, default=12)
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (cosine schedule)")
+    p.add_argument("--warmup-epochs", type=float, help="linear warm-up (default 1, or 0 with --init)")
+    p.add_argument("--no-augment", action="store_true", help="no random shifts/flips (e.g. for a final fine-tune)")
+    p.add_argument("--init", type=Path, help="continue from this checkpoint instead of random weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="checkpoint path (default: the bundled demo checkpoint)")
     p.set_defaults(run=cmd_train)
@@ -160,6 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="folder for per_op.csv and summary.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_simulate)
+
+    p = sub.add_parser("search", help="PMQ: sensitivity + exact Pareto frontier against a cost, under a budget")
+    _model_arguments(p)
+    p.add_argument("--accelerator", default="bitfusion", help="preset name or YAML (prices latency/energy)")
+    p.add_argument("--objective", required=True, help="size, bops, latency or energy")
+    p.add_argument("--also", help="a second cost objective for a 3-D frontier (the budget applies to --objective)")
+    p.add_argument("--budget", required=True, help="absolute (e.g. 2.5e9 for bops) or relative to a uniform "
+                   "setting (e.g. 0.5x:W8A8); units: MB, GBOPs... are not used, give base units or a ratio")
+    p.add_argument("--metric", default="pmq", help="sensitivity metric: pmq, hawq or nuclear")
+    p.add_argument("--bit-choices", type=_bit_choices, default=(2, 3, 4, 6, 8), help="candidate bits, e.g. 2,3,4,6,8")
+    p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
+    p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
+    p.add_argument("--limit", type=_positive_int, help="evaluate the chosen allocation on this many test images")
+    p.add_argument("--out", type=Path, help="results folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser("plot", help="paper figures (PDF/PNG/SVG) from a results folder, without re-running")
+    p.add_argument("results_dir", type=Path, help="folder written by `pmq demo`")
+    p.add_argument("--format", default="pdf", choices=("pdf", "png", "svg"), help="figure format (default pdf)")
+    p.set_defaults(run=cmd_plot)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import sys
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from pmq.data import fashion_mnist
 from pmq.io import atomic_write, provenance, write_json
-from pmq.models import DEMO_VIT_ARGS, create_demo_vit
+from pmq.models import DEMO_VIT_ARGS, create_demo_vit, load_model
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    augment: bool = True
     seed: int = 0
 
 
@@ -51,13 +53,15 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return correct / len(x)
 
 
-def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None) -> dict:
-    """Train from scratch; write ``out`` (weights) and ``out.json`` (metrics + the command)."""
+def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None, init: Path | None = None) -> dict:
+    """Train from scratch (or continue from ``init``); write ``out`` and ``out.json`` (metrics + command)."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_x, train_y = fashion_mnist("train", data_dir).tensors
     test_x, test_y = fashion_mnist("test", data_dir).tensors
-    model = create_demo_vit()
+    model = load_model("demo", init).model if init else create_demo_vit()
+    previous_record = init.with_suffix(".json") if init else None
+    previous = json.loads(previous_record.read_text()) if previous_record and previous_record.is_file() else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
     total, warmup = config.epochs * steps_per_epoch, int(config.warmup_epochs * steps_per_epoch)
@@ -70,7 +74,8 @@ def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None) -> 
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", leave=False)
         for step in bar:
             idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            logits = model(augment(train_x[idx], generator))
+            images = augment(train_x[idx], generator) if config.augment else train_x[idx]
+            logits = model(images)
             loss = F.cross_entropy(logits, train_y[idx], label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -84,6 +89,8 @@ def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None) -> 
     record = {
         "model_args": DEMO_VIT_ARGS,
         "train_config": asdict(config),
+        "init": str(init) if init else None,
+        "previous_stage": previous,
         "command": "pmq " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "pmq train",
         "history": history,
         "test_top1": history[-1]["test_top1"] if history else None,
