@@ -75,6 +75,10 @@ class BitFusionArray(PEArray):
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         return self.units * self.pf(op) / self.passes(op)
 
+    def area_units(self) -> int:
+        """Fusion Units (16 BitBricks, shift-add tree and accumulator each)."""
+        return self.units
+
     def mac_energy_pj(self, op: Gemm) -> float:
         return self.mac_energy["array_pj_per_cycle"] / self.peak_macs_per_cycle(op)
 

@@ -67,6 +67,11 @@ class _BitSerialArray(PEArray):
     def instance_overhead_cycles(self, op: Gemm) -> int:
         return self.array["fill_drain_cycles"]
 
+    def area_units(self) -> int:
+        """Serial lanes: ``lanes`` per inner-product unit, one unit per (tile, filter, window)."""
+        a = self.array
+        return a["tiles"] * a["filters"] * a["windows"] * a["lanes"]
+
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         window_step, row_step = self.serial_bits(op)
         per_step = self.columns * self.array["lanes"]

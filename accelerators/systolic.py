@@ -68,5 +68,9 @@ class SystolicArray(PEArray):
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         return self.rows * self.cols / self.passes(op)
 
+    def area_units(self) -> int:
+        """One 8-bit MAC PE per array cell."""
+        return self.rows * self.cols
+
     def mac_energy_pj(self, op: Gemm) -> float:
         return self.mac_energy["pj_per_mac"] * self.passes(op)

@@ -83,8 +83,9 @@ class Bench:
         qv = quantize_vit(self.model, granularity=granularity, weight_clipping=weight_clipping)
         allocation = BitAllocation.uniform(setting, self.names)
         seconds = 0.0
-        if granularity == "tensor" and setting != "float":
-            seconds = calibrate(qv, self.calibration, observer, batch_size=128, allocation=allocation)
+        if setting != "float":  # static ranges (per tensor) and the weight clipping search
+            static_observer = observer if granularity == "tensor" else STATIC_OBSERVER  # unused per token
+            seconds = calibrate(qv, self.calibration, static_observer, batch_size=128, allocation=allocation)
         qv.apply(allocation)
         top1 = evaluate_top1(qv, self.test, self.limit, self.batch_size, progress=False)
         row = Row(setting, granularity, observer if granularity == "tensor" else "-", weight_clipping, top1,
@@ -114,7 +115,8 @@ def observer_table(bench: Bench) -> str:
         lines.append(f"| per-tensor, {observer} | " + " | ".join(f"{100 * r.top1:.2f}" for r in rows)
                      + f" | {max(r.calibration_s for r in rows):.2f} |")
     rows = [bench.run(s, "token", "-", DEFAULT_WEIGHT_CLIPPING) for s in OBSERVER_SETTINGS]
-    lines.append("| per-token, dynamic min-max | " + " | ".join(f"{100 * r.top1:.2f}" for r in rows) + " | 0.00 |")
+    lines.append("| per-token, dynamic min-max | " + " | ".join(f"{100 * r.top1:.2f}" for r in rows)
+                 + f" | {max(r.calibration_s for r in rows):.2f} |")
     return "\n".join(lines)
 
 

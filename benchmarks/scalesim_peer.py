@@ -62,9 +62,13 @@ Worked example, DeiT-S qkv (M=197, K=384, N=1152) on 32x32:
 
 Usage::
 
-    python benchmarks/scalesim_peer.py --write-reference            # ~15-20 min on 2 cores
-    python benchmarks/scalesim_peer.py --check-formula
+    python benchmarks/scalesim_peer.py --write-reference            # 20-40 min: SCALE-Sim is slow
+    python benchmarks/scalesim_peer.py --check-formula              # instant
     python benchmarks/scalesim_peer.py --compare --blocks deit_s     # ~2-3 min
+    python benchmarks/scalesim_peer.py --compare --reuse-reference   # hwsim only, SCALE-Sim from JSON
+
+The closed form was also checked against SCALE-Sim on random shapes (1..150 per dimension) on
+32x32 and 16x32 arrays, both dataflows: exact on every one.
 """
 
 from __future__ import annotations
@@ -337,6 +341,7 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=1)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
 
 
@@ -461,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             ss = run_scalesim(ensure_venv(args.venv), cfg, layers, args.dataflows)
         return 0 if compare(ss, hw, cfg) else 1
 
-    python = ensure_venv(args.venv)
-
-    rows = run_scalesim(python, cfg, layers, args.dataflows)
+    rows = run_scalesim(ensure_venv(args.venv), cfg, layers, args.dataflows)
     ok = check_formula(rows, cfg)
     write_json_atomic(args.reference, reference_payload(cfg, rows))
     print(f"wrote {args.reference}")

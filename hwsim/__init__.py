@@ -2,11 +2,12 @@
 
 Describe work as a :class:`Workload` of :class:`Gemm` / :class:`VectorOp`, load an
 :class:`Accelerator` (``accelerators.load``), then ``simulate`` (simpy, per tile) or
-``estimate`` / ``estimate_workload`` (closed form, for cost tables).
+``estimate`` / ``estimate_workload`` (closed form, for cost tables); ``area(accel)`` prices its silicon.
 """
 
 from hwsim import errors
 from hwsim.accelerator import Accelerator, Buffers, Dram, PEArray, SramEnergy, VectorUnit
+from hwsim.area import AreaBreakdown, area
 from hwsim.engine import simulate
 from hwsim.errors import ConfigError, HwsimError, TileError, UnknownAcceleratorError, WorkloadError
 from hwsim.estimate import estimate, estimate_workload
@@ -16,6 +17,7 @@ from hwsim.workload import VECTOR_KINDS, Gemm, VectorOp, Workload, register_vect
 __all__ = [
     "VECTOR_KINDS",
     "Accelerator",
+    "AreaBreakdown",
     "Buffers",
     "ConfigError",
     "Dram",
@@ -31,6 +33,7 @@ __all__ = [
     "VectorUnit",
     "Workload",
     "WorkloadError",
+    "area",
     "errors",
     "estimate",
     "estimate_workload",

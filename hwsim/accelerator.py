@@ -62,6 +62,11 @@ class PEArray(ABC):
     def mac_energy_pj(self, op: Gemm) -> float:
         """Dynamic array energy per MAC at the op's bits."""
 
+    @abstractmethod
+    def area_units(self) -> int:
+        """How many identical compute units the array replicates; ``area.unit_um2`` prices one
+        (see :mod:`hwsim.area`)."""
+
     def granules(self, op: Gemm) -> tuple[int, int, int]:
         return tuple(1 if extent is None else extent for extent in self.extents(op))
 
@@ -114,7 +119,8 @@ class Accelerator:
     """A complete accelerator: PE array model, buffers, DRAM, vector unit, clock and energy constants.
 
     ``config`` is the validated description it was built from (written into result JSON);
-    ``sources`` maps key paths to where each constant comes from. Area is not modelled yet.
+    ``sources`` maps key paths to where each constant comes from; ``hwsim.area(accel)`` prices its
+    silicon from the ``area`` section of ``config``.
     """
 
     name: str
@@ -140,6 +146,11 @@ VECTOR_SCHEMA = {
     "energy_pj_per_element": MapOf(NON_NEGATIVE),
 }
 SRAM_ENERGY_SCHEMA = {buffer: {"read": NON_NEGATIVE, "write": NON_NEGATIVE} for buffer in BUFFERS}
+AREA_SCHEMA = {
+    "unit_um2": POSITIVE,
+    "sram_mm2_per_kib": {buffer: POSITIVE for buffer in BUFFERS},
+    "vector_lane_um2": NON_NEGATIVE,
+}
 
 
 def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
@@ -163,5 +174,6 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
             "sram_pj_per_bit": SRAM_ENERGY_SCHEMA,
             "static_power_w": NON_NEGATIVE,
         },
+        "area": Optional(AREA_SCHEMA, None),
         "sources": Optional(MapOf(Text()), {}),
     }

@@ -43,6 +43,8 @@ class MapOf:
 
 @dataclass(frozen=True)
 class Optional:
+    """A key that may be left out (or set to null): it then takes ``default``."""
+
     schema: Any
     default: Any = None
 
@@ -69,8 +71,8 @@ def validate(schema: Any, data: Any, source: str, path: str = "") -> Any:
         cleaned = {}
         for key, sub in schema.items():
             key_path = f"{path}.{key}" if path else key
-            if key not in data:
-                if isinstance(sub, Optional):
+            if key not in data or (data[key] is None and isinstance(sub, Optional)):
+                if isinstance(sub, Optional):  # absent or null (``area:`` with nothing) = the default
                     cleaned[key] = sub.default
                     continue
                 raise _fail(source, key_path, "is missing; add it")

@@ -6,6 +6,8 @@ closed-form estimate); cycles come from either.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hwsim.accelerator import BUFFERS, Accelerator, ceil_div
 from hwsim.result import OpCost
 from hwsim.tiling import GemmPlan, VectorPlan, vector_energy_per_element
@@ -103,4 +105,30 @@ def vector_cost(plan: VectorPlan, accel: Accelerator, cycles: int, compute_cycle
         energy_vector_pj=op.elements * vector_energy_per_element(op, accel),
         energy_static_pj=_static_pj(accel, cycles),
         latency_s=cycles / accel.clock_hz,
+    )
+
+
+_SUMMED = [f.name for f in dataclasses.fields(OpCost)
+           if f.name not in ("name", "kind", "count", "bits_a", "bits_b", "tile", "utilization", "latency_s")]
+
+
+def grouped_gemm_cost(op, accel: Accelerator, parts: list[OpCost]) -> OpCost:
+    """One row for a grouped GEMM: the sum of its sub-GEMMs' rows (and the merge's, when depth-grouped).
+
+    Utilisation is the GEMM's MACs over what the array could do in the same cycles, each part at
+    its own bits (the merge counts at the nominal bits), so it stays comparable to ungrouped rows.
+    """
+    totals = {name: sum(getattr(part, name) for part in parts) for name in _SUMMED}
+    capacity = sum(part.cycles * accel.array.peak_macs_per_cycle(sub)
+                   for part, sub in zip(parts, [*op.parts(), op], strict=False))
+    return OpCost(
+        name=op.name,
+        kind=op.kind,
+        count=op.count,
+        bits_a=op.bits_a,
+        bits_b=op.bits_b,
+        tile=f"{len(parts)} groups: " + " + ".join(part.tile for part in parts),
+        utilization=op.macs / capacity,
+        latency_s=totals["cycles"] / accel.clock_hz,
+        **totals,
     )

@@ -9,6 +9,9 @@ Per op, three processes share one DRAM channel (a FIFO ``simpy.Resource``):
   partial sums accumulates, and is busy ``tile_cycles`` per tile;
 * a writer per finished output block drains it to DRAM and frees its output slot.
 
+A grouped GEMM (patch-wise token groups at their own bits) runs as its sub-GEMMs one after
+another, each through its own pipeline, then the merge of depth-group partial outputs.
+
 Ops run one at a time in a topological order of the DAG (an op starts when its predecessors
 and the op before it have finished). A ViT is a chain, so little is lost, and per-op costs
 stay well defined: every workload total is the sum of its per-op rows.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import simpy
 
 from hwsim.accelerator import Accelerator
-from hwsim.cost import gemm_cost, vector_cost
+from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
 from hwsim.result import OpCost, SimResult
 from hwsim.tiling import gemm_transfers, plan_gemm, plan_vector, vector_transfers
 from hwsim.workload import Gemm, Op, VectorOp, Workload
@@ -79,6 +82,12 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
 def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Accelerator):
     """simpy process: run one op, return its :class:`OpCost`."""
     start = env.now
+    if isinstance(op, Gemm) and op.grouped:  # row groups etc.: sub-GEMMs back to back, each at its own bits
+        merge = op.merge_op()
+        parts = []
+        for part in op.parts() + ([merge] if merge else []):
+            parts.append((yield from simulate_op(env, dram, part, accel)))
+        return grouped_gemm_cost(op, accel, parts)
     if isinstance(op, Gemm):
         plan = plan_gemm(op, accel)
         busy = yield from _pipeline(env, dram, accel, gemm_transfers(plan, accel), op.count)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hwsim.accelerator import Accelerator
-from hwsim.cost import gemm_cost, vector_cost
+from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
 from hwsim.result import OpCost, SimResult
 from hwsim.tiling import gemm_transfers, pipeline_cycles, plan_gemm, plan_vector, vector_transfers
 from hwsim.workload import Gemm, Op, VectorOp, Workload
@@ -11,7 +11,12 @@ from hwsim.workload import Gemm, Op, VectorOp, Workload
 
 def estimate(op: Op, accel: Accelerator) -> OpCost:
     """Cost of one op in closed form (no event queue): the same plan and tiles as ``simulate``,
-    with compute cycles exact and the pipeline time from :func:`hwsim.tiling.pipeline_cycles`."""
+    with compute cycles exact and the pipeline time from :func:`hwsim.tiling.pipeline_cycles`.
+    A grouped (patch-wise) GEMM is the sum of its sub-GEMMs, as in ``simulate``."""
+    if isinstance(op, Gemm) and op.grouped:
+        merge = op.merge_op()
+        parts = [estimate(part, accel) for part in op.parts()] + ([estimate(merge, accel)] if merge else [])
+        return grouped_gemm_cost(op, accel, parts)
     if isinstance(op, Gemm):
         plan = plan_gemm(op, accel)
         steps = gemm_transfers(plan, accel)

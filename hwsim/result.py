@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.accelerator import BUFFERS, Accelerator
+from hwsim.area import area, has_area
 from hwsim.workload import atomic_write_text
 
 ENERGY_PARTS = ("mac", "sram", "dram", "vector", "static")
@@ -146,6 +147,7 @@ class SimResult:
             "stall_cycles": self.stall_cycles,
             "dram_read_bits": self.dram_read_bits,
             "dram_write_bits": self.dram_write_bits,
+            "area_mm2": area(self.accelerator).total_mm2 if has_area(self.accelerator) else None,
         }
 
     def to_csv(self, path: str | os.PathLike) -> Path:

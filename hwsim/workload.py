@@ -34,8 +34,14 @@ def register_vector_kind(name: str, inputs: int = 1) -> VectorKind:
     return kind
 
 
-for _name, _inputs in (("softmax", 1), ("layernorm", 1), ("gelu", 1), ("add", 2)):
+for _name, _inputs in (("softmax", 1), ("layernorm", 1), ("gelu", 1), ("add", 2),
+                       ("token_score", 1), ("regroup", 1)):
     register_vector_kind(_name, _inputs)
+# token_score: rank tokens by importance (average a score row over heads, then a top-k selection);
+# regroup: gather token rows into bit groups and requantize each row at its group's bits.
+
+Groups = tuple[tuple[int, int], ...]
+"""Token groups of a GEMM operand: ``((size, bits), ...)``, sizes summing to the split dimension."""
 
 
 def _check_bits(name: str, field: str, bits: int) -> None:
@@ -44,6 +50,21 @@ def _check_bits(name: str, field: str, bits: int) -> None:
             f"op '{name}': {field} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}; "
             f"map float tensors to 16 bits"
         )
+
+
+def _check_groups(name: str, field: str, groups, dim: str, size: int) -> Groups:
+    """Groups as a tuple of (size, bits) pairs, each size positive, bits in range, sizes summing to ``size``."""
+    try:
+        pairs = tuple((rows, bits) for rows, bits in groups)
+    except (TypeError, ValueError):
+        raise WorkloadError(f"op '{name}': {field} must be a sequence of (size, bits) pairs, got {groups!r}") from None
+    for rows, bits in pairs:
+        _check_positive(name, f"{field} size", rows)
+        _check_bits(name, f"{field} bits", bits)
+    if pairs and sum(rows for rows, _ in pairs) != size:
+        raise WorkloadError(f"op '{name}': {field} sizes {[rows for rows, _ in pairs]} sum to "
+                            f"{sum(rows for rows, _ in pairs)}, not {dim}={size}; they must cover {dim} exactly")
+    return pairs
 
 
 def _check_positive(name: str, field: str, value: int) -> None:
@@ -59,6 +80,13 @@ class Gemm:
     activation tensor for ``kind="matmul"`` (q·kᵀ, attn·v). ``bits_out`` is the width the
     output is written back to DRAM at (default: ``bits_a``, i.e. the next op reads at the
     same activation precision).
+
+    Patch-wise precision: ``row_groups`` splits A's rows (tokens) into groups with their own
+    activation bits; ``col_groups`` splits B's columns (the key tokens of q·kᵀ) and
+    ``depth_groups`` B's rows (the value tokens of attn·v, the reduction) by their own bits.
+    A grouped GEMM runs as the sub-GEMMs of :meth:`parts` (one per group combination, each at
+    its own throughput, one after another); depth groups also add their partial outputs on the
+    vector unit (:meth:`merge_op`). ``bits_a``/``bits_b`` stay the nominal (ungrouped) widths.
     """
 
     name: str
@@ -70,6 +98,9 @@ class Gemm:
     count: int = 1
     kind: str = "linear"
     bits_out: int | None = None
+    row_groups: Groups = ()
+    col_groups: Groups = ()
+    depth_groups: Groups = ()
 
     def __post_init__(self) -> None:
         for field in ("m", "k", "n", "count"):
@@ -80,6 +111,12 @@ class Gemm:
             _check_bits(self.name, "bits_out", self.bits_out)
         if self.kind not in GEMM_KINDS:
             raise WorkloadError(f"op '{self.name}': kind must be one of {GEMM_KINDS}, got {self.kind!r}")
+        for field, dim in (("row_groups", "m"), ("col_groups", "n"), ("depth_groups", "k")):
+            object.__setattr__(self, field, _check_groups(self.name, field, getattr(self, field), dim,
+                                                          getattr(self, dim)))
+        if self.col_groups and self.depth_groups:
+            raise WorkloadError(f"op '{self.name}': give B's token groups as col_groups (q·kᵀ) or depth_groups "
+                                "(attn·v), not both")
 
     @property
     def out_bits(self) -> int:
@@ -90,8 +127,35 @@ class Gemm:
         return self.m * self.k * self.n * self.count
 
     @property
+    def grouped(self) -> bool:
+        return bool(self.row_groups or self.col_groups or self.depth_groups)
+
+    def parts(self) -> list[Gemm]:
+        """The sub-GEMMs a grouped GEMM runs as (``[self]`` when it has no groups)."""
+        if not self.grouped:
+            return [self]
+        rows = self.row_groups or ((self.m, self.bits_a),)
+        if self.depth_groups:  # B's token groups run along the reduction
+            b_groups = [(k, self.n, bits) for k, bits in self.depth_groups]
+        else:  # along the columns (or B is not grouped)
+            b_groups = [(self.k, n, bits) for n, bits in (self.col_groups or ((self.n, self.bits_b),))]
+        parts = []
+        for m, bits_a in rows:
+            for k, n, bits_b in b_groups:
+                parts.append(Gemm(f"{self.name}[{m}x{k}x{n} a{bits_a} b{bits_b}]", m, k, n, bits_a, bits_b,
+                                  self.count, self.kind, self.out_bits))
+        return parts
+
+    def merge_op(self) -> VectorOp | None:
+        """Depth groups leave one partial output per group: the vector unit adds them (``None`` if none)."""
+        if len(self.depth_groups) < 2:
+            return None
+        elements = (len(self.depth_groups) - 1) * self.m * self.n * self.count
+        return VectorOp(f"{self.name}.merge", "add", elements, self.out_bits)
+
+    @property
     def bops(self) -> int:
-        return self.macs * self.bits_a * self.bits_b
+        return sum(part.macs * part.bits_a * part.bits_b for part in self.parts())
 
 
 @dataclass(frozen=True)
@@ -194,12 +258,14 @@ class Workload:
         return workload
 
     def to_topology_csv(self, path: str | os.PathLike) -> Path:
-        """Write the GEMMs as a SCALE-Sim GEMM topology (instances of ``count`` > 1 as rows ``name#i``)."""
+        """Write the GEMMs as a SCALE-Sim GEMM topology (instances of ``count`` > 1 as rows ``name#i``,
+        grouped GEMMs as their sub-GEMMs)."""
         lines = ["Layer, M, N, K,"]
         for op in self.ops:
             if isinstance(op, Gemm):
-                names = [op.name] if op.count == 1 else [f"{op.name}#{i}" for i in range(op.count)]
-                lines += [f"{name}, {op.m}, {op.n}, {op.k}," for name in names]
+                for part in op.parts():
+                    names = [part.name] if part.count == 1 else [f"{part.name}#{i}" for i in range(part.count)]
+                    lines += [f"{name}, {part.m}, {part.n}, {part.k}," for name in names]
         return atomic_write_text(path, "\n".join(lines) + "\n")
 
 

@@ -4,7 +4,7 @@ JSON form (``BitAllocation.save``)::
 
     {"format": "pmq.bit_allocation/1",
      "components": {"blocks.0.attn.qkv": {"w": 4, "a": 8}, ...},   # null = float
-     "patchwise": {...},                                           # per-layer token settings, as given
+     "patchwise": {...},                                           # per-layer token settings (pmq.patchwise.spec)
      "metadata": {...}}                                            # free-form (provenance, budget, ...)
 """
 
@@ -76,8 +76,9 @@ FLOAT = Bits(None, None)
 class BitAllocation:
     """Component name → :class:`Bits`, in the model's component order.
 
-    ``patchwise`` is reserved for per-layer patch-wise (token-group) activation settings; this
-    class stores and serialises it as given. ``metadata`` is free-form and saved alongside.
+    ``patchwise`` holds the per-layer patch-wise (token-group) activation settings, in the JSON form
+    of :mod:`pmq.patchwise.spec` (``{}`` = none); it is serialised as given and checked by
+    :meth:`validate`. ``metadata`` is free-form and saved alongside.
     """
 
     bits: dict[str, Bits]
@@ -110,7 +111,8 @@ class BitAllocation:
         return BitAllocation({**self.bits, **changes}, dict(self.patchwise), dict(self.metadata))
 
     def validate(self, component_names: Iterable[str]) -> BitAllocation:
-        """Check against a model's components: no unknown, none missing, bits in range. Returns self."""
+        """Check against a model's components: no unknown, none missing, bits in range, patch-wise
+        settings well-formed and naming the model's layers. Returns self."""
         names = list(component_names)
         known = set(names)
         for name, bits in self.bits.items():
@@ -127,6 +129,9 @@ class BitAllocation:
         if missing:
             raise PMQError(f"allocation lacks component {missing[0]!r} ({len(missing)} missing): give every "
                            "component bits (null for float)")
+        from pmq.patchwise.spec import validate_patchwise  # the patch-wise schema lives with its module
+
+        validate_patchwise(self.patchwise, names)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -31,6 +31,12 @@ energy) make the frontier huge: after each stage only the least-Ω state per cos
 objective).  Guarantee: for every exact frontier point there is a returned allocation with Ω no
 larger and each cost at most ``resolution · C_max`` larger; returned points are real allocations
 with their exact sums, but one of them may be dominated by an allocation that was dropped.
+
+Sizes, for scale (DeiT-S, 74 components × 25 pairs, benchmarks/pareto_speed.py): the exact 2-D
+frontier has ~10³ points for size and ~10⁴–10⁵ for BOPs or float latency, built in under a second.
+A 3-D frontier is a surface, so it grows roughly with the square: (size, BOPs) over 36 components
+already has ~2·10⁵ points; over all 74 it passes 10⁶, and no per-stage resolution fine enough to
+keep the guarantee useful shrinks it much.  Use 3-D on parts of a model, or 2-D plus a budget.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from pmq.io import write_json, write_text
 DEFAULT_OBJECTIVE = "cost"
 BUDGET_RTOL = 1e-12  # well above float rounding of a ~100-term sum (~1e-14), far below any real budget step
 MAX_STATES = 20_000_000  # partial allocations held at one stage before we ask for a resolution
-_BLOCK = 256  # points per block in the 3-D sweep (pairwise work per block is _BLOCK²)
+_BLOCK = 256  # rows per chunk of the 3-D sweep (pairwise work is at most (2·_BLOCK)² per chunk)
 
 
 @dataclass(frozen=True)
@@ -169,12 +175,16 @@ class Frontier:
         limits = {}
         for j, value in self._budgets(budget).items():
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or math.isnan(value):
-                raise PMQError(f"budget {value!r} is not a number: give the {self.objectives[j]} budget as a number")
+                raise PMQError(
+                    f"budget {value!r} is not a number: give the {self.objectives[j]} budget as a number"
+                )
             lo, hi = self.cost_min[j], self.cost_max[j]
             name = self.objectives[j]
             span = f"use a budget in [{_num(lo)}, {_num(hi)}]"
             if value < lo - BUDGET_RTOL * abs(lo):
-                raise PMQError(f"{name} budget {_num(value)} is below the cheapest allocation ({_num(lo)}): {span}")
+                raise PMQError(
+                    f"{name} budget {_num(value)} is below the cheapest allocation ({_num(lo)}): {span}"
+                )
             if value > hi + BUDGET_RTOL * abs(hi):
                 raise PMQError(
                     f"{name} budget {_num(value)} is above the dearest allocation ({_num(hi)}), "
@@ -262,7 +272,8 @@ def frontier(
         if n * k > max_states:
             raise PMQError(
                 f"the exact frontier needs {n * k} partial allocations at component {names[t]!r} "
-                f"(limit {max_states}): pass resolution=1e-4 (or coarser) for a bounded approximation"
+                f"(limit {max_states}): pass a resolution (e.g. 1e-3) for a bounded approximation, "
+                "or search fewer components or objectives"
             )
         # row j*n + i is state i extended by choice j: concatenation order sets the tie-break
         merged_omega = (state_omega[None, :] + c_omega[:, None]).ravel()
@@ -384,7 +395,9 @@ def _compile(
             raise PMQError(f"component {name!r} has no choices: give it at least one (key, omega, costs)")
         seen = [c.key for c in choices]
         if len(set(seen)) != len(seen):
-            raise PMQError(f"component {name!r} lists a key twice ({seen}): keys must be unique per component")
+            raise PMQError(
+                f"component {name!r} lists a key twice ({seen}): keys must be unique per component"
+            )
         row_omega, row_costs = [], []
         for c in choices:
             row_omega.append(_value(c.omega, name, c.key, "sensitivity"))
@@ -427,6 +440,8 @@ def _prune(omega: np.ndarray, costs: np.ndarray) -> np.ndarray:
 
 
 def _prune_2d(omega: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    if len(cost) == 0:
+        return np.empty(0, dtype=np.intp)
     order = np.argsort(cost, kind="stable")
     o = omega[order]
     # a row survives if its Ω beats every row sorted before it (those are no dearer)
@@ -443,33 +458,45 @@ def _prune_2d(omega: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def _prune_3d(omega: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of (c1, c2, Ω), sweeping in lexicographic order.
+    """Non-dominated rows of (c1, c2, Ω): a sweep in c1 order.
 
-    Any dominator of a row sorts before it, so a row is dominated iff an earlier row has
-    c2 and Ω no larger (c1 is no larger by the order).  Earlier blocks are summarised by their
-    (c2, Ω) staircase, queried with a binary search; rows in the same block are compared pairwise.
+    Rows of smaller c1 are summarised by their (c2, Ω) staircase and queried by binary search.
+    The sweep goes in chunks cut at c1 boundaries: a chunk that is one equal-c1 group needs only
+    a 2-D prune; a chunk of several small groups (≤ 2·_BLOCK rows) is compared pairwise.
+    Integer-like costs (sizes, BOPs) give few large equal-c1 groups; float costs give many small
+    groups bundled into chunks.  The input is usually k cost-sorted runs (shifted copies of the
+    previous frontier), which a stable sort merges in O(n log k).
     """
-    order = np.lexsort((omega, c2, c1))  # stable: identical rows stay in concatenation order
+    order = np.argsort(c1, kind="stable")  # stable: identical rows stay in concatenation order
     a1, a2, ao = c1[order], c2[order], omega[order]
-    distinct = np.ones(len(order), dtype=bool)
-    distinct[1:] = (a1[1:] != a1[:-1]) | (a2[1:] != a2[:-1]) | (ao[1:] != ao[:-1])
-    order, a2, ao = order[distinct], a2[distinct], ao[distinct]
     n = len(order)
-    alive = np.empty(n, dtype=bool)
+    group_start = np.flatnonzero(np.r_[True, a1[1:] != a1[:-1]])
+    group_size = np.diff(np.r_[group_start, n])
+    # a chunk is one big equal-c1 group, or the small groups starting in one _BLOCK-row window
+    window = np.where(group_size > _BLOCK, -1 - np.arange(len(group_start)), group_start // _BLOCK)
+    bounds = np.r_[group_start[np.r_[True, window[1:] != window[:-1]]], n]
+    alive = np.zeros(n, dtype=bool)
     stair_c2 = np.empty(0)
     stair_omega = np.empty(0)
-    upper = np.triu(np.ones((_BLOCK, _BLOCK), dtype=bool), 1)
-    for lo in range(0, n, _BLOCK):
-        b2, bo = a2[lo : lo + _BLOCK], ao[lo : lo + _BLOCK]
-        size = len(b2)
-        pair = (b2[:, None] <= b2[None, :]) & (bo[:, None] <= bo[None, :]) & upper[:size, :size]
-        dominated = pair.any(axis=0)
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        b1, b2, bo = a1[lo:hi], a2[lo:hi], ao[lo:hi]
         if len(stair_c2):
             at = np.searchsorted(stair_c2, b2, side="right") - 1
-            dominated |= (at >= 0) & (stair_omega[np.maximum(at, 0)] <= bo)
-        alive[lo : lo + size] = ~dominated
+            candidates = np.flatnonzero((at < 0) | (stair_omega[np.maximum(at, 0)] > bo))
+        else:
+            candidates = np.arange(hi - lo)
+        # a row dominated inside the chunk is dominated by a candidate too (transitivity)
+        if b1[0] == b1[-1]:
+            survivors = candidates[_prune_2d(bo[candidates], b2[candidates])]
+        else:
+            rows = candidates[np.lexsort((bo[candidates], b2[candidates], b1[candidates]))]
+            # after the lexicographic sort any dominator (or an identical row) comes earlier
+            r2, ro = b2[rows], bo[rows]
+            pair = np.triu((r2[:, None] <= r2[None, :]) & (ro[:, None] <= ro[None, :]), 1)
+            survivors = rows[~pair.any(axis=0)]
+        alive[lo + survivors] = True
         stair_c2, stair_omega = _staircase(
-            np.concatenate([stair_c2, b2[~dominated]]), np.concatenate([stair_omega, bo[~dominated]])
+            np.concatenate([stair_c2, b2[survivors]]), np.concatenate([stair_omega, bo[survivors]])
         )
     return order[alive]
 

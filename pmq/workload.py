@@ -4,6 +4,9 @@ Every GEMM is named after the PMQ component whose bits it runs at (``blocks.3.at
 ``blocks.3.attn.matmul_qk``...), so cost tables map one-to-one onto allocation choices.
 Float components are priced as 16-bit operands (what a mixed-precision accelerator would run
 an unquantized layer at).
+
+Patch-wise settings (``allocation.patchwise``) turn a layer's token-row GEMMs into grouped GEMMs
+and add the token ranking and regrouping work: see :mod:`pmq.patchwise.hardware`.
 """
 
 from __future__ import annotations
@@ -100,14 +103,22 @@ def model_workload(model: nn.Module, allocation: BitAllocation, batch: int = 1,
             handles.append(module.register_forward_hook(on_vector(name, "gelu")))
         elif hasattr(module, "num_heads") and hasattr(module, "qkv"):
             handles.append(module.register_forward_pre_hook(on_attention(name), with_kwargs=True))
+    from pmq.patchwise.hardware import patchwise_ops  # patch-wise builds on this module: import on use
+    from pmq.patchwise.spec import validate_patchwise
+
+    spec = validate_patchwise(allocation.patchwise, allocation.bits)
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(batch, *input_size))
     finally:
         for handle in handles:
             handle.remove()
+    ops = trace.ops
+    if spec is not None:
+        ops = patchwise_ops(ops, spec, trace.attention, int(getattr(model, "num_prefix_tokens", 1)), bits_of)
     workload, previous = hwsim.Workload(), []
-    for op in trace.ops:
+    for op in ops:
         workload.add(op, after=previous)
         previous = [op.name]
     return workload
+

@@ -49,11 +49,15 @@ def fake_quant_affine(x: Tensor, lo: Tensor, hi: Tensor, bits: Tensor | int) -> 
     zero point is an integer, as integer hardware needs. A zero range (constant-zero tensor) gives a
     tiny scale and returns zeros, never NaN. Inside the range the error is at most scale/2.
     """
-    lo = torch.minimum(lo, torch.zeros_like(lo))
-    hi = torch.maximum(hi, torch.zeros_like(hi))
-    bits = torch.as_tensor(bits, device=x.device)
-    levels = 2.0 ** bits.to(x.dtype) - 1
+    lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+    levels = 2.0 ** bits.to(x.dtype) - 1 if isinstance(bits, Tensor) else float(2 ** bits - 1)
     scale = ((hi - lo) / levels).clamp_min(_TINY_SCALE)
     zero_point = torch.round(-lo / scale)
-    q = torch.clamp(round_ste(x / scale) + zero_point, torch.zeros_like(zero_point), levels)
-    return (q - zero_point) * scale
+    if torch.is_grad_enabled() and x.requires_grad:
+        q = torch.clamp(round_ste(x / scale) + zero_point, torch.zeros_like(zero_point),
+                        torch.as_tensor(levels, dtype=x.dtype, device=x.device))
+        return (q - zero_point) * scale
+    # inference: the same arithmetic in place (round(x/s + zp) = round(x/s) + zp, zp is an integer)
+    q = (x / scale).add_(zero_point).round_().clamp_(min=0)
+    q = torch.minimum(q, levels, out=q) if isinstance(levels, Tensor) else q.clamp_(max=levels)
+    return q.sub_(zero_point).mul_(scale)

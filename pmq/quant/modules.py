@@ -41,6 +41,10 @@ class QuantComponent(nn.Module):
         self.quantizer_w = quantizer_w
         self.component_name = ""  # set by quantize_vit: the stable module path
         self.recording: dict[str, Operands] | None = None
+        # Per-token bits the patch-wise module (pmq.patchwise) sets for the current forward; None = the
+        # quantizer's own bits. ``token_bits_w`` is for the second operand of the attention matmuls.
+        self.token_bits_a: Tensor | None = None
+        self.token_bits_w: Tensor | None = None
 
     def set_bits(self, bits: Bits) -> None:
         self.quantizer_w.bits = bits.w
@@ -49,6 +53,11 @@ class QuantComponent(nn.Module):
     def _record(self, a: Tensor, w: Tensor) -> None:
         if self.recording is not None:
             self.recording[self.component_name] = Operands(a, w)
+
+    def _quantize_a(self, x: Tensor) -> Tensor:
+        if self.token_bits_a is None:
+            return self.quantizer_a(x)
+        return self.quantizer_a.quantize(x, self.token_bits_a)
 
 
 class QuantLinear(QuantComponent):
@@ -67,7 +76,7 @@ class QuantLinear(QuantComponent):
 
     def forward(self, x: Tensor) -> Tensor:
         self._record(x, self.weight)
-        return F.linear(self.quantizer_a(x), self.quantizer_w(self.weight), self.bias)
+        return F.linear(self._quantize_a(x), self.quantizer_w(self.weight), self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -126,8 +135,8 @@ class QuantMatMul(QuantComponent):
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         self._record(a, b)
-        b_q = self.quantizer_w(b)
-        return self.quantizer_a(a) @ (b_q.transpose(-2, -1) if self.transpose_b else b_q)
+        b_q = self.quantizer_w(b) if self.token_bits_w is None else self.quantizer_w.quantize(b, self.token_bits_w)
+        return self._quantize_a(a) @ (b_q.transpose(-2, -1) if self.transpose_b else b_q)
 
     def extra_repr(self) -> str:
         return f"transpose_b={self.transpose_b}"
@@ -142,6 +151,7 @@ class QuantAttention(nn.Module):
     """
 
     fused_attn = False  # never SDPA: the two matmuls must be visible (and double-backward works)
+    patchwise = None  # a pmq.patchwise layer policy replaces forward while installed
 
     def __init__(self, attn: nn.Module) -> None:
         super().__init__()
@@ -160,6 +170,8 @@ class QuantAttention(nn.Module):
         self.proj_drop = attn.proj_drop
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        if self.patchwise is not None:
+            return self.patchwise(self, x, attn_mask, is_causal)
         B, N, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)

@@ -31,8 +31,7 @@ class WeightQuantizer(nn.Module):
     def __init__(self, clipping: str = "minmax") -> None:
         super().__init__()
         self.bits: int | None = None
-        self.clipping = clipping
-        self._clip_cache: dict[tuple, Tensor] = {}
+        self.clipping = clipping  # also empties the clip cache
 
     @property
     def clipping(self) -> str:
@@ -43,7 +42,7 @@ class WeightQuantizer(nn.Module):
         if name not in WEIGHT_CLIPPING:
             raise PMQError(f"unknown weight clipping {name!r}: use one of {', '.join(WEIGHT_CLIPPING)}")
         self._clipping = name
-        self._clip_cache = {}
+        self._clip_cache: dict[int, tuple[tuple, Tensor]] = {}  # bits -> (weight identity, ratios)
 
     def quantize(self, w: Tensor, bits: int | None) -> Tensor:
         """``w`` fake-quantized at ``bits`` (``None`` returns ``w`` itself)."""
@@ -52,13 +51,19 @@ class WeightQuantizer(nn.Module):
         check_bits(bits, "weight quantizer")
         return fake_quant_symmetric(w, bits, self._clip(w, bits))
 
+    def prepare(self, w: Tensor) -> None:
+        """Run the clipping search for the current bits now (at calibration), not in the first forward."""
+        if self.bits is not None:
+            self._clip(w, self.bits)
+
     def _clip(self, w: Tensor, bits: int) -> Tensor | None:
         if self._clipping == "minmax":
             return None
-        key = (bits, w.data_ptr(), w._version, tuple(w.shape))
-        if key not in self._clip_cache:
-            self._clip_cache[key] = weight_clip_ratio(w.detach(), bits)
-        return self._clip_cache[key]
+        identity = (w.data_ptr(), w._version, tuple(w.shape))
+        cached = self._clip_cache.get(bits)
+        if cached is None or cached[0] != identity:
+            cached = self._clip_cache[bits] = (identity, weight_clip_ratio(w.detach(), bits))
+        return cached[1]
 
     def forward(self, w: Tensor) -> Tensor:
         return self.quantize(w, self.bits)
@@ -78,7 +83,8 @@ class ActQuantizer(nn.Module):
     one range per head channel, over the tokens.
 
     ``bits`` may be an int or, for the patch-wise module, an integer tensor with one entry per row
-    (see :data:`RowBits`), in either granularity.
+    (see :data:`RowBits`), in either granularity; a per-channel operand (``reduce_dim=-2``) then
+    takes its per-channel ranges within each group of rows that share a bit-width.
     """
 
     def __init__(self, reduce_dim: int = -1) -> None:
@@ -128,15 +134,15 @@ class ActQuantizer(nn.Module):
         if bits is None:
             return x
         if isinstance(bits, Tensor):
-            if self.reduce_dim != -1:
-                raise PMQError("per-row bits need row ranges: this operand is quantized per channel")
             bits = _align_row_bits(bits.to(torch.long), x).unsqueeze(-1)
             if bits.numel() and (bits.min() < MIN_BITS or bits.max() > MAX_BITS):
                 raise PMQError(f"per-row bits must lie in {MIN_BITS}..{MAX_BITS}, got {bits.min()}..{bits.max()}")
         else:
             check_bits(bits, "activation quantizer")
-        if self._granularity == "token":
-            lo = x.detach().amin(dim=self.reduce_dim, keepdim=True)
+        if self._granularity == "token" and isinstance(bits, Tensor) and self.reduce_dim != -1:
+            lo, hi = _group_ranges(x.detach(), bits, self.reduce_dim)
+        elif self._granularity == "token":
+            lo = x.detach().amin(dim=self.reduce_dim, keepdim=True)  # (aminmax with a dim is slower on CPU)
             hi = x.detach().amax(dim=self.reduce_dim, keepdim=True)
         else:
             lo, hi = self._static_range(x, bits)
@@ -161,6 +167,21 @@ class ActQuantizer(nn.Module):
         bits = "per-row" if isinstance(self.bits, Tensor) else self.bits
         observer = type(self.observer).__name__ if self.observer is not None else None
         return f"bits={bits}, granularity={self._granularity}, observer={observer}"
+
+
+def _group_ranges(x: Tensor, bits: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Per-channel ranges over ``dim`` taken separately within each group of rows sharing a bit-width.
+
+    For the ``v`` operand of attn·v (rows = the reduction): each bit group is its own partial dot
+    product on hardware, so each needs (and may have) its own per-channel scale.
+    """
+    lo, hi = torch.zeros_like(x), torch.zeros_like(x)
+    for b in bits.unique().tolist():
+        in_group = bits == b
+        lo_b = torch.where(in_group, x, torch.inf).amin(dim=dim, keepdim=True)
+        hi_b = torch.where(in_group, x, -torch.inf).amax(dim=dim, keepdim=True)
+        lo, hi = torch.where(in_group, lo_b, lo), torch.where(in_group, hi_b, hi)
+    return lo, hi
 
 
 def _align_row_bits(bits: Tensor, x: Tensor) -> Tensor:

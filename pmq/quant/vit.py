@@ -96,6 +96,7 @@ class QuantViT(nn.Module):
             component.component_name = spec.name
             self._components[spec.name] = component
         self.allocation = BitAllocation.uniform(FLOAT, self._components)
+        self.apply(self.allocation)  # a re-wrapped copy starts float too
         self.set_granularity(granularity)
         self.set_weight_clipping(weight_clipping)
         self.train(model.training)
@@ -116,10 +117,13 @@ class QuantViT(nn.Module):
         return self._components[name]
 
     def apply(self, allocation: BitAllocation) -> QuantViT:
-        """Set every component's bits (validated first). Returns self."""
+        """Set every component's bits (validated first) and its patch-wise token settings, if any. Returns self."""
+        from pmq.patchwise.runtime import install_patchwise  # it builds on these modules: import on use
+
         allocation.validate(self._components)
         for name, bits in allocation.items():
             self._components[name].set_bits(bits)
+        self.patchwise = install_patchwise(self, allocation.patchwise)
         self.allocation = allocation
         return self
 

@@ -18,12 +18,20 @@ every candidate b is then priced from the recorded tensors alone (no pass per ca
 
 ``fisher="outer"`` keeps the whole per-image rank-1 Fisher g_n g_nᵀ instead of its diagonal:
 Ω(b) = (1/N) Σ_n ½ (g_n · Δ_{b,n})², i.e. the errors' actual alignment with the gradient instead of
-its expectation under independent errors. ``target`` picks the labels of the loss: the true ones
-("label", the empirical Fisher), the float model's own top-1 ("argmax"), or labels drawn from its
-softmax ("sampled", a one-sample Monte-Carlo estimate of the true Fisher).
+its expectation under independent errors. ``first_order=True`` adds the first Taylor term
+(1/N) Σ_n g_n · Δ_{b,n} (ḡ · Δ_b for shared weights) and clips the sum at 0; it matters when the
+float model is not at a minimum of the loss being measured (e.g. trained with label smoothing but
+scored by plain cross-entropy), and ``details["signed"]`` keeps the unclipped estimate.
+``target`` picks the labels of the loss: the true ones ("label", the empirical Fisher), the float
+model's own top-1 ("argmax"), or labels drawn from its softmax ("sampled", a one-sample
+Monte-Carlo estimate of the true Fisher, whose quadratic form is the second-order expansion of
+the KL divergence between float and quantized predictions).
+All terms come from the same products g ⊙ Δ_b, so every option costs one forward and one backward.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -75,11 +83,32 @@ def per_group_weight_grads(component: QuantComponent, a: Tensor, g_out: Tensor, 
     return (g_rows.transpose(1, 2) @ a_rows).reshape(n_groups, *component.weight.shape)
 
 
+@dataclass
+class _Terms:
+    """Per-candidate sums over images: first order Σ g·Δ, diagonal ½ Σ g²Δ², outer ½ Σ_n (g_n·Δ_n)²."""
+
+    first: Tensor
+    diagonal: Tensor
+    outer: Tensor
+
+    @classmethod
+    def zeros(cls, n: int) -> _Terms:
+        return cls(*(torch.zeros(n, dtype=torch.float64) for _ in range(3)))
+
+    def add(self, i: int, products: Tensor) -> None:
+        """``products`` = g ⊙ Δ for one candidate, images (or image groups) along dim 0."""
+        per_image = products.flatten(1).sum(dim=1).double()
+        self.first[i] += float(per_image.sum())
+        self.diagonal[i] += 0.5 * float(products.pow(2).sum())
+        self.outer[i] += 0.5 * float(per_image.pow(2).sum())
+
+
 @register_metric(
-    "pmq", {"batch_size": 16, "target": "label", "fisher": "diagonal", "grad_group": 1, "seed": 0}, version=1,
+    "pmq", {"batch_size": 16, "target": "label", "fisher": "diagonal", "first_order": False, "grad_group": 1,
+            "seed": 0}, version=2,
     summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass")
 def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
-               progress: bool, *, batch_size: int, target: str, fisher: str, grad_group: int,
+               progress: bool, *, batch_size: int, target: str, fisher: str, first_order: bool, grad_group: int,
                seed: int) -> MetricOutput:
     if target not in TARGETS:
         raise PMQError(f"unknown target {target!r} for the pmq metric: use one of {', '.join(TARGETS)}")
@@ -93,10 +122,9 @@ def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], co
     names = list(components)
     shared = [n for n in names if is_parameter_operand(components[n])]
     per_image = [(n, "a") for n in names] + [(n, "w") for n in names if n not in shared]
+    terms = {key: _Terms.zeros(len(bits)) for key in [(n, "a") for n in names] + [(n, "w") for n in names]}
     weight_errors = {n: quant_errors(components[n], "w", components[n].weight, bits) for n in shared}
-    sums = {key: torch.zeros(len(bits), dtype=torch.float64) for key in per_image}
-    weight_fisher = {n: torch.zeros_like(components[n].weight, dtype=torch.float32) for n in shared}
-    weight_outer = {n: torch.zeros(len(bits), dtype=torch.float64) for n in shared}
+    weight_fisher = {n: torch.zeros_like(components[n].weight) for n in shared}
     generator = torch.Generator(images.device).manual_seed(seed)
 
     for part in tqdm(chunks(n_images, batch_size), desc="pmq sensitivity", unit="batch", disable=not progress):
@@ -109,50 +137,37 @@ def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], co
         counter.add_forward(len(x))
         counter.add_backward(len(x))
         with torch.no_grad():
-            for (name, op), value, grad in zip(per_image, tensors, grads[:len(per_image)], strict=False):
-                sums[(name, op)] += _per_image_terms(components[name], op, value.detach(), grad, bits, fisher)
+            for (name, op), value, grad in zip(per_image, tensors, grads, strict=False):  # outputs follow
+                value = value.detach()
+                for i, b in enumerate(bits):
+                    terms[(name, op)].add(i, grad * (quantize_operand(components[name], op, value, b) - value))
             for name, grad_out in zip(shared, grads[len(per_image):], strict=True):
                 _accumulate_weight(components[name], operands[name].a.detach(), grad_out, grad_group,
-                                   weight_errors[name], fisher, weight_fisher[name], weight_outer[name])
+                                   weight_errors[name], terms[(name, "w")], weight_fisher[name])
 
-    weights, activations = {}, {}
-    for name in names:
-        if name in shared:
-            if fisher == "diagonal":
-                mean_fisher = weight_fisher[name].double() / n_images
-                row = [0.5 * float((mean_fisher * err.double().pow(2)).sum()) for err in weight_errors[name]]
-            else:
-                row = (weight_outer[name] / n_images).tolist()
-        else:
-            row = (sums[(name, "w")] / n_images).tolist()
-        weights[name] = dict(zip(bits, row, strict=True))
-        activations[name] = dict(zip(bits, (sums[(name, "a")] / n_images).tolist(), strict=True))
-    return MetricOutput(weights, activations, {"images": n_images})
-
-
-def _per_image_terms(component: QuantComponent, operand: str, x: Tensor, grad: Tensor, bits: list[int],
-                     fisher: str) -> Tensor:
-    """Σ over this batch's images of ½ Σ_j g_j² Δ_j² (diagonal) or ½ (g·Δ)² (outer), per candidate."""
-    out = torch.zeros(len(bits), dtype=torch.float64)
-    grad_sq = grad.pow(2) if fisher == "diagonal" else None
-    for i, b in enumerate(bits):
-        err = quantize_operand(component, operand, x, b) - x
-        if fisher == "diagonal":
-            out[i] = 0.5 * float((grad_sq * err.pow(2)).sum(dtype=torch.float64))
-        else:
-            dots = (grad * err).flatten(1).sum(dim=1, dtype=torch.float64)
-            out[i] = 0.5 * float(dots.pow(2).sum())
-    return out
+    for name in shared:  # the diagonal of the weights' Fisher, (1/N) Σ_m G_m², meets Δ once at the end
+        for i, err in enumerate(weight_errors[name]):
+            terms[(name, "w")].diagonal[i] = 0.5 * float((weight_fisher[name] * err.pow(2)).sum(dtype=torch.float64))
+    tables: dict[str, dict[str, dict[int, float]]] = {"w": {}, "a": {}}
+    signed: dict[str, dict[str, dict[str, float]]] = {"weights": {}, "activations": {}}
+    for (name, op), t in terms.items():
+        second = t.diagonal if fisher == "diagonal" else t.outer
+        estimate = (second + t.first if first_order else second) / n_images
+        tables[op][name] = {b: max(float(v), 0.0) for b, v in zip(bits, estimate, strict=True)}
+        if first_order:
+            signed["weights" if op == "w" else "activations"][name] = {str(b): float(v) for b, v in zip(bits, estimate, strict=True)}
+    details = {"images": n_images, **({"signed": signed} if first_order else {})}
+    ordered = {op: {n: tables[op][n] for n in names} for op in tables}
+    return MetricOutput(ordered["w"], ordered["a"], details)
 
 
 def _accumulate_weight(component: QuantComponent, a: Tensor, grad_out: Tensor, group: int, errors: Tensor,
-                       fisher: str, fisher_sum: Tensor, outer_sum: Tensor) -> None:
-    per_group = max(1, _CHUNK_ELEMENTS // component.weight.numel()) * group
-    flat_errors = errors.flatten(1)
-    for part in chunks(a.shape[0], per_group):
+                       terms: _Terms, fisher_sum: Tensor) -> None:
+    """Per-group weight gradients G_m, chunk by chunk: Σ G_m² into ``fisher_sum``, G_m·Δ into ``terms``."""
+    per_chunk = max(1, _CHUNK_ELEMENTS // component.weight.numel()) * group
+    for part in chunks(a.shape[0], per_chunk):
         grads = per_group_weight_grads(component, a[part], grad_out[part], group)
-        if fisher == "diagonal":
-            fisher_sum += grads.pow(2).sum(dim=0)
-        else:
-            dots = grads.flatten(1) @ flat_errors.T  # (groups, candidates)
-            outer_sum += 0.5 * dots.double().pow(2).sum(dim=0)
+        fisher_sum += grads.pow(2).sum(dim=0)
+        dots = (grads.flatten(1) @ errors.flatten(1).T).double()  # (groups, candidates): G_m · Δ_b
+        terms.first += dots.sum(dim=0)
+        terms.outer += 0.5 * dots.pow(2).sum(dim=0)

@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
 from pmq.quant import QuantViT
-from pmq.sensitivity.operands import PassCounter, chunks, per_sample_loss, quantize_operand
+from pmq.sensitivity.operands import (
+    PassCounter,
+    chunks,
+    is_parameter_operand,
+    per_sample_loss,
+    quantize_operand,
+)
 from pmq.sensitivity.registry import MetricOutput, register_metric
 
 
@@ -37,6 +43,7 @@ def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], c
         raise PMQError(f"hawq needs max_iter ≥ 1 and tol ≥ 0, got max_iter={max_iter!r}, tol={tol!r}")
     components = qv.components()
     keys = [(n, "a") for n in components] + [(n, "w") for n in components]
+    shared_keys = {(n, "w") for n, c in components.items() if is_parameter_operand(c)}
     n_images = len(images)
     parts = chunks(n_images, batch_size)
     generator = torch.Generator(images.device).manual_seed(seed)
@@ -57,8 +64,8 @@ def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], c
         if first:  # ‖Δ_b‖² and n, once per batch (shared weights once in all)
             with torch.no_grad():
                 for (name, op), value in zip(keys, inputs, strict=True):
-                    if op == "w" and value is components[name].weight and numel[(name, op)]:
-                        continue
+                    if (name, op) in shared_keys and numel[(name, op)]:
+                        continue  # a weight shared by all batches: once
                     value = value.detach()
                     numel[(name, op)] += value.numel()
                     for i, b in enumerate(bits):
@@ -82,7 +89,7 @@ def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], c
             vs = []
             for i in live:
                 key = keys[i]
-                shared = inputs[i] is components[key[0]].weight
+                shared = key in shared_keys
                 if shared and key in shared_v:
                     vs.append(shared_v[key])
                     continue
@@ -112,7 +119,7 @@ def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], c
         scale = abs(mean_traces[(name, op)]) / max(numel[(name, op)], 1)
         row = {b: scale * float(sq_errors[(name, op)][i]) for i, b in enumerate(bits)}
         (weights if op == "w" else activations)[name] = row
-    details = {"images": n_images, "hutchinson_samples": samples,
+    details = {"images": n_images, "hutchinson_samples": samples, "total_trace_samples": history,
                "traces": {"weights": {n: mean_traces[(n, "w")] for n in components},
                           "activations": {n: mean_traces[(n, "a")] for n in components}}}
     return MetricOutput(weights, activations, details)

@@ -20,7 +20,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmq.quant import QuantViT
-from pmq.sensitivity.operands import PassCounter, capture_outputs, chunks, quantize_operand
+from pmq.sensitivity.operands import (
+    PassCounter,
+    capture_outputs,
+    chunks,
+    is_parameter_operand,
+    quantize_operand,
+)
 from pmq.sensitivity.registry import MetricOutput, register_metric
 
 
@@ -61,9 +67,8 @@ def nuclear_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int]
                 nuclear_count[name] += norms.numel()
             for name, op in keys:
                 x = getattr(operands[name], op)
-                if op == "w" and x is getattr(components[name], "weight", None):
-                    if norm_sq[(name, op)]:
-                        continue  # a shared weight: once
+                if op == "w" and is_parameter_operand(components[name]) and norm_sq[(name, op)]:
+                    continue  # a weight shared by all batches: once
                 norm_sq[(name, op)] += float(x.pow(2).sum(dtype=torch.float64))
                 for i, b in enumerate(bits):
                     err = quantize_operand(components[name], op, x, b) - x

@@ -78,3 +78,10 @@ def test_model_size_counts_quantized_weights_at_their_bits(tiny_vit):
     assert model_size_mb(qv) == model_size_mb(tiny_vit, mixed)
     with pytest.raises(PMQError, match="unknown component"):
         model_size_mb(tiny_vit, BitAllocation({**mixed.bits, "blocks.3.attn.qkv": FLOAT}))
+
+
+def test_costs_of_a_quantized_uncalibrated_model_use_a_float_copy(tiny_vit):
+    qv = quantize_vit(tiny_vit, granularity="tensor")
+    qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))  # would need calibration to run
+    assert sum(c.macs for c in component_costs(qv).values()) == sum(MACS.values())
+    assert bops(qv) == sum(MACS.values()) * 16

@@ -179,3 +179,37 @@ def test_gradients_flow_through_quantized_model(tiny_vit):
     qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))
     F.cross_entropy(qv(torch.randn(4, 1, 8, 8)), torch.tensor([0, 1, 2, 0])).backward()
     assert qv.component("blocks.0.mlp.fc1").weight.grad.abs().sum() > 0
+
+
+def test_per_row_bits_on_a_component_inside_the_model(tiny_vit):
+    qv = quantize_vit(tiny_vit, granularity="token")
+    x = torch.randn(2, 1, 8, 8)
+    fc1 = qv.component("blocks.0.mlp.fc1")
+    with torch.no_grad():
+        fc1.quantizer_a.bits = torch.full((5,), 8)
+        all_high = qv(x)
+        fc1.quantizer_a.bits = 8
+        assert torch.equal(qv(x), all_high)
+        fc1.quantizer_a.bits = torch.tensor([8, 2, 2, 2, 2])  # in the last block only the class
+        assert torch.equal(qv(x), all_high)  # token reaches the head: patch rows don't matter
+        fc1.quantizer_a.bits = torch.tensor([2, 8, 8, 8, 8])
+        assert not torch.equal(qv(x), all_high)
+
+
+def test_rewrapping_gives_an_independent_float_copy(tiny_vit):
+    qv = quantize_vit(tiny_vit, granularity="tensor").apply(BitAllocation.uniform("W4A4", [
+        *quantize_vit(tiny_vit).component_names()]))
+    copy = quantize_vit(qv)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert _max_diff(copy(x), tiny_vit(x)) <= 1e-5
+    assert qv.component("head").quantizer_w.bits == 4
+
+
+def test_token_calibration_observes_nothing_and_prepares_weight_clipping(tiny_vit):
+    qv = quantize_vit(tiny_vit, granularity="token", weight_clipping="mse")
+    allocation = BitAllocation.uniform("W3A4", qv.component_names())
+    calibrate(qv, torch.randn(4, 1, 8, 8), observer="percentile", allocation=allocation)
+    assert all(q.observer is None for q in qv.activation_quantizers())
+    assert qv.allocation is allocation
+    assert 3 in qv.component("blocks.0.mlp.fc1").quantizer_w._clip_cache

@@ -1,0 +1,127 @@
+"""Co-design sweep throughput: points per second on local processes vs a dask LocalCluster (issue 7).
+
+The sweep: deit_small_patch16_224 (timm, random weights, seed 0), Ω from the pmq metric on one batch
+of 8 random images (computed once, cached by content hash), 40 accelerator designs (10 random
+samples of each preset's array/buffer/bandwidth/clock parameters) x 5 latency budgets = 200 points.
+Top-1 is a stand-in (exp(-Ω)), so the timing is the per-design pricing the executors distribute
+(hwsim cost table, exact Pareto frontier, one whole-model estimate per budget); real evaluation
+runs in the parent once per distinct allocation whichever executor is used.
+
+Both executors get the same number of worker processes; the time of each includes starting its
+workers (spawned processes; the cluster's start is also shown on its own). Prints a table and
+checks that both executors wrote byte-identical tables. Run: ``python benchmarks/sweep_speed.py``
+(needs ``pip install 'pmq[distributed]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+DESIGNS = """
+designs:
+  - base: [int8_systolic, bitfusion]
+    random:
+      samples: {samples}
+      seed: 0
+      parameters:
+        array.rows: [8, 16, 32, 64]
+        array.cols: [8, 16, 32, 64]
+        buffers.ifmap: [16384, 32768, 65536, 131072]
+        buffers.filter: [32768, 65536, 131072]
+        dram.bandwidth_bits_per_cycle: {{min: 64, max: 512}}
+        clock_hz: {{min: 2.0e+8, max: 1.0e+9, log: true}}
+  - base: [stripes, loom]
+    random:
+      samples: {samples}
+      seed: 0
+      parameters:
+        array.tiles: [4, 8, 16]
+        array.windows: [8, 16, 32]
+        dram.bandwidth_bits_per_cycle: {{min: 64, max: 512}}
+        clock_hz: {{min: 2.0e+8, max: 1.0e+9, log: true}}
+"""
+BUDGETS = ["1x:W8A8", "0.8x:W8A8", "0.6x:W8A8", "0.5x:W8A8", "0.4x:W8A8"]
+
+
+def deit_inputs(images: int = 8):
+    """Ω of DeiT-S (random weights) by the pmq metric on one random batch, its workload, a stand-in top-1."""
+    import timm
+    import torch
+
+    from pmq.allocation import BitAllocation
+    from pmq.io import provenance
+    from pmq.quant import quantize_vit
+    from pmq.search import DEFAULT_BIT_CHOICES, bit_pairs
+    from pmq.sensitivity import compute_sensitivity
+    from pmq.sweep import SweepInputs
+    from pmq.workload import model_workload
+
+    torch.manual_seed(0)
+    model = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
+    qv = quantize_vit(model)
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randn(images, 3, 224, 224, generator=generator)
+    labels = torch.randint(0, 1000, (images,), generator=generator)
+    sensitivity = compute_sensitivity(qv, batch, labels, metric="pmq", bits=DEFAULT_BIT_CHOICES, progress=False)
+    names = qv.component_names()
+    omega = {name: {b: sensitivity.omega(name, b) for b in bit_pairs(DEFAULT_BIT_CHOICES)} for name in names}
+    workload = model_workload(model, BitAllocation.uniform("W8A8", names))
+
+    def stand_in_top1(allocation: BitAllocation) -> dict[str, float]:
+        return {"top1": math.exp(-sum(omega[name][bits] for name, bits in allocation.items()))}
+
+    tag = "deit_small_patch16_224 (random init)"
+    return SweepInputs(names, omega, workload, tag, stand_in_top1, "stand-in top-1 = exp(-omega)",
+                       provenance(model_tag=tag, sensitivity_s=sensitivity.wall_time_s))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=10, help="random designs per preset (4 presets)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes for both executors")
+    args = parser.parse_args()
+
+    import yaml
+    from distributed import LocalCluster
+
+    from pmq.sweep import run_sweep, space_from_dict
+
+    start = time.perf_counter()
+    inputs = deit_inputs()
+    prepare_s = time.perf_counter() - start
+    space = space_from_dict({**yaml.safe_load(DESIGNS.format(samples=args.samples)), "budgets": BUDGETS}, "bench")
+    points = len(space.designs) * len(BUDGETS)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        local = run_sweep(space, inputs, tmp / "local", "latency", workers=args.workers, progress=False)
+        rows.append(("local processes", args.workers, time.perf_counter() - t, 0.0))
+
+        t = time.perf_counter()
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            cluster_s = time.perf_counter() - t
+            dask = run_sweep(space, inputs, tmp / "dask", "latency", executor="dask",
+                             scheduler=cluster.scheduler_address, progress=False)
+        rows.append(("dask LocalCluster", args.workers, time.perf_counter() - t, cluster_s))
+        same = local.table.read_bytes() == dask.table.read_bytes()
+        failed = local.failed
+
+    print(f"deit_small_patch16_224: {len(space.designs)} designs x {len(BUDGETS)} budgets = {points} points "
+          f"({failed} failed: budget below a design's cheapest allocation); Ω + workload prepared once in "
+          f"{prepare_s:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'executor':<20}{'workers':>8}{'wall s':>10}{'start s':>10}{'points/s':>10}{'designs/s':>11}")
+    for name, workers, wall, started in rows:
+        print(f"{name:<20}{workers:>8}{wall:>10.1f}{started:>10.1f}{points / wall:>10.2f}"
+              f"{len(space.designs) / wall:>11.2f}")
+    print(f"tables identical: {same}")
+
+
+if __name__ == "__main__":
+    main()

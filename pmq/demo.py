@@ -1,0 +1,275 @@
+"""``pmq demo``: the main job, end to end, on the bundled Fashion-MNIST ViT.
+
+Uniform settings and PMQ / HAWQ-v2 searches at several budgets (on BOPs and on simulated latency)
+are evaluated on the test set and simulated on every accelerator preset; the results folder
+(``pmq.results``) is written file by file, then the figures and ``report.md`` are made from those
+files alone, so ``pmq plot`` redraws them without re-running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+import accelerators
+import hwsim
+from pmq.allocation import BitAllocation
+from pmq.errors import PMQError
+from pmq.experiment import EvalResult, Experiment
+from pmq.io import provenance
+from pmq.patchwise.search import DEFAULT_LEVEL_SETS, DEFAULT_RHOS
+from pmq.results import REPORT_FILE, Measured, ResultsWriter, allocation_label
+from pmq.search import OBJECTIVES, run_search
+from pmq.workload import model_workload
+
+DEFAULT_OUT = Path("results") / "demo"
+
+
+def _default_budgets() -> dict[str, tuple[str, ...]]:
+    # BOPs span 1/16..1 × W8A8 over bits 2..8; bitfusion latency only ~0.52..1 × W8A8 on the demo
+    # model (vector ops and DRAM do not shrink with bits), so its budgets sit inside that range.
+    return {"bops": ("0.25x:W8A8", "0.4x:W8A8", "0.6x:W8A8"),
+            "latency": ("0.6x:W8A8", "0.75x:W8A8", "0.9x:W8A8")}
+
+
+@dataclass
+class DemoConfig:
+    """What the demo runs. The defaults take a few minutes on two CPU cores."""
+
+    model: str = "demo"
+    uniform: tuple[str, ...] = ("float", "W8A8", "W6A6", "W4A8", "W4A4")
+    metrics: tuple[str, ...] = ("pmq", "hawq")
+    budgets: dict[str, tuple[str, ...]] = field(default_factory=_default_budgets)
+    accelerators: tuple[str, ...] | None = None  # None: every preset
+    search_accelerator: str = "bitfusion"  # prices the latency/energy objectives
+    baseline_accelerator: str = "int8_systolic"  # speedups and savings are relative to ...
+    baseline_setting: str = "W8A8"  # ... this uniform setting on it
+    bit_choices: tuple[int, ...] = (2, 3, 4, 6, 8)
+    test_images: int | None = 2000  # seeded subset of the 10k test set; None = all
+    calibration_images: int = 256
+    sensitivity_images: int = 64
+    observer: str = "minmax"
+    seed: int = 0
+    highlight_objective: str = "latency"  # the middle budget of this objective is shown in detail
+    patchwise_objective: str | None = "bops"  # patch-wise reallocation of the highlighted PMQ allocation ...
+    patchwise_budget: str = "0.97x"  # ... under this share of its own cost (None objective: skip); token
+    # groups only touch the attention operands, so ~0.9x is the floor on the demo model
+    patchwise_levels: tuple[tuple[int, ...], ...] = DEFAULT_LEVEL_SETS  # candidate token bit levels ...
+    patchwise_rhos: tuple[float, ...] = DEFAULT_RHOS  # ... and shares of patches kept at the high level
+    token_map_images: int = 4  # test images (distinct classes) shown with their per-patch bits
+
+
+def _measured(evaluated: EvalResult, sim: hwsim.SimResult, omega: float | None = None) -> Measured:
+    return Measured(top1=evaluated.top1, images=evaluated.images, size_mb=evaluated.size_mb,
+                    gbops=evaluated.gbops, latency_s=sim.latency_s, energy_pj=sim.energy_pj, cycles=sim.cycles,
+                    utilization=sim.utilization, energy_breakdown_pj=sim.energy_breakdown, omega=omega)
+
+
+def _model_info(experiment: Experiment) -> dict[str, Any]:
+    from pmq.models import DEMO_CHECKPOINT
+
+    model = experiment.loaded.model
+    info: dict[str, Any] = {
+        "name": experiment.loaded.name, "tag": experiment.loaded.tag, "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()), "components": len(experiment.component_names),
+    }
+    embed = getattr(model, "patch_embed", None)
+    if embed is not None:
+        info["architecture"] = {
+            "img_size": list(embed.img_size), "patch_size": list(embed.patch_size),
+            "in_chans": embed.proj.in_channels, "embed_dim": getattr(model, "embed_dim", None),
+            "depth": len(getattr(model, "blocks", [])), "num_heads": model.blocks[0].attn.num_heads,
+            "num_classes": getattr(model, "num_classes", None), "tokens": embed.num_patches + 1,
+        }
+    training = DEMO_CHECKPOINT.with_suffix(".json")
+    if experiment.loaded.name == "demo" and training.is_file():
+        info["training"] = json.loads(training.read_text())
+    return info
+
+
+def _versions() -> dict[str, Any]:
+    import matplotlib
+    import networkx
+    import simpy
+
+    return provenance(matplotlib=matplotlib.__version__, simpy=simpy.__version__,
+                      networkx=networkx.__version__, platform=platform.platform())
+
+
+def _distinct_class_images(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first test image of each of the first ``n`` classes met (deterministic)."""
+    images, labels, seen = [], [], set()
+    for index in range(len(dataset)):
+        image, label = dataset[index]
+        if int(label) not in seen:
+            seen.add(int(label))
+            images.append(image)
+            labels.append(int(label))
+            if len(images) == n:
+                break
+    return torch.stack(images), torch.tensor(labels)
+
+
+def _patchwise(experiment: Experiment, writer: ResultsWriter, base_label: str, base: BitAllocation,
+               accels: dict[str, hwsim.Accelerator], cfg: DemoConfig, test_images: int | None,
+               simulate_all) -> None:
+    """PMQ's third step on one searched allocation: per-layer token-group bits under a budget, then
+    its per-patch bit maps over a few test images."""
+    from pmq.data import FASHION_MNIST_CLASSES
+    from pmq.patchwise import patchwise_choices, run_patchwise, token_bit_maps
+
+    search = run_patchwise(experiment, base, accels[cfg.search_accelerator], cfg.patchwise_objective,
+                           cfg.patchwise_budget, choices=patchwise_choices(cfg.patchwise_levels, cfg.patchwise_rhos),
+                           omega_images=cfg.sensitivity_images, evaluate=False, progress=False)
+    label = f"{base_label}-pw"
+    allocation = search.allocation
+    allocation.metadata.update({"method": "patchwise", "base_allocation": base_label})
+    evaluated = experiment.evaluate(allocation, test_images, progress=False)
+    sims = simulate_all(allocation)
+    writer.add_allocation(label, "patchwise", allocation,
+                          {n: _measured(evaluated, s, search.summary["omega"]) for n, s in sims.items()}, sims,
+                          metric="pmq", objective=cfg.patchwise_objective, budget=cfg.patchwise_budget,
+                          base=base_label)
+    images, labels = _distinct_class_images(experiment.test_set, cfg.token_map_images)
+    maps = token_bit_maps(experiment.qv, images, allocation, operand="q", labels=labels)
+    captions = list(FASHION_MNIST_CLASSES) if experiment.loaded.name == "demo" else None
+    writer.add_token_bits(maps, captions, allocation=label)
+
+
+def run_demo(out_dir: str | Path = DEFAULT_OUT, limit: int | None = None, progress: bool = True,
+             config: DemoConfig | None = None) -> Path:
+    """Run the demo into ``out_dir`` and return the path of its ``report.md``.
+
+    ``limit`` caps the test images per evaluation (default ``config.test_images``). Every result
+    file is complete once written; Ctrl-C leaves the finished ones (and a ``run.json`` listing
+    them) in place.
+    """
+    from pmq.plots import plot_results
+    from pmq.report import write_report
+
+    cfg = config or DemoConfig()
+    for objective in cfg.budgets:
+        if objective not in OBJECTIVES:
+            raise PMQError(f"unknown objective {objective!r} in the demo budgets: use one of {', '.join(OBJECTIVES)}")
+    test_images = limit if limit is not None else cfg.test_images
+    names = list(cfg.accelerators or accelerators.available())
+    for required in (cfg.search_accelerator, cfg.baseline_accelerator):
+        if required not in names:
+            names.append(required)
+    accels = {name: accelerators.load(name) for name in names}
+    n_searches = len(cfg.metrics) * sum(len(b) for b in cfg.budgets.values()) + bool(cfg.patchwise_objective)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    bar = tqdm(total=2 + len(cfg.uniform) + n_searches + 2, desc="pmq demo", unit="step", disable=not progress)
+
+    def step(what: str) -> None:
+        bar.set_postfix_str(what, refresh=True)
+
+    try:
+        step("load model + data, calibrate")
+        t = time.perf_counter()
+        experiment = Experiment(cfg.model, calibration_images=cfg.calibration_images, observer=cfg.observer,
+                                seed=cfg.seed)
+        experiment.calibrate()
+        timings["load_and_calibrate"] = time.perf_counter() - t
+        bar.update()
+        writer = ResultsWriter(out_dir, {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "reproduce": "pmq demo --out DIR" + (f" --limit {limit}" if limit is not None else ""),
+            "config": {**asdict(cfg), "test_images": test_images},
+            "provenance": _versions(),
+            "model": _model_info(experiment),
+            "data": {
+                "source": experiment.source.describe(), "test_set_size": len(experiment.test_set),
+                "test_images": min(test_images or len(experiment.test_set), len(experiment.test_set)),
+                "test_subset_seed": 0, "calibration_images": cfg.calibration_images,
+                "calibration_split": "train", "calibration_seed": cfg.seed, "observer": cfg.observer,
+                "sensitivity_images": cfg.sensitivity_images,
+            },
+            "search": {"primary_accelerator": cfg.search_accelerator, "bit_choices": list(cfg.bit_choices),
+                       "budgets": cfg.budgets, "metrics": list(cfg.metrics),
+                       "float_on_hardware_bits": 16},
+            "baseline": {"accelerator": cfg.baseline_accelerator, "allocation": cfg.baseline_setting},
+            "accelerators": {name: accel.config for name, accel in accels.items()},
+            "accelerator_sources": {name: accel.sources for name, accel in accels.items()},
+        })
+        bar.update()
+
+        def simulate_all(allocation: BitAllocation) -> dict[str, hwsim.SimResult]:
+            workload = model_workload(experiment.loaded.model, allocation)
+            return {name: hwsim.simulate(workload, accel) for name, accel in accels.items()}
+
+        t = time.perf_counter()
+        for setting in cfg.uniform:
+            step(f"evaluate {setting}")
+            allocation = BitAllocation.uniform(setting, experiment.component_names)
+            allocation.metadata.update({"method": "uniform", "model": experiment.loaded.tag})
+            evaluated = experiment.evaluate(allocation, test_images, progress=False)
+            sims = simulate_all(allocation)
+            writer.add_allocation(setting, "uniform", allocation,
+                                  {n: _measured(evaluated, s) for n, s in sims.items()}, sims)
+            bar.update()
+        timings["uniform"] = time.perf_counter() - t
+
+        highlight: list[str] = []
+        chosen: dict[str, BitAllocation] = {}
+        for metric in cfg.metrics:
+            t = time.perf_counter()
+            for objective, budgets in cfg.budgets.items():
+                for i, budget in enumerate(budgets):
+                    step(f"{metric} search, {objective} <= {budget}")
+                    result = run_search(experiment, accels[cfg.search_accelerator], objective, budget, metric=metric,
+                                        bit_choices=cfg.bit_choices, sensitivity_images=cfg.sensitivity_images,
+                                        limit=test_images, progress=False)
+                    s = result.summary
+                    if i == 0:
+                        writer.add_frontier(metric, objective, result.frontier, result.costs.fixed[objective],
+                                            result.costs.in_units(objective, 1.0), OBJECTIVES[objective], cfg.search_accelerator,
+                                            extra={"provenance": provenance(model_tag=experiment.loaded.tag),
+                                                   "metric": metric, "accelerator": cfg.search_accelerator})
+                    label = allocation_label(metric, objective, budget)
+                    evaluated = EvalResult(s["top1"], s["size_mb"], s["gbops"], s["images"])
+                    sims = simulate_all(result.allocation)
+                    writer.add_allocation(label, metric, result.allocation,
+                                          {n: _measured(evaluated, sim, s["omega"]) for n, sim in sims.items()},
+                                          sims, metric=metric, objective=objective, budget=budget,
+                                          budget_value=s[f"budget_{OBJECTIVES[objective]}"])
+                    chosen[label] = result.allocation
+                    if objective == cfg.highlight_objective and i == len(budgets) // 2:
+                        highlight.append(label)
+                        writer.update(highlight=highlight)
+                    bar.update()
+            timings[f"{metric}_searches"] = time.perf_counter() - t
+
+        if cfg.patchwise_objective:
+            t = time.perf_counter()
+            base_label = next((label for label in highlight if label.startswith("pmq-")), highlight[0] if highlight
+                              else next(iter(chosen)))
+            step(f"patch-wise {base_label}, {cfg.patchwise_objective} <= {cfg.patchwise_budget}")
+            _patchwise(experiment, writer, base_label, chosen[base_label], accels, cfg, test_images,
+                       simulate_all)
+            timings["patchwise"] = time.perf_counter() - t
+            bar.update()
+
+        step("figures")
+        t = time.perf_counter()
+        figures = plot_results(writer.root, fmt=("pdf", "png"))
+        writer.update(figures=[str(p.relative_to(writer.root)) for p in figures])
+        timings["figures"] = time.perf_counter() - t
+        bar.update()
+        step("report")
+        timings["total"] = time.perf_counter() - started
+        writer.update(timings_s=timings, runtime_s=timings["total"], report=REPORT_FILE, complete=True)
+        report = write_report(writer.root)
+        bar.update()
+    finally:
+        bar.close()
+    return report

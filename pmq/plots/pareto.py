@@ -1,0 +1,125 @@
+"""Pareto figures: measured top-1 against every cost, and the searches' ΣΩ frontiers."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, OBJECTIVE_LINE, OBJECTIVE_NAME, new_figure
+from pmq.results import Results
+
+COST_AXES = (  # points.csv column, scale to the plotted unit, axis label ({acc}: the accelerator)
+    ("size_mb", 1.0, "model size (MB)"),
+    ("gbops", 1.0, "BOPs per image (10⁹)"),
+    ("latency_s", 1e3, "latency on {acc} (ms)"),
+    ("energy_pj", 1e-6, "energy on {acc} (µJ)"),
+)
+OBJECTIVE_COLUMN = {"size": ("size_mb", 1.0), "bops": ("gbops", 1.0), "latency": ("latency_s", 1e3),
+                    "energy": ("energy_pj", 1e-6)}
+FLOAT_LABEL = "float"
+LABEL_CLEARANCE_PT = 9  # uniform-setting labels closer than this share one text
+
+
+def _series(results: Results, accelerator: str) -> list[tuple[str, str, list[dict]]]:
+    """(method, objective, points) per search line, plus one uniform group."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for p in results.where(accelerator=accelerator):
+        groups.setdefault((p["method"], p["objective"] or ""), []).append(p)
+    order = sorted(groups, key=lambda k: (k[0] != "uniform", k))
+    return [(m, o, groups[(m, o)]) for m, o in order]
+
+
+def _label_uniform(ax: Axes, xs: list[float], ys: list[float], labels: list[str], colour: str) -> None:
+    """Name each uniform point; points that land on (nearly) the same spot share one label."""
+    ax.autoscale_view()
+    spots = ax.transData.transform(np.column_stack([xs, ys])) * 72 / ax.figure.dpi
+    groups: list[list[int]] = []
+    for i in np.argsort(-np.asarray(ys)):
+        for group in groups:
+            if np.hypot(*(spots[i] - spots[group[0]])) < LABEL_CLEARANCE_PT:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    for group in groups:
+        first = group[0]
+        ax.annotate(", ".join(labels[i] for i in group), (xs[first], ys[first]), xytext=(3, -3),
+                    textcoords="offset points", fontsize=5.5, va="top", color=colour)
+
+
+def plot_pareto_accuracy(results: Results) -> Figure:
+    """Top-1 vs size, BOPs, latency and energy (the latter two on the search's accelerator); the float
+    model is a dotted reference line (its 32-bit cost would squeeze every other point)."""
+    accelerator = results.primary_accelerator
+    fig = new_figure(DOUBLE_COLUMN_IN, 2.1)
+    axes = fig.subplots(1, len(COST_AXES), sharey=True)
+    handles: dict[str, Line2D] = {}
+    for ax, (column, scale, xlabel) in zip(axes, COST_AXES, strict=True):
+        uniform = None
+        for method, objective, points in _series(results, accelerator):
+            look = METHOD_STYLE.get(method, METHOD_STYLE["pmq"])
+            if method == "uniform":
+                for p in points:
+                    if p["label"] == FLOAT_LABEL:
+                        handles["float"] = ax.axhline(100 * p["top1"], color=look["color"], linestyle=":",
+                                                      linewidth=0.9, zorder=1)
+                points = [p for p in points if p["label"] != FLOAT_LABEL]
+                xs = [p[column] * scale for p in points]
+                ys = [100 * p["top1"] for p in points]
+                handles["uniform"], = ax.plot(xs, ys, linestyle="none", marker=look["marker"], color=look["color"],
+                                              markerfacecolor="white", markeredgewidth=1.0, zorder=3)
+                uniform = (xs, ys, [p["label"] for p in points], look["color"])
+            else:
+                points = sorted(points, key=lambda p: p[column])
+                hollow = objective != "bops"
+                line, = ax.plot([p[column] * scale for p in points], [100 * p["top1"] for p in points],
+                                marker=look["marker"], color=look["color"],
+                                linestyle=OBJECTIVE_LINE.get(objective, "-"),
+                                markerfacecolor="white" if hollow else look["color"], zorder=4)
+                name = look["label"] if method == "patchwise" else \
+                    f"{look['label']}, {OBJECTIVE_NAME.get(objective, objective)} budget"
+                handles[name] = line
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_xlabel(xlabel.format(acc=accelerator))
+        if uniform and uniform[0]:
+            _label_uniform(ax, *uniform)
+    images = max(p["images"] for p in results.points)
+    axes[0].set_ylabel(f"top-1 on {images} test images (%)")
+    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=min(4, len(handles)))
+    return fig
+
+
+def plot_pareto_omega(results: Results) -> Figure | None:
+    """Each search's exact frontier: ΣΩ (its own metric) vs whole-model cost, chosen budgets marked."""
+    searches = results.run.get("searches", [])
+    if not searches:
+        return None
+    fig = new_figure(DOUBLE_COLUMN_IN, 2.0)
+    axes = fig.subplots(1, len(searches), squeeze=False)[0]
+    for ax, search in zip(axes, searches, strict=True):
+        metric, objective = search["metric"], search["objective"]
+        look = METHOD_STYLE.get(metric, METHOD_STYLE["pmq"])
+        omega, cost = results.frontier(metric, objective)
+        ax.step(cost, omega, where="post", color=look["color"], linewidth=1.0, label="exact frontier")
+        chosen = [p for p in results.where(method=metric, objective=objective,
+                                           accelerator=search.get("accelerator", results.primary_accelerator))
+                  if p["omega"] is not None]
+        column, scale = OBJECTIVE_COLUMN[objective]
+        ax.plot([p[column] * scale for p in chosen], [p["omega"] for p in chosen], linestyle="none",
+                marker=look["marker"], color=look["color"], markerfacecolor="white", markeredgewidth=1.0,
+                label="chosen under budget", zorder=3)
+        for p in chosen:
+            if p["budget_factor"] is not None:
+                ax.annotate(f"{p['budget_factor']:g}×", (p[column] * scale, p["omega"]), xytext=(3, 3),
+                            textcoords="offset points", fontsize=6)
+        ax.set_yscale("log")
+        unit = search["unit"].replace("uJ", "µJ")
+        where = f" on {search['accelerator']}" if objective in ("latency", "energy") else ""
+        ax.set_xlabel(f"{OBJECTIVE_NAME.get(objective, objective)}{where} ({unit})")
+        ax.set_title(f"{look['label']}: {len(omega):,} frontier points", pad=2)
+    axes[0].set_ylabel("ΣΩ (each metric's own scale)")
+    axes[0].legend(loc="upper right")
+    return fig

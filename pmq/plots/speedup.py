@@ -1,0 +1,61 @@
+"""Speedup and energy saving of each accelerator and budget over the INT8 baseline."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from pmq.errors import PMQError
+from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, METHOD_STYLE, OBJECTIVE_NAME, PALETTE, new_figure
+from pmq.results import Results
+
+METHOD_LINE = {"pmq": "-", "hawq": "--", "nuclear": ":"}
+
+
+def accelerator_colours(results: Results) -> dict[str, str]:
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(results.accelerators)}
+
+
+def plot_speedup(results: Results) -> Figure | None:
+    """Columns: the searched objectives (x = budget as a multiple of W8A8's cost). Rows: speedup and
+    energy saving of (accelerator, allocation) over the baseline setting on the baseline accelerator."""
+    base_accel, base_setting = results.baseline
+    base = results.point(base_setting, base_accel)
+    if base is None:
+        raise PMQError(f"{results.root / 'points.csv'} has no {base_setting} row on {base_accel}, the speedup "
+                       f"baseline: re-run `pmq demo --out {results.root}`")
+    objectives = list(dict.fromkeys(p["objective"] for p in results.points
+                                    if p["method"] != "uniform" and p["budget_factor"] is not None))
+    if not objectives:
+        return None
+    colours = accelerator_colours(results)
+    fig = new_figure(DOUBLE_COLUMN_IN, 3.3)
+    axes = fig.subplots(2, len(objectives), sharey="row", squeeze=False)
+    methods = list(dict.fromkeys(p["method"] for p in results.points
+                                 if p["method"] != "uniform" and p["budget_factor"] is not None))
+    for j, objective in enumerate(objectives):
+        for k, accelerator in enumerate(results.accelerators):
+            for method in methods:
+                points = sorted((p for p in results.where(method=method, objective=objective, accelerator=accelerator)
+                                 if p["budget_factor"] is not None), key=lambda p: p["budget_factor"])
+                xs = [p["budget_factor"] for p in points]
+                for i, value in enumerate((lambda p: base["latency_s"] / p["latency_s"],
+                                           lambda p: 100 * (1 - p["energy_pj"] / base["energy_pj"]))):
+                    axes[i, j].plot(xs, [value(p) for p in points], color=colours[accelerator],
+                                    linestyle=METHOD_LINE.get(method, "-."), marker=MARKERS[k % len(MARKERS)],
+                                    markerfacecolor="white" if method != "pmq" else colours[accelerator],
+                                    zorder=4 if method == "pmq" else 3)
+        where = f" on {results.primary_accelerator}" if objective in ("latency", "energy") else ""
+        axes[1, j].set_xlabel(f"{OBJECTIVE_NAME.get(objective, objective)} budget{where} (× {base_setting})")
+        axes[0, j].set_title(f"searched under a {OBJECTIVE_NAME.get(objective, objective)} budget", pad=2)
+        for ax in axes[:, j]:
+            ax.axhline(1.0 if ax is axes[0, j] else 0.0, color="0.5", linewidth=0.6, zorder=0)
+    axes[0, 0].set_ylabel(f"speedup over {base_setting}\non {base_accel} (×)")
+    axes[1, 0].set_ylabel(f"energy saving vs {base_setting}\non {base_accel} (%)")
+    accel_handles = [Line2D([], [], color=colours[a], marker=MARKERS[k % len(MARKERS)], label=a)
+                     for k, a in enumerate(results.accelerators)]
+    method_handles = [Line2D([], [], color="0.3", linestyle=METHOD_LINE.get(m, "-."),
+                             label=METHOD_STYLE.get(m, {"label": m})["label"]) for m in methods]
+    fig.legend(handles=accel_handles + method_handles, loc="outside upper center",
+               ncol=len(accel_handles) + len(method_handles))
+    return fig

@@ -1,0 +1,94 @@
+"""One figure style for every PMQ plot: paper column widths, Okabe–Ito colours, embedded fonts.
+
+rcParams are set only inside :func:`style` (a ``matplotlib.rc_context``), never at import, so
+importing pmq does not change a user's own plots. Figures are built with ``matplotlib.figure.Figure``
+directly (no pyplot, no global figure registry, no GUI backend needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib as mpl
+from matplotlib.figure import Figure
+
+SINGLE_COLUMN_IN = 3.5  # IEEE/ACM single column
+DOUBLE_COLUMN_IN = 7.16  # IEEE double column (full text width)
+FORMATS = ("pdf", "png", "svg")
+
+# Okabe & Ito (2008), ordered for contrast on white; yellow last (weak on white)
+OKABE_ITO = {
+    "blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73", "orange": "#E69F00",
+    "sky": "#56B4E9", "purple": "#CC79A7", "black": "#000000", "yellow": "#F0E442",
+}
+PALETTE = tuple(OKABE_ITO.values())
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+METHOD_STYLE = {  # how each method looks in every figure
+    "uniform": {"color": OKABE_ITO["black"], "marker": "s", "label": "uniform"},
+    "pmq": {"color": OKABE_ITO["blue"], "marker": "o", "label": "PMQ"},
+    "hawq": {"color": OKABE_ITO["vermillion"], "marker": "^", "label": "HAWQ-v2"},
+    "nuclear": {"color": OKABE_ITO["purple"], "marker": "v", "label": "nuclear norm"},
+    "patchwise": {"color": OKABE_ITO["green"], "marker": "D", "label": "PMQ + patch-wise"},
+}
+OBJECTIVE_LINE = {"bops": "-", "latency": "--", "energy": ":", "size": "-."}
+OBJECTIVE_NAME = {"bops": "BOPs", "latency": "latency", "energy": "energy", "size": "size"}
+
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+    "legend.handlelength": 1.8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.linewidth": 0.4,
+    "grid.alpha": 0.5,
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "image.cmap": "cividis",
+    "pdf.fonttype": 42,  # TrueType, embedded: editable text, accepted by IEEE PDF eXpress
+    "ps.fonttype": 42,
+    "svg.fonttype": "path",  # text as outlines: identical on machines without the font
+    "savefig.dpi": 300,
+    "savefig.bbox": None,  # keep the exact column width; constrained layout fits the content
+    "figure.dpi": 100,
+}
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """The PMQ rcParams, for the duration of the ``with`` block only."""
+    with mpl.rc_context(RC):
+        yield
+
+
+def new_figure(width: float = DOUBLE_COLUMN_IN, height: float = 2.4) -> Figure:
+    """A constrained-layout figure of ``width`` inches (use SINGLE_COLUMN_IN or DOUBLE_COLUMN_IN)."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(fig: Figure, paths: Sequence[Path]) -> list[Path]:
+    """Save one figure in several formats (inside :func:`style`, so fonts and dpi apply), each via a
+    temporary file then a rename. The layout is solved for the first and frozen for the rest."""
+    from pmq.io import atomic_write
+
+    def writer(fmt: str):
+        return lambda tmp: fig.savefig(tmp, format=fmt)
+
+    written = []
+    for path in paths:
+        written.append(atomic_write(path, writer(path.suffix.lstrip("."))))
+        fig.set_layout_engine("none")
+    return written

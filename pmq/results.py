@@ -1,0 +1,342 @@
+"""The results folder: what ``pmq demo`` writes and what ``pmq plot`` and the report read back.
+
+Layout (every file written atomically, as soon as it is final, so an interrupted run leaves a
+readable folder of whatever had finished)::
+
+    run.json                         manifest: provenance, model, data, accelerator configs, and the
+                                     path of every other file below (``pmq plot`` checks them all)
+    points.csv                       one row per allocation × accelerator (``POINT_FIELDS``)
+    allocations/<label>.json         BitAllocation JSON, loadable by `pmq evaluate/simulate --allocation`
+    ops/<label>/<accelerator>.csv    hwsim per-op table (cycles, latency, energy parts per op)
+    frontiers/<metric>-<objective>.csv|.json   the exact Pareto frontier of each search
+    patchwise/token_bits.json        optional, see ``TOKEN_BITS_FORMAT``
+    figures/*.pdf|png|svg, report.md written from the files above, never from live objects
+
+Costs in ``points.csv`` are per image: ``size_mb`` (MB = 10^6 bytes), ``gbops`` (10^9 BOPs),
+``latency_s``, ``energy_*_pj``. Frontier costs are the per-component sums the search optimises;
+the search entry in ``run.json`` carries the ``fixed_cost`` every allocation adds (base units).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pmq.allocation import BitAllocation
+from pmq.errors import PMQError
+from pmq.io import write_json, write_text
+
+RESULTS_FORMAT = "pmq.results/1"
+RUN_FILE = "run.json"
+POINTS_FILE = "points.csv"
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+TOKEN_BITS_FILE = "patchwise/token_bits.json"
+TOKEN_BITS_FORMAT = "pmq.token_bits/1"
+"""``patchwise/token_bits.json``::
+
+    {"format": "pmq.token_bits/1",
+     "patch_size": 4,                       # pixels per patch side
+     "operand": "q",                        # which token-row operand the bits are of
+     "allocation": "pmq-latency-0.75x+pw",  # the allocation they come from
+     "images": [{"label": "Sandal",         # caption for the image
+                 "pixels": [[...], ...],    # H × W grey values in [0, 1]
+                 "bits": {"blocks.0": [[...], ...], ...}}]}   # per layer: (H/p) × (W/p) bits, 0 = float
+"""
+
+METHODS = ("uniform", "pmq", "hawq", "nuclear", "patchwise")
+ENERGY_PARTS = ("mac", "sram", "dram", "vector", "static")
+POINT_FIELDS = (
+    "label", "method", "metric", "objective", "budget", "budget_factor", "budget_value", "accelerator",
+    "top1", "images", "size_mb", "gbops", "omega", "latency_s", "energy_pj", "cycles", "utilization",
+    *(f"energy_{part}_pj" for part in ENERGY_PARTS), "allocation_file", "ops_file",
+)
+_TEXT_FIELDS = {"label", "method", "metric", "objective", "budget", "accelerator", "allocation_file", "ops_file"}
+_LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+_RELATIVE_BUDGET = re.compile(r"^\s*([0-9.eE+-]+)\s*[xX]\s*:")
+
+
+def budget_factor(budget: str) -> float | None:
+    """``"0.4x:W8A8"`` → 0.4; an absolute budget has no factor (None)."""
+    match = _RELATIVE_BUDGET.match(budget or "")
+    return float(match[1]) if match else None
+
+
+def allocation_label(method: str, objective: str = "", budget: str = "", setting: str = "") -> str:
+    """File-safe label: ``W4A8`` for uniform settings, ``pmq-latency-0.75x`` for searched ones."""
+    if method == "uniform":
+        return setting
+    factor = budget_factor(budget)
+    slug = f"{factor:g}x" if factor is not None else re.sub(r"[^A-Za-z0-9_.-]", "_", budget)
+    return f"{method}-{objective}-{slug}"
+
+
+@dataclass
+class Measured:
+    """What one allocation measured on one accelerator: one row of ``points.csv`` minus the labels."""
+
+    top1: float
+    images: int
+    size_mb: float
+    gbops: float
+    latency_s: float
+    energy_pj: float
+    cycles: int
+    utilization: float
+    energy_breakdown_pj: Mapping[str, float]
+    omega: float | None = None
+
+
+class ResultsWriter:
+    """Writes a results folder file by file; ``run.json`` and ``points.csv`` are rewritten
+    (atomically) after every allocation, so they always describe the finished part of a run."""
+
+    def __init__(self, root: str | Path, run_info: Mapping[str, Any]) -> None:
+        self.root = Path(root)
+        self.run: dict[str, Any] = {
+            "format": RESULTS_FORMAT, "complete": False, **run_info,
+            "allocations": {}, "searches": [], "highlight": [], "patchwise": None, "figures": [],
+            "report": None,
+        }
+        self.rows: list[dict[str, Any]] = []
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        write_json(self.root / RUN_FILE, self.run)
+
+    def _write_points(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=POINT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({key: _csv_value(row.get(key)) for key in POINT_FIELDS})
+        write_text(self.root / POINTS_FILE, buffer.getvalue())
+
+    def add_allocation(self, label: str, method: str, allocation: BitAllocation,
+                       measured: Mapping[str, Measured], per_op_csv: Mapping[str, Any], *,
+                       metric: str = "", objective: str = "", budget: str = "",
+                       budget_value: float | None = None, base: str = "") -> None:
+        """Record one allocation: its JSON, one per-op CSV and one ``points.csv`` row per accelerator.
+
+        ``per_op_csv[accelerator]`` is an object with ``to_csv(path)`` (a ``hwsim.SimResult``);
+        ``base`` names the allocation a relative budget without ``:SETTING`` refers to (patch-wise).
+        """
+        if not _LABEL.match(label):
+            raise PMQError(f"allocation label {label!r} must use only letters, digits, '.', '_' and '-'")
+        if method not in METHODS:
+            raise PMQError(f"method {method!r} is not one of {', '.join(METHODS)}")
+        allocation_file = f"allocations/{label}.json"
+        allocation.save(self.root / allocation_file)
+        ops = {}
+        for accelerator, result in per_op_csv.items():
+            ops[accelerator] = f"ops/{label}/{accelerator}.csv"
+            result.to_csv(self.root / ops[accelerator])
+        self.rows = [row for row in self.rows if row["label"] != label]
+        for accelerator, m in measured.items():
+            self.rows.append({
+                "label": label, "method": method, "metric": metric, "objective": objective, "budget": budget,
+                "budget_factor": budget_factor(budget), "budget_value": budget_value, "accelerator": accelerator,
+                "top1": m.top1, "images": m.images, "size_mb": m.size_mb, "gbops": m.gbops, "omega": m.omega,
+                "latency_s": m.latency_s, "energy_pj": m.energy_pj, "cycles": m.cycles,
+                "utilization": m.utilization,
+                **{f"energy_{part}_pj": m.energy_breakdown_pj.get(part, 0.0) for part in ENERGY_PARTS},
+                "allocation_file": allocation_file, "ops_file": ops.get(accelerator, ""),
+            })
+        self.run["allocations"][label] = {"method": method, "metric": metric, "objective": objective,
+                                          "budget": budget, "base": base, "file": allocation_file, "ops": ops}
+        self._write_points()
+        self._write_manifest()
+
+    def add_frontier(self, metric: str, objective: str, frontier: Any, fixed_cost: float, unit_scale: float,
+                     unit: str, accelerator: str, extra: Mapping[str, Any] | None = None) -> None:
+        """Write one search's frontier (a ``pmq.pareto.Frontier``) as CSV and JSON.
+
+        ``fixed_cost`` (base units) is what every allocation adds to the frontier's per-component
+        cost; ``unit_scale`` converts base units to ``unit`` (e.g. 1e3 for s → ms).
+        """
+        stem = f"frontiers/{metric}-{objective}"
+        frontier.to_csv(self.root / f"{stem}.csv", key_format=str)
+        frontier.to_json(self.root / f"{stem}.json", extra={"fixed_cost": fixed_cost, **(extra or {})})
+        self.run["searches"] = [s for s in self.run["searches"]
+                                if (s["metric"], s["objective"]) != (metric, objective)]
+        self.run["searches"].append({
+            "metric": metric, "objective": objective, "accelerator": accelerator, "fixed_cost": fixed_cost,
+            "unit": unit, "unit_scale": unit_scale, "points": len(frontier),
+            "frontier_csv": f"{stem}.csv", "frontier_json": f"{stem}.json",
+        })
+        self._write_manifest()
+
+    def add_token_bits(self, maps: Any, captions: Sequence[str] | None = None, allocation: str = "",
+                       max_images: int = 4) -> None:
+        """Write ``patchwise/token_bits.json`` (``TOKEN_BITS_FORMAT``) from a
+        ``pmq.patchwise.TokenBitMaps`` and list it in the manifest.
+
+        ``captions[label]`` names each image's class; pixels are scaled to [0, 1] per image.
+        """
+        images = np.asarray(maps.images, dtype=float)[:max_images]
+        bits = np.asarray(maps.bits)[:max_images]
+        entries = []
+        for i, image in enumerate(images):
+            grey = image.mean(axis=0)
+            grey = (grey - grey.min()) / max(float(grey.max() - grey.min()), 1e-12)
+            label = maps.labels[i] if maps.labels is not None else None
+            caption = captions[label] if captions is not None and label is not None else f"image {i}"
+            entries.append({"label": caption, "pixels": np.round(grey, 3).tolist(),
+                            "bits": {layer: bits[i, j].astype(int).tolist() for j, layer in enumerate(maps.layers)}})
+        write_json(self.root / TOKEN_BITS_FILE, {
+            "format": TOKEN_BITS_FORMAT, "patch_size": int(images.shape[-1] // bits.shape[-1]),
+            "operand": maps.operand, "allocation": allocation, "images": entries,
+        })
+        self.run["patchwise"] = TOKEN_BITS_FILE
+        self._write_manifest()
+
+    def update(self, **entries: Any) -> None:
+        """Set top-level manifest entries (``highlight``, ``figures``, ``report``, ``runtime_s`` ...)."""
+        self.run.update(entries)
+        self._write_manifest()
+
+
+@dataclass
+class Results:
+    """A results folder read back: the manifest, the points, and lazy access to the other files."""
+
+    root: Path
+    run: dict[str, Any]
+    points: list[dict[str, Any]]
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def accelerators(self) -> list[str]:
+        return list(dict.fromkeys(p["accelerator"] for p in self.points))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(dict.fromkeys(p["label"] for p in self.points))
+
+    @property
+    def primary_accelerator(self) -> str:
+        return self.run.get("search", {}).get("primary_accelerator") or self.accelerators[0]
+
+    @property
+    def baseline(self) -> tuple[str, str]:
+        """(accelerator, uniform setting) that speedups and energy savings are measured against."""
+        base = self.run.get("baseline", {})
+        return base.get("accelerator", "int8_systolic"), base.get("allocation", "W8A8")
+
+    def where(self, **match: Any) -> list[dict[str, Any]]:
+        return [p for p in self.points if all(p.get(k) == v for k, v in match.items())]
+
+    def point(self, label: str, accelerator: str) -> dict[str, Any] | None:
+        found = self.where(label=label, accelerator=accelerator)
+        return found[0] if found else None
+
+    def allocation(self, label: str) -> BitAllocation:
+        return BitAllocation.load(self.root / self.run["allocations"][label]["file"])
+
+    def ops(self, label: str, accelerator: str) -> list[dict[str, Any]]:
+        """Per-op rows (numbers parsed) of ``label`` on ``accelerator``."""
+        return _read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
+
+    def frontier(self, metric: str, objective: str) -> tuple[list[float], list[float]]:
+        """(ΣΩ, whole-model cost in the search's report unit) per frontier point, cost ascending."""
+        search = self.search(metric, objective)
+        rows = _read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
+        scale, fixed = search["unit_scale"], search["fixed_cost"]
+        return [r["omega"] for r in rows], [(r[objective] + fixed) * scale for r in rows]
+
+    def search(self, metric: str, objective: str) -> dict[str, Any]:
+        for entry in self.run["searches"]:
+            if (entry["metric"], entry["objective"]) == (metric, objective):
+                return entry
+        raise PMQError(f"results folder {self.root} has no {metric} search on {objective}")
+
+    def token_bits(self) -> dict[str, Any] | None:
+        if not self.run.get("patchwise"):
+            return None
+        data = json.loads((self.root / self.run["patchwise"]).read_text())
+        if data.get("format") != TOKEN_BITS_FORMAT:
+            raise PMQError(f"{self.root / self.run['patchwise']} is not {TOKEN_BITS_FORMAT}: rewrite it "
+                           "with ResultsWriter.add_token_bits")
+        return data
+
+
+def referenced_files(run: Mapping[str, Any]) -> list[str]:
+    """Every file the manifest names (relative paths), in a stable order."""
+    files = [POINTS_FILE]
+    for entry in run.get("allocations", {}).values():
+        files.append(entry["file"])
+        files.extend(entry.get("ops", {}).values())
+    for search in run.get("searches", []):
+        files.extend([search["frontier_csv"], search["frontier_json"]])
+    if run.get("patchwise"):
+        files.append(run["patchwise"])
+    return files
+
+
+def load_results(root: str | Path) -> Results:
+    """Read a results folder; a missing or unreadable file is a PMQError naming it (one line)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PMQError(f"results folder {root} not found: run `pmq demo --out {root}` first")
+    run_path = root / RUN_FILE
+    if not run_path.is_file():
+        raise PMQError(f"results folder {root} lacks {RUN_FILE}: it was not written by `pmq demo`; "
+                       f"re-run `pmq demo --out {root}`")
+    try:
+        run = json.loads(run_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PMQError(f"{run_path} is not valid JSON ({exc}): re-run `pmq demo --out {root}`") from None
+    if not isinstance(run, dict) or run.get("format") != RESULTS_FORMAT:
+        raise PMQError(f"{run_path} is not a {RESULTS_FORMAT} manifest: re-run `pmq demo --out {root}`")
+    for relative in referenced_files(run):
+        if not (root / relative).is_file():
+            raise PMQError(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or "
+                           f"re-run `pmq demo --out {root}`")
+    points = _read_csv(root / POINTS_FILE)
+    missing = [name for name in ("label", "method", "accelerator", "top1") if points and name not in points[0]]
+    if missing:
+        raise PMQError(f"{root / POINTS_FILE} lacks column {missing[0]!r}: re-run `pmq demo --out {root}`")
+    if not points:
+        raise PMQError(f"{root / POINTS_FILE} has no rows: the run stopped before its first allocation; "
+                       f"re-run `pmq demo --out {root}`")
+    return Results(root, run, points)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def _read_csv(path: Path, numeric: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Rows with numbers parsed (every non-text column, or just ``numeric``); '' → None."""
+    rows = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed: dict[str, Any] = {}
+            for key, text in row.items():
+                if numeric is not None and key not in numeric:
+                    continue
+                parsed[key] = text if key in _TEXT_FIELDS or key in ("name", "kind", "tile") else _number(text)
+            rows.append(parsed)
+    return rows
+
+
+def _number(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value

@@ -1,0 +1,151 @@
+"""`pmq plot`: every figure from a results folder alone, house style, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+import accelerators
+import hwsim
+from pmq.allocation import BitAllocation, Bits
+from pmq.cli import main
+from pmq.cost import bops, model_size_mb
+from pmq.errors import PMQError
+from pmq.pareto import Choice, frontier
+from pmq.patchwise import token_bit_maps
+from pmq.plots import FIGURES, plot_results
+from pmq.quant import quantize_vit
+from pmq.report import write_report
+from pmq.results import Measured, ResultsWriter, load_results
+from pmq.workload import model_workload
+
+ARGS = dict(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0)
+ACCELERATORS = ("bitfusion", "int8_systolic", "stripes")
+
+
+def _random_allocation(names: list[str], seed: int) -> BitAllocation:
+    rng = np.random.default_rng(seed)
+    return BitAllocation({n: Bits(int(rng.choice([2, 4, 8])), int(rng.choice([4, 8]))) for n in names})
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory) -> Path:
+    """A small but schema-correct folder, written by the demo's own writer from real simulations."""
+    torch.manual_seed(0)
+    model = VisionTransformer(**ARGS).eval()
+    qv = quantize_vit(model)
+    names = qv.component_names()
+    accels = {name: accelerators.load(name) for name in ACCELERATORS}
+    root = tmp_path_factory.mktemp("results")
+    writer = ResultsWriter(root, {
+        "model": {"tag": "tiny-vit (random init)", "name": "tiny"},
+        "data": {"source": "synthetic", "test_images": 100, "test_set_size": 100},
+        "search": {"primary_accelerator": "bitfusion", "metrics": ["pmq", "hawq"], "bit_choices": [2, 4, 8],
+                   "budgets": {"bops": ["0.3x:W8A8", "0.6x:W8A8"]}},
+        "baseline": {"accelerator": "int8_systolic", "allocation": "W8A8"},
+        "accelerators": {name: a.config for name, a in accels.items()},
+        "provenance": {"pmq": "test", "torch": torch.__version__},
+    })
+
+    def add(label, method, allocation, top1, **search):
+        sims = {name: hwsim.simulate(model_workload(model, allocation), a) for name, a in accels.items()}
+        measured = {name: Measured(top1, 100, model_size_mb(model, allocation), bops(model, allocation, giga=True),
+                                   s.latency_s, s.energy_pj, s.cycles, s.utilization, s.energy_breakdown,
+                                   omega=0.1 if method != "uniform" else None)
+                    for name, s in sims.items()}
+        writer.add_allocation(label, method, allocation, measured, sims, **search)
+
+    for setting, top1 in (("float", 0.9), ("W8A8", 0.89), ("W4A8", 0.85), ("W4A4", 0.7)):
+        add(setting, "uniform", BitAllocation.uniform(setting, names), top1)
+    rng = np.random.default_rng(0)
+    for metric in ("pmq", "hawq"):
+        table = {n: [Choice(b, float(rng.random()), {"bops": float(rng.integers(1, 9) * b.w * b.a)})
+                     for b in (Bits(2, 4), Bits(4, 8), Bits(8, 8))] for n in names}
+        writer.add_frontier(metric, "bops", frontier(table, ("bops",)), fixed_cost=0.0, unit_scale=1e-9,
+                            unit="GBOPs", accelerator="bitfusion")
+        for i, budget in enumerate(("0.3x:W8A8", "0.6x:W8A8")):
+            label = f"{metric}-bops-{budget.split(':')[0]}"
+            add(label, metric, _random_allocation(names, i + (metric == "hawq") * 10), 0.8 + 0.03 * i,
+                metric=metric, objective="bops", budget=budget)
+    writer.update(highlight=["pmq-bops-0.6x", "hawq-bops-0.6x"])
+    shown = BitAllocation.uniform("W8A8", names)
+    shown.patchwise = {"levels": [8, 4], "layers": {"blocks.1": {"rho": 0.5}}}
+    maps = token_bit_maps(qv, torch.randn(2, 1, 8, 8), shown, operand="q", labels=torch.tensor([0, 2]))
+    writer.add_token_bits(maps, captions=["cat", "dog", "bird"], allocation="W8A8+patch-wise")
+    writer.update(complete=True)
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_every_figure_is_drawn_from_the_files(results_dir, fmt, tmp_path):
+    written = plot_results(results_dir, fmt=fmt, out_dir=tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{name}.{fmt}" for name in FIGURES)
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_pdf_embeds_truetype_fonts_and_leaves_rcparams_alone(results_dir, tmp_path):
+    before = dict(mpl.rcParams)
+    written = plot_results(results_dir, fmt="pdf", out_dir=tmp_path)
+    assert dict(mpl.rcParams) == before  # the style is a context, never global
+    for path in written:
+        data = path.read_bytes()
+        assert b"/FontFile2" in data, path.name  # TrueType program embedded (pdf.fonttype 42)
+        assert b"/Subtype /Type3" not in data, path.name
+
+
+def test_report_names_setup_and_numbers(results_dir):
+    report = write_report(results_dir).read_text()
+    results = load_results(results_dir)
+    assert "tiny-vit (random init)" in report and "synthetic" in report
+    for label in results.labels:
+        assert f"`{label}`" in report
+    w8 = results.point("W8A8", "bitfusion")
+    assert f"{w8['latency_s'] * 1e3:.4f}" in report
+    assert "| bitfusion | bitfusion |" in report  # the accelerator config table
+
+
+@pytest.mark.parametrize("missing", ["points.csv", "run.json", "allocations/W4A8.json", "ops/W4A4/stripes.csv",
+                                     "frontiers/hawq-bops.csv", "patchwise/token_bits.json"])
+def test_missing_file_is_one_line_naming_it(results_dir, tmp_path, capsys, missing):
+    broken = tmp_path / "broken"
+    shutil.copytree(results_dir, broken)
+    (broken / missing).unlink()
+    with pytest.raises(PMQError, match=re.escape(missing)):
+        plot_results(broken)
+    assert main(["plot", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and missing in err[0] and "Traceback" not in err[0]
+
+
+def test_cli_plot_writes_figures(results_dir, capsys):
+    assert main(["plot", str(results_dir), "--format", "png"]) == 0
+    out = capsys.readouterr().out
+    assert "pareto_accuracy.png" in out
+    assert (results_dir / "figures" / "breakdown.png").is_file()
+
+
+def test_bad_format_and_folder(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", str(tmp_path), "--format", "jpeg"])
+    assert exc.value.code == 2
+
+
+def test_interrupted_run_is_still_readable(results_dir, tmp_path):
+    """What a Ctrl-C leaves (a manifest listing only finished files) plots and reports."""
+    partial = tmp_path / "partial"
+    shutil.copytree(results_dir, partial)
+    run = json.loads((partial / "run.json").read_text())
+    run["complete"] = False
+    (partial / "run.json").write_text(json.dumps(run))
+    assert plot_results(partial, fmt="png")
+    assert "Incomplete run" in write_report(partial).read_text()

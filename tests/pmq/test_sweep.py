@@ -1,0 +1,318 @@
+"""Co-design sweeps: space validation, executors agree, resume after SIGKILL/Ctrl-C, failed points recorded.
+
+Most tests use a small synthetic ViT-like workload and Ω table (torch-free, so subprocesses start
+fast); one runs the whole ``sweep`` on the demo model.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import accelerators
+import hwsim
+from pmq.allocation import BitAllocation
+from pmq.errors import PMQError
+from pmq.search import bit_pairs
+from pmq.sweep import SweepInputs, load_space, pareto_set, run_sweep, space_from_dict, sweep
+
+HERE = Path(__file__).parent
+BUDGETS = ["1x:W8A8", "0.5x:W8A8"]
+SPACE = {
+    "base": ["bitfusion", "int8_systolic"],
+    "grid": {"array.rows": [8, 16, 32], "buffers.ofmap": [128, 16384], "dram.bandwidth_bits_per_cycle": [64, 192]},
+    "budgets": BUDGETS,
+    "objective": "latency",
+}
+"""24 designs x 2 budgets; bitfusion with a 128-byte output buffer cannot hold one partial-sum tile."""
+
+
+def tiny_workload(tokens: int = 50, dim: int = 64, mlp: int = 128, heads: int = 2) -> hwsim.Workload:
+    """One ViT block plus patch embedding and head, GEMMs named after PMQ components."""
+    ops = [
+        hwsim.Gemm("patch_embed.proj", tokens - 1, 16, dim, 8, 8),
+        hwsim.VectorOp("blocks.0.norm1", "layernorm", tokens * dim),
+        hwsim.Gemm("blocks.0.attn.qkv", tokens, dim, 3 * dim, 8, 8),
+        hwsim.Gemm("blocks.0.attn.matmul_qk", tokens, dim // heads, tokens, 8, 8, count=heads, kind="matmul"),
+        hwsim.VectorOp("blocks.0.attn.softmax", "softmax", heads * tokens * tokens),
+        hwsim.Gemm("blocks.0.attn.matmul_av", tokens, tokens, dim // heads, 8, 8, count=heads, kind="matmul"),
+        hwsim.Gemm("blocks.0.attn.proj", tokens, dim, dim, 8, 8),
+        hwsim.VectorOp("blocks.0.norm2", "layernorm", tokens * dim),
+        hwsim.Gemm("blocks.0.mlp.fc1", tokens, dim, mlp, 8, 8),
+        hwsim.VectorOp("blocks.0.mlp.act", "gelu", tokens * mlp),
+        hwsim.Gemm("blocks.0.mlp.fc2", tokens, mlp, dim, 8, 8),
+        hwsim.Gemm("head", 1, dim, 10, 8, 8),
+    ]
+    workload, previous = hwsim.Workload(), []
+    for op in ops:
+        workload.add(op, after=previous)
+        previous = [op.name]
+    return workload
+
+
+def synthetic_top1(allocation: BitAllocation) -> dict[str, float]:
+    """A stand-in for evaluation: more bits, more accuracy (deterministic)."""
+    loss = sum(2.0 ** -bits.w + 2.0 ** -bits.a for _, bits in allocation.items())
+    return {"top1": round(0.95 - loss / 10, 12), "images": 0}
+
+
+def synthetic_inputs() -> SweepInputs:
+    workload = tiny_workload()
+    names = [op.name for op in workload.ops if isinstance(op, hwsim.Gemm)]
+    omega = {name: {b: (i + 1) * (2.0 ** -b.w + 2.0 ** -b.a) for b in bit_pairs((2, 4, 8))}
+             for i, name in enumerate(names)}
+    return SweepInputs(names, omega, workload, "synthetic-vit", synthetic_top1, "synthetic top-1")
+
+
+def run_in_subprocess(out: Path, workers: int = 1) -> subprocess.Popen:
+    """The same sweep in a fresh interpreter (torch-free), to be interrupted."""
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_sweep as t; "
+            f"t.run_sweep(t.space_from_dict(t.SPACE, 'space'), t.synthetic_inputs(), {str(out)!r}, "
+            f"workers={workers}, progress=False)")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run on local processes (2 workers)."""
+    out = tmp_path_factory.mktemp("reference")
+    result = run_sweep(space_from_dict(SPACE, "space"), synthetic_inputs(), out, workers=2, progress=False)
+    return result
+
+
+# --- the space file ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"grid": {"array.rowz": [8]}}, "parameter array.rowz is not a key of accelerator 'bitfusion' (keys under array: rows"),
+    ({"grid": {"array.rows": []}}, "grid array.rows is an empty range"),
+    ({"grid": {"array.rows": ["16"]}}, "array.rows value '16' has the wrong type; 'bitfusion' needs an integer"),
+    ({"grid": {"clock_hz": ["fast"]}}, "clock_hz value 'fast' has the wrong type; 'bitfusion' needs a number"),
+    ({"grid": {"buffers": [1]}}, "parameter buffers is a section of 'bitfusion', not a value"),
+    ({"grid": {"kind": ["loom"]}}, "parameter kind cannot be swept; choose the accelerator kind with 'base'"),
+    ({"grid": {"array.rows": [0]}}, "array.rows must be > 0, got 0"),
+    ({"base": "tpu"}, "unknown accelerator 'tpu'; use one of bitfusion"),
+    ({"colour": 1}, "unknown key 'colour' in the top level; allowed: designs, base"),
+    ({"random": {"samples": 3, "parameters": {"array.rows": {"min": 32, "max": 8}}}},
+     "random array.rows is an empty range (min 32 > max 8)"),
+    ({"random": {"samples": 0, "parameters": {"array.rows": [8]}}}, "random.samples must be a positive integer"),
+    ({"budgets": []}, "budgets must be a non-empty list of strings"),
+    ({"objective": "size"}, "sweep objective 'size': use one of latency, energy"),
+])
+def test_bad_space_names_the_problem_in_one_line(change, message):
+    data = {"base": "bitfusion", "grid": {"array.rows": [8, 16]}, "budgets": BUDGETS, **change}
+    if "random" in change:
+        del data["grid"]
+    with pytest.raises(PMQError) as err:
+        space_from_dict(data, "s.yaml")
+    assert str(err.value).startswith("space 's.yaml': ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_budgets_and_settings_fail_before_any_work(tmp_path):
+    space = space_from_dict({"base": "bitfusion", "budgets": ["0.5x:W5A5"]}, "s.yaml")
+    with pytest.raises(PMQError, match="budget setting 'W5A5' is not among the bit pairs searched"):
+        run_sweep(space, synthetic_inputs(), tmp_path, "latency", progress=False)
+    with pytest.raises(PMQError, match="budget 'half' is not understood"):
+        run_sweep(space, synthetic_inputs(), tmp_path, "latency", ["half"], progress=False)
+    with pytest.raises(PMQError, match="no objective: pass --objective"):
+        run_sweep(space, synthetic_inputs(), tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_space_file_grid_and_seeded_random_sample(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "designs:\n"
+        "  - base: [bitfusion, int8_systolic]\n"
+        "    grid: {array.rows: [8, 16], array.cols: [16, 32]}\n"
+        "  - base: stripes\n"
+        "    random:\n"
+        "      samples: 6\n"
+        "      seed: 3\n"
+        "      parameters:\n"
+        "        array.windows: [8, 16]\n"
+        "        dram.bandwidth_bits_per_cycle: {min: 64, max: 256}\n"
+        "        clock_hz: {min: 2.0e+8, max: 1.0e+9, log: true}\n"
+        "budgets: ['0.5x:W8A8']\n")
+    space = load_space(path)
+    assert [d.id for d in space.designs] == list(range(len(space.designs)))
+    assert len(space.designs) == 2 * 4 + 6
+    assert space.parameters == ["array.cols", "array.rows", "array.windows", "clock_hz", "dram.bandwidth_bits_per_cycle"]
+    sampled = [d.params for d in space.designs if d.base == "stripes"]
+    assert sampled == [d.params for d in load_space(path).designs if d.base == "stripes"]  # seeded
+    for params in sampled:
+        assert params["array.windows"] in (8, 16) and 64 <= params["dram.bandwidth_bits_per_cycle"] <= 256
+        assert isinstance(params["dram.bandwidth_bits_per_cycle"], int) and 2e8 <= params["clock_hz"] <= 1e9
+    design = space.designs[3]
+    assert design.config["array"]["rows"] == design.params["array.rows"] and design.config["kind"] == "bitfusion"
+    duplicated = space_from_dict({"base": "bitfusion", "grid": {"array.rows": [16, 16, 8]}}, "dup")
+    assert [d.params for d in duplicated.designs] == [{"array.rows": 16}, {"array.rows": 8}]
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def test_rows_are_the_priced_choice_and_failures_are_recorded(reference):
+    rows = reference.rows
+    assert [int(r["point"]) for r in rows] == list(range(48)) and reference.computed_designs == 24
+    space = space_from_dict(SPACE, "space")
+    inputs = synthetic_inputs()
+    for row in rows:
+        design = space.designs[row["design"]]
+        accel = accelerators.from_dict(design.config)
+        assert row["area_mm2"] == hwsim.area(accel).total_mm2
+        if design.base == "bitfusion" and design.params["buffers.ofmap"] == 128:
+            assert row["status"] == "failed" and row["error"].startswith("TileError: op 'patch_embed.proj'")
+            assert row.get("top1") is None and row.get("allocation_id") is None
+            continue
+        if design.base == "int8_systolic" and row["budget"] == "0.5x:W8A8":  # 8-bit array: fewer bits buy nothing
+            assert row["status"] == "failed"
+        if row["status"] == "failed":
+            assert row["error"].startswith("PMQError: budget 0.5x:W8A8") and "below the cheapest allocation" in row["error"]
+            continue
+        allocation = BitAllocation.load(reference.out / "allocations" / f"{row['allocation_id']}.json")
+        workload = hwsim.Workload()
+        for op in inputs.workload.ops:
+            if op.name in allocation.bits:
+                op = dataclasses.replace(op, bits_a=allocation[op.name].a, bits_b=allocation[op.name].w)
+            workload.add(op, after=list(inputs.workload.graph.predecessors(op.name)))
+        priced = hwsim.estimate_workload(workload, accel)
+        assert (row["latency_s"], row["energy_pj"]) == (priced.latency_s, priced.energy_pj)
+        assert row["edp_js"] == pytest.approx(priced.latency_s * priced.energy_pj * 1e-12)
+        assert row["top1"] == synthetic_top1(allocation)["top1"]
+        w8a8 = hwsim.estimate_workload(inputs.workload, accel).latency_s
+        factor = float(row["budget"].split("x")[0])
+        assert row["latency_s"] <= factor * w8a8 * (1 + 1e-9)
+    assert sum(r["status"] == "failed" for r in rows) == reference.failed > 0
+    assert {(r["kind"], r["budget"]) for r in rows if r["status"] == "ok"} == {
+        ("bitfusion", "1x:W8A8"), ("bitfusion", "0.5x:W8A8"), ("systolic", "1x:W8A8")}
+    evaluated = {r["allocation_id"] for r in rows if r.get("allocation_id")}
+    assert {p.stem for p in (reference.out / "evals").glob("*.json")} == evaluated  # once per distinct allocation
+
+
+def test_pareto_set_is_the_non_dominated_points(reference):
+    front = read(reference.pareto)
+    assert front and all(row["status"] == "ok" for row in front)
+    keys = [("top1", -1), ("latency_s", 1), ("energy_pj", 1), ("area_mm2", 1)]
+
+    def vector(row):
+        return [sign * float(row[key]) for key, sign in keys]
+
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    ok = [vector(r) for r in reference.rows if r["status"] == "ok"]
+    chosen = [vector(r) for r in front]
+    assert chosen == [vector(r) for r in pareto_set(reference.rows)]
+    assert not any(dominates(o, c) for c in chosen for o in ok)
+    assert all(any(dominates(c, o) for c in chosen) for o in ok if o not in chosen)
+
+
+def test_dask_gives_the_same_table(reference, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        result = run_sweep(space_from_dict(SPACE, "space"), synthetic_inputs(), tmp_path, executor="dask",
+                           scheduler=cluster.scheduler_address, progress=False)
+    assert result.table.read_bytes() == reference.table.read_bytes()
+    assert result.pareto.read_bytes() == reference.pareto.read_bytes()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_sweep_resumes_to_the_same_table(reference, tmp_path, stop):
+    process = run_in_subprocess(tmp_path)
+    points, deadline = tmp_path / "points", time.monotonic() + 120
+    while not (points.is_dir() and any(points.glob("p*.json"))):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()[-2000:]
+        time.sleep(0.01)
+    workers = children_of(process.pid)
+    os.kill(process.pid, stop)
+    process.wait(timeout=60)
+    process.stderr.close()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "pool workers outlived their parent"
+
+    finished = {p.name for p in points.glob("p*.json")}
+    assert 0 < len(finished) < 48 and not (tmp_path / "sweep.csv").exists()
+    for path in points.glob("p*.json"):
+        json.loads(path.read_text())  # every point file is whole
+    done = sum(all(f"p{2 * d + b:07d}.json" in finished for b in range(2)) for d in range(24))
+    result = run_sweep(space_from_dict(SPACE, "space"), synthetic_inputs(), tmp_path, workers=2, progress=False)
+    assert result.computed_designs == 24 - done
+    assert result.table.read_bytes() == reference.table.read_bytes()
+    assert result.pareto.read_bytes() == reference.pareto.read_bytes()
+
+
+def test_finished_folder_recomputes_nothing_and_refuses_another_sweep(reference):
+    again = run_sweep(space_from_dict(SPACE, "space"), synthetic_inputs(), reference.out, workers=2, progress=False)
+    assert again.computed_designs == 0 and again.table.read_bytes() == reference.table.read_bytes()
+    other = space_from_dict({**SPACE, "budgets": ["1x:W8A8"]}, "space")
+    with pytest.raises(PMQError, match="holds results of a different sweep"):
+        run_sweep(other, synthetic_inputs(), reference.out, progress=False)
+
+
+def test_importing_the_sweep_loads_no_torch():
+    code = "import sys, pmq.sweep; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_demo_model_end_to_end(tmp_path):
+    """Real Ω (pmq metric) and top-1 on the demo model; energy re-priced from the model's own workload.
+
+    (Local processes, not an in-process dask cluster: a threaded dask worker's profiler makes the
+    parent's torch evaluation crawl.)"""
+    from pmq.models import load_model
+    from pmq.workload import model_workload
+
+    space = tmp_path / "space.yaml"
+    space.write_text("base: bitfusion\ngrid: {array.cols: [16, 32]}\n")
+    result = sweep("demo", space, tmp_path / "out", "energy", ["0.8x:W8A8", "1x:W8A8"], bit_choices=(4, 8),
+                   calibration_images=32, sensitivity_images=16, limit=32, workers=1, progress=False)
+    assert len(result.rows) == 4 and result.failed == 0
+    model = load_model("demo").model
+    for row in result.rows:
+        assert 0 <= row["top1"] <= 1 and row["images"] == 32 and row["size_mb"] > 0
+        allocation = BitAllocation.load(result.out / "allocations" / f"{row['allocation_id']}.json")
+        accel = accelerators.from_dict(load_space(space).designs[row["design"]].config)
+        assert row["energy_pj"] == hwsim.estimate_workload(model_workload(model, allocation), accel).energy_pj
+    manifest = json.loads((result.out / "sweep.json").read_text())
+    assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
+    assert manifest["space_file"] == str(space) and manifest["points"] == 4
