@@ -36,7 +36,15 @@ from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
-from pmq.patchwise import LayerSetting, PatchwiseSpec, plot_token_bits, run_patchwise, token_bit_maps
+from pmq.patchwise import (
+    DEFAULT_APPLY_TO,
+    OPERANDS,
+    LayerSetting,
+    PatchwiseSpec,
+    plot_token_bits,
+    run_patchwise,
+    token_bit_maps,
+)
 from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices
 from pmq.workload import model_workload
 
@@ -45,15 +53,21 @@ LEVEL_SETS = {"8/4": ((8, 4), [0.5, 0.35, 0.25]),
               "8/4/2": ((8, 4, 2), [(0.25, 0.5)])}
 SCORES = ("cls_attention", "random", "value_norm")
 PROXY_LEVELS = ("8/4",)  # the value-norm proxy is measured on this level set only (time)
-HARDWARE_SETTINGS = (("8/4", (0.5,)), ("8/4", (0.35,)), ("8/2", (0.5,)), ("8/4/2", (0.25, 0.5)))
+HARSH = (("attention rows", DEFAULT_APPLY_TO, (8, 2), (0.1,)),  # settings that hurt: where the ranking decides
+         ("all token rows", tuple(OPERANDS), (8, 4), (0.25,)),
+         ("all token rows", tuple(OPERANDS), (8, 2), (0.5,)),
+         ("all token rows", tuple(OPERANDS), (8, 2), (0.25,)))
+HARDWARE_SETTINGS = (("8/4", (0.5,), DEFAULT_APPLY_TO), ("8/4", (0.35,), DEFAULT_APPLY_TO),
+                     ("8/2", (0.5,), DEFAULT_APPLY_TO), ("8/4/2", (0.25, 0.5), DEFAULT_APPLY_TO),
+                     ("8/4", (0.5,), ("q", "k", "attn")))  # V kept: no reduction split, no partial-sum merge
 ACCELERATORS = ("bitfusion", "loom")
 ATTENTION = (".attn.matmul_qk", ".attn.softmax", ".attn.matmul_av", ".attn.token_score", ".attn.regroup")
 
 
 def uniform_patchwise(base: BitAllocation, setting: LayerSetting, score: str = "cls_attention",
-                      seed: int = 0) -> BitAllocation:
+                      apply_to: tuple[str, ...] = DEFAULT_APPLY_TO) -> BitAllocation:
     layers = {name.rsplit(".attn", 1)[0]: setting for name in base.bits if name.endswith(".attn.matmul_qk")}
-    return BitAllocation(dict(base.bits), PatchwiseSpec(layers, score, seed=seed).to_dict())
+    return BitAllocation(dict(base.bits), PatchwiseSpec(layers, score, apply_to).to_dict())
 
 
 def is_attention(name: str) -> bool:
@@ -158,6 +172,29 @@ def main(argv: list[str] | None = None) -> int:
           f"value_norm proxy vs cls_attention on {', '.join(PROXY_LEVELS)}: mean "
           f"{100 * np.mean([r['value_norm'] - r['cls_attention'] for r in sweep if 'value_norm' in r]):+.2f} points.\n")
 
+    print("## 1b. Harsher settings: where the ranking decides\n")
+    print("| operands | setting | attention BOPs | model BOPs | top-1 cls_attention | Δ | top-1 random | Δ | "
+          "top-1 value_norm | Δ |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    base_bops = sum(op.bops for op in model_workload(model, base).ops)
+    harsh = []
+    for label, apply_to, levels, rho in HARSH:
+        setting = LayerSetting(rho, levels)
+        shown = uniform_patchwise(base, setting, apply_to=apply_to)
+        row = {"operands": label, "setting": str(setting),
+               "attn_bops_change": attention_bops(model, shown) / base_attn - 1,
+               "model_bops_change": sum(op.bops for op in model_workload(model, shown).ops) / base_bops - 1}
+        for score in SCORES:
+            row[score] = top1(uniform_patchwise(base, setting, score, apply_to))
+        harsh.append(row)
+        cells = " | ".join(f"{100 * row[s]:.2f} | {100 * (row[s] - base_top1):+.2f}" for s in SCORES)
+        print(f"| {label} | {setting} | {100 * row['attn_bops_change']:+.1f}% | {100 * row['model_bops_change']:+.1f}% "
+              f"| {cells} |", flush=True)
+    report["harsh"] = harsh
+    print(f"\ncls_attention − random over these settings: mean "
+          f"{100 * np.mean([r['cls_attention'] - r['random'] for r in harsh]):+.2f} points; value_norm − random: "
+          f"{100 * np.mean([r['value_norm'] - r['random'] for r in harsh]):+.2f} points.\n")
+
     # 3: hardware
     print("## 2. Hardware: attention part and whole model, with and without patch-wise\n")
     deit = None
@@ -181,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
             simulate = model_name == "demo"  # DeiT-S by the closed-form estimate (within 5%), for time
             plain = hardware_row(net, net_base, accel, simulate)
             rows = [("plain", plain)]
-            for label, rho in HARDWARE_SETTINGS:
+            for label, rho, apply_to in HARDWARE_SETTINGS:
                 setting = LayerSetting(rho, LEVEL_SETS[label][0])
-                rows.append((str(setting), hardware_row(net, uniform_patchwise(net_base, setting), accel, simulate)))
+                name = str(setting) + ("" if apply_to == DEFAULT_APPLY_TO else f" on {'/'.join(apply_to)}")
+                rows.append((name, hardware_row(net, uniform_patchwise(net_base, setting, apply_to=apply_to), accel,
+                                                simulate)))
             for label, row in rows:
                 hardware.append({"model": model_name, "accelerator": accel_name, "setting": label, **row})
                 ref = "" if label == "plain" else " ({})"

@@ -109,6 +109,7 @@ def part_a(args: argparse.Namespace) -> None:
     print(f"{len(qv.component_names())} components × 2 operands × bits {list(bits)}; calibration: "
           f"{args.calibration} train images (seed {args.seed}); ground truth: {args.heldout} test images; "
           f"torch threads {torch.get_num_threads()}; {provenance()}\n")
+    warm = warm_weight_quantizers(qv, bits)
     measured = compute_sensitivity(qv, test_x, test_y, "measured", bits, cache_dir=args.cache_dir)
     truth = GroundTruth(measured)
     print(f"Ground truth: float cross-entropy {measured.details['float_loss']:.4f}; {len(truth.ce)} pairs, "
@@ -117,7 +118,7 @@ def part_a(args: argparse.Namespace) -> None:
           f"{' (cached)' if measured.from_cache else ''}. Columns: Spearman ρ of Ω with the signed "
           "cross-entropy change (CE) and with KL(p_float ‖ p_quantized) (KL), over all pairs, per operand, "
           "and over the above-noise pairs.\n")
-    print(f"Weight-clipping caches warmed first ({warm_weight_quantizers(qv, bits):.1f} s, not in any timing).\n")
+    print(f"Weight-clipping caches warmed first ({warm:.1f} s, not in any timing).\n")
     print(COLUMNS.format(label="metric"))
     results = {}
     for metric, options in (("pmq", {}), ("hawq", {"max_iter": args.hawq_iter}), ("nuclear", {})):

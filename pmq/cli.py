@@ -134,6 +134,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
                         bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
                         progress=not args.json)
+    if args.patchwise:
+        from pmq.patchwise.search import run_patchwise
+
+        patchwise = run_patchwise(experiment, result.allocation, accel, args.patchwise_objective or args.objective,
+                                  args.patchwise_budget, limit=args.limit, progress=not args.json)
+        result.allocation = patchwise.allocation
+        simulated = patchwise.summary["patchwise_simulated"]
+        before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
+        result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
+                              energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
+                              gbops=simulated["bops"] / 1e9, before_patchwise=before, patchwise=patchwise.summary)
     budget_slug = args.budget.replace(":", "_").replace("/", "_")
     out = Path(args.out) if args.out else Path("results") / f"search-{args.model}-{accel.name}-{args.objective}-{budget_slug}"
     result.frontier.to_csv(out / "frontier.csv", key_format=str)
@@ -165,6 +176,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     written = plot_results(args.results_dir, fmt=args.format)
     print("\n".join(str(path) for path in written))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pmq.sweep import sweep
+
+    result = sweep(args.model, args.space, args.out, args.objective, args.budgets, checkpoint=args.checkpoint,
+                   pretrained=args.pretrained, data_dir=args.data, metric=args.metric, bit_choices=args.bit_choices,
+                   calibration_images=args.calibration_images, limit=args.limit, executor=args.executor,
+                   scheduler=args.scheduler, workers=args.workers, method=args.method, progress=not args.json)
+    summary = {"table": str(result.table), "pareto": str(result.pareto), "points": len(result.rows),
+               "failed": result.failed, "computed_designs": result.computed_designs, "wall_s": result.wall_s}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{len(result.rows)} points ({result.failed} failed, {result.computed_designs} designs computed now) "
+              f"in {result.wall_s:.1f} s: {result.table}, Pareto set {result.pareto}")
     return 0
 
 
@@ -245,9 +273,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
     p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
     p.add_argument("--limit", type=_positive_int, help="evaluate the chosen allocation on this many test images")
+    p.add_argument("--patchwise", action="store_true",
+                   help="then reallocate token activation bits per layer (patch-wise) on the chosen allocation")
+    p.add_argument("--patchwise-objective", help="cost the patch-wise step minimises under (default: --objective)")
+    p.add_argument("--patchwise-budget", default="0.9x",
+                   help="patch-wise budget: a share of the chosen allocation's own cost (0.9x), 0.5x:W8A8, or absolute")
     p.add_argument("--out", type=Path, help="results folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser("sweep", help="co-design: accelerator parameters x bit budgets, resumable, local or Dask")
+    _model_arguments(p)
+    p.add_argument("--space", type=Path, required=True, help="YAML: base accelerator(s), parameter grid/sample, budgets")
+    p.add_argument("--objective", help="latency or energy (default: the space file's)")
+    p.add_argument("--budgets", nargs="+", help="bit budgets, e.g. 0.25x:W8A8 0.5x:W8A8 (default: the space file's)")
+    p.add_argument("--metric", default="pmq", help="sensitivity metric: pmq, hawq or nuclear")
+    p.add_argument("--bit-choices", type=_bit_choices, default=(2, 3, 4, 6, 8), help="candidate bits, e.g. 2,3,4,6,8")
+    p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
+    p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
+    p.add_argument("--limit", type=_positive_int, help="evaluate each distinct allocation on this many test images")
+    p.add_argument("--executor", default="local", help="local (process pool) or dask")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address (with --executor dask)")
+    p.add_argument("--workers", type=_positive_int, help="local worker processes (default: all cores)")
+    p.add_argument("--method", default="estimate", help="estimate (closed form) or simulate (event-driven) per point")
+    p.add_argument("--out", type=Path, required=True, help="results folder (a killed sweep resumes from it)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("plot", help="paper figures (PDF/PNG/SVG) from a results folder, without re-running")
     p.add_argument("results_dir", type=Path, help="folder written by `pmq demo`")

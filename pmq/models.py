@@ -36,19 +36,24 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a checkpoint written by ``pmq train`` ({"model": state_dict}) or a bare state_dict."""
+    if not path.is_file():
+        raise PMQError(f"checkpoint {path} not found: run `pmq train --out {path}` or pass --checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
+    except (RuntimeError, KeyError, EOFError, OSError, TypeError, AttributeError) as exc:
+        raise PMQError(f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0]}): "
+                       "pass the checkpoint made for it") from None
+
+
 def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool = False) -> LoadedModel:
     """Build a model in eval mode: ``demo`` (bundled checkpoint) or a timm model name."""
     if name == "demo":
         path = Path(checkpoint) if checkpoint else DEMO_CHECKPOINT
-        if not path.is_file():
-            raise PMQError(f"checkpoint {path} not found: run `pmq train --out {path}` or pass --checkpoint")
         model = create_demo_vit()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"] if "model" in state else state)
-        except (RuntimeError, KeyError, EOFError, OSError, TypeError) as exc:
-            raise PMQError(f"checkpoint {path} does not hold demo ViT weights ({str(exc).splitlines()[0]}): "
-                           "retrain with `pmq train`") from None
+        _load_weights(model, path)
         return LoadedModel(model.eval(), "demo", f"pmq-demo-vit@{file_digest(path)}")
     if name not in timm.list_models():
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
@@ -60,7 +65,10 @@ def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool
         raise PMQError(f"could not load pretrained weights for {name!r} ({type(exc).__name__}): "
                        "put them in timm's cache or drop --pretrained") from None
     if checkpoint:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"] if "model" in state else state)
-    tag = model.pretrained_cfg.get("tag") if pretrained else None
-    return LoadedModel(model.eval(), name, f"{name}.{tag}" if tag else f"{name} (random init)" if not pretrained and not checkpoint else name)
+        _load_weights(model, Path(checkpoint))
+        tag = f"{name}@{file_digest(Path(checkpoint))}"
+    elif pretrained:
+        tag = f"{name}.{model.pretrained_cfg.get('tag') or 'default'}"
+    else:
+        tag = f"{name} (random init)"
+    return LoadedModel(model.eval(), name, tag)

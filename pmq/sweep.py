@@ -471,6 +471,11 @@ def _run_local(inputs: PricingInputs, designs: list[Design], workers: int | None
 
 
 def _run_dask(inputs: PricingInputs, designs: list[Design], scheduler: str) -> Iterator[list[dict]]:
+    """Submit one task per design to the cluster; the inputs are broadcast to every worker once.
+
+    Pricing is pure Python, so workers should run one thread each; their statistical profiler
+    (``distributed.worker.profile.enabled``) costs it some 10-15% (benchmarks/sweep_speed.py).
+    """
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed

@@ -11,8 +11,20 @@
 from pmq.patchwise.hardware import patchwise_ops
 from pmq.patchwise.maps import TokenBitMaps, plot_token_bits, token_bit_maps
 from pmq.patchwise.runtime import SCORES, assign_groups, install_patchwise
-from pmq.patchwise.search import PatchwiseSearch, patchwise_choices, run_patchwise
 from pmq.patchwise.spec import DEFAULT_APPLY_TO, OPERANDS, LayerSetting, PatchwiseSpec, validate_patchwise
+
+_SEARCH = ("PatchwiseSearch", "patchwise_choices", "run_patchwise")
+
+
+def __getattr__(name: str):
+    """The search needs the whole pipeline (experiment, workload): imported on first use, so that
+    ``QuantViT.apply``, which installs the runtime, stays light."""
+    if name in _SEARCH:
+        from pmq.patchwise import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module 'pmq.patchwise' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_APPLY_TO", "OPERANDS", "SCORES", "LayerSetting", "PatchwiseSearch", "PatchwiseSpec", "TokenBitMaps",

@@ -81,7 +81,8 @@ def token_bit_maps(qv: QuantViT, images: torch.Tensor, allocation: BitAllocation
 def plot_token_bits(maps: TokenBitMaps, path: str | Path | None = None, max_images: int = 4,
                     class_names: list[str] | None = None):
     """Grid figure: one row per image, the image then one panel per layer with each patch coloured by
-    its bits (Okabe–Ito palette, legend by bit-width). Saved to ``path`` (format from its suffix) if given."""
+    its bits (Okabe–Ito palette, legend by bit-width) under the image's outline. Saved to ``path``
+    (format from its suffix) if given."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -106,8 +107,10 @@ def plot_token_bits(maps: TokenBitMaps, path: str | Path | None = None, max_imag
         for j, layer in enumerate(maps.layers):
             colours = np.array([[_rgb(BIT_COLOURS.get(int(b), FLOAT_COLOUR)) for b in row] for row in maps.bits[i, j]])
             ax = axes[i, j + 1]
-            ax.imshow(grey, cmap="gray", vmin=0, vmax=1, extent=(0, 1, 1, 0))
-            ax.imshow(colours, alpha=0.6, extent=(0, 1, 1, 0), interpolation="nearest")
+            ax.imshow(colours, extent=(0, 1, 1, 0), interpolation="nearest")  # exact palette colours
+            height, width = grey.shape
+            ax.contour((np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height, grey,
+                       levels=[0.25], colors="white", linewidths=0.8)  # the image's outline on top
             if i == 0:
                 ax.set_title(layer, fontsize=8)
         for ax in axes[i]:

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from pmq.patchwise.spec import OPERANDS, LayerSetting, PatchwiseSpec, validate_patchwise
 from pmq.quant.modules import QuantAttention, QuantComponent, _apply_mask
+
+if TYPE_CHECKING:
+    from pmq.quant.vit import QuantViT
 
 Scorer = Callable[["ScoreInputs"], Tensor]
 
@@ -170,7 +174,7 @@ def prefix_tokens(model: torch.nn.Module) -> int:
     return int(getattr(model, "num_prefix_tokens", 1))
 
 
-def install_patchwise(qv, patchwise: dict) -> PatchwiseRuntime | None:
+def install_patchwise(qv: QuantViT, patchwise: dict) -> PatchwiseRuntime | None:
     """Install (or, for an empty dict, remove) patch-wise inference on a QuantViT; called by ``apply``."""
     model = qv.model
     for component in qv.components().values():

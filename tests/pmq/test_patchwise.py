@@ -13,7 +13,7 @@ from pmq.allocation import BitAllocation
 from pmq.cli import main
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
-from pmq.patchwise import LayerSetting, PatchwiseSpec, assign_groups, token_bit_maps
+from pmq.patchwise import LayerSetting, PatchwiseSpec, assign_groups, plot_token_bits, token_bit_maps
 from pmq.patchwise.search import fisher_omega, layer_costs, patchwise_choices, run_patchwise
 from pmq.quant import quantize_vit
 from pmq.workload import model_workload
@@ -127,6 +127,16 @@ def test_class_token_is_never_demoted(demo_qv, images, score):
         assert (maps.class_bits == 8).all()
         assert ((maps.bits == 8).sum(axis=(2, 3)) == 5).all()  # ceil(0.1 · 49) patches keep 8 bits
         assert ((maps.bits == 2).sum(axis=(2, 3)) == 39).all()
+
+
+def test_token_bit_figure_is_written(demo_qv, images, tmp_path):
+    allocation = with_patchwise(BitAllocation.uniform("W8A8", demo_qv.component_names()), levels=[8, 4, 2],
+                                layers={"blocks.1": {"rho": [0.25, 0.5]}})
+    maps = token_bit_maps(demo_qv, images[:2], allocation, labels=torch.tensor([3, 7]))
+    assert maps.bits.shape == (2, 6, 7, 7) and (maps.bits[:, 0] == 8).all()  # blocks.0 is plain
+    assert sorted(set(maps.bits[:, 1].ravel().tolist())) == [2, 4, 8]
+    plot_token_bits(maps, tmp_path / "bits.png")
+    assert (tmp_path / "bits.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_token_bits_reach_every_operand_and_lower_levels_hurt_more(demo_qv, images):

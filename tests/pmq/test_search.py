@@ -1,0 +1,84 @@
+"""The PMQ search on the real demo model: exact against an ILP, budgets, CLI outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_pareto import ilp_best_under
+
+import accelerators
+from pmq.allocation import BitAllocation
+from pmq.cli import main
+from pmq.errors import PMQError
+from pmq.experiment import Experiment
+from pmq.pareto import frontier
+from pmq.search import bit_pairs, choose, cost_table, pareto_table, resolve_budget
+from pmq.sensitivity import compute_sensitivity
+from pmq.workload import model_workload
+
+
+@pytest.fixture(scope="module")
+def demo_tables(tmp_path_factory):
+    experiment = Experiment("demo", calibration_images=16)
+    choices = bit_pairs((2, 4, 8))
+    names = experiment.component_names
+    images, labels = experiment.calibration_set
+    sens = compute_sensitivity(experiment.qv, images, labels, metric="pmq", bits=(2, 4, 8),
+                               cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    omega = {name: {b: sens.omega(name, b) for b in choices} for name in names}
+    # Ω is ~1e-6 per choice; rescale (argmins unchanged) so HiGHS' absolute tolerances don't blur it
+    top = max(v for row in omega.values() for v in row.values())
+    omega = {name: {b: v / top for b, v in row.items()} for name, row in omega.items()}
+    workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", names))
+    params = sum(p.numel() for p in experiment.loaded.model.parameters())
+    costs = cost_table(experiment.costs, params, choices, ("bops", "latency"), workload, accelerators.load("bitfusion"))
+    return experiment, omega, costs
+
+
+@pytest.mark.parametrize("objective", ["bops", "latency"])
+def test_frontier_choice_equals_ilp_optimum_at_five_budgets(demo_tables, objective):
+    experiment, omega, costs = demo_tables
+    table = pareto_table(omega, costs, (objective,))
+    front = frontier(table, (objective,))
+    lo, hi = front.cost_min[0], front.cost_max[0]
+    for fraction in (0.05, 0.2, 0.4, 0.6, 0.9):
+        budget = lo + fraction * (hi - lo)
+        best = front.best_under(budget)
+        ilp_omega, _ = ilp_best_under(table, objective, budget)
+        assert best.omega == pytest.approx(ilp_omega, rel=1e-9, abs=1e-12)
+        assert best.cost <= budget * (1 + 1e-12)
+
+
+def test_relative_budget_and_feasible_range(demo_tables):
+    experiment, omega, costs = demo_tables
+    names = experiment.component_names
+    w8a8 = costs.total("bops", BitAllocation.uniform("W8A8", names))
+    assert resolve_budget(costs, "bops", "0.5x:W8A8", names) == pytest.approx(0.5 * w8a8)
+    with pytest.raises(PMQError, match=r"below the cheapest allocation .* use a budget in \["):
+        resolve_budget(costs, "bops", "0.01x:W8A8", names)
+    with pytest.raises(PMQError, match="above the dearest allocation"):
+        resolve_budget(costs, "bops", "3x:W8A8", names)
+    # the chosen allocation respects the whole-model budget, fixed costs included
+    front = frontier(pareto_table(omega, costs, ("latency",)), ("latency",))
+    budget = resolve_budget(costs, "latency", "0.8x:W8A8", names)
+    chosen = choose(front, costs, "latency", budget)
+    assert costs.total("latency", chosen) <= budget * (1 + 1e-9)
+
+
+def test_search_cli_writes_a_loadable_allocation(capsys, tmp_path):
+    out = tmp_path / "search"
+    code = main(["search", "--model", "demo", "--accelerator", "bitfusion", "--objective", "bops",
+                 "--budget", "0.4x:W8A8", "--bit-choices", "2,4,8", "--calibration-images", "16",
+                 "--limit", "64", "--out", str(out), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    record = json.loads((out / "search.json").read_text())
+    assert record["provenance"]["torch"] and record["provenance"]["model_tag"].startswith("pmq-demo-vit@")
+    assert record["accelerator_config"]["name"] == "bitfusion"
+    assert (out / "frontier.csv").read_text().startswith("omega,")
+    assert 0 < printed["gbops"] <= record["budget_GBOPs"] * (1 + 1e-9)  # the whole-model BOPs fit the budget
+    # the allocation it wrote is what `pmq simulate --allocation` reads
+    assert main(["simulate", "--model", "demo", "--accelerator", "loom", "--allocation", printed["allocation"],
+                 "--out", str(tmp_path / "sim"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cycles"] > 0
