@@ -42,6 +42,7 @@ import copy
 import csv
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -91,6 +92,7 @@ RANGE_KEYS = ("min", "max", "log")
 FIXED_KEYS = ("name", "kind", "description", "sources")  # not sweepable: `base` picks the kind
 EVAL_COLUMNS = ("top1", "size_mb", "gbops", "images")
 AREA_COLUMNS = hwsim.AreaBreakdown.columns()
+_NO_DASK = "--executor dask needs dask.distributed: pip install 'pmq[distributed]'"
 PARETO_AXES = (("top1", -1.0), ("latency_s", 1.0), ("energy_pj", 1.0), ("area_mm2", 1.0))  # sign × value: minimised
 
 
@@ -158,8 +160,9 @@ def space_from_dict(data: Any, source: str = "<space>") -> Space:
     designs: list[Design] = []
     seen: set[str] = set()
     for number, entry in enumerate(entries, start=1):
-        where = f"designs[{number}]" if "designs" in data else "the space"
-        for base, params in _expand_entry(entry, where, fail):
+        entry_fail = fail if "designs" not in data else (
+            lambda message, number=number: fail(f"designs[{number}]: {message}"))
+        for base, params in _expand_entry(entry, entry_fail):
             config = _with_params(base.config, params)
             identity = json.dumps({key: value for key, value in config.items() if key != "name"}, sort_keys=True)
             if identity in seen:
@@ -201,80 +204,80 @@ def _check_keys(data: dict, allowed: Sequence[str], where: str, fail: Callable[[
         raise fail(f"unknown key '{unknown[0]}' in {where}; allowed: {', '.join(allowed)}")
 
 
-def _expand_entry(entry: Any, where: str, fail: Callable[[str], PMQError]) -> Iterator[tuple[_Base, dict]]:
+def _expand_entry(entry: Any, fail: Callable[[str], PMQError]) -> Iterator[tuple[_Base, dict]]:
     if not isinstance(entry, dict):
-        raise fail(f"{where} must be a mapping with 'base' and optionally 'grid' or 'random'")
-    _check_keys(entry, ENTRY_KEYS, where, fail)
+        raise fail("an entry must be a mapping with 'base' and optionally 'grid' or 'random'")
+    _check_keys(entry, ENTRY_KEYS, "a designs entry", fail)
     if "base" not in entry:
-        raise fail(f"{where} has no 'base': name a preset ({', '.join(accelerators.available())}) or a YAML file")
+        raise fail(f"no 'base': name a preset ({', '.join(accelerators.available())}) or a YAML file")
     names = entry["base"] if isinstance(entry["base"], list) else [entry["base"]]
     if not names or not all(isinstance(name, str) and name.strip() for name in names):
-        raise fail(f"{where}: base must be a preset name, a YAML path or a non-empty list of them")
+        raise fail("base must be a preset name, a YAML path or a non-empty list of them")
     if "grid" in entry and "random" in entry:
-        raise fail(f"{where} has both 'grid' and 'random': use one per entry (add another entry for the other)")
+        raise fail("both 'grid' and 'random' given: use one per entry (add another entry for the other)")
     for name in names:
         try:
             base = _Base(name, accelerators.load(name).config)
         except HwsimError as err:
-            raise fail(f"{where}: {err}") from None
+            raise fail(str(err)) from None
         if "random" in entry:
-            yield from ((base, params) for params in _random(entry["random"], base, where, fail))
+            yield from ((base, params) for params in _random(entry["random"], base, fail))
         else:
-            yield from ((base, params) for params in _grid(entry.get("grid") or {}, base, where, fail))
+            yield from ((base, params) for params in _grid(entry.get("grid") or {}, base, fail))
 
 
-def _grid(grid: Any, base: _Base, where: str, fail: Callable[[str], PMQError]) -> Iterator[dict]:
+def _grid(grid: Any, base: _Base, fail: Callable[[str], PMQError]) -> Iterator[dict]:
     if not isinstance(grid, dict):
-        raise fail(f"{where}: grid must map key paths (e.g. array.rows) to lists of values")
+        raise fail("grid must map key paths (e.g. array.rows) to lists of values")
     axes = {key: values if isinstance(values, list) else [values] for key, values in grid.items()}
     for key, values in axes.items():
         if not values:
-            raise fail(f"{where}: grid {key} is an empty range; give at least one value")
+            raise fail(f"grid {key} is an empty range; give at least one value")
         for value in values:
-            _check_value(base, key, value, where, fail)
+            _check_value(base, key, value, fail)
     combos: list[list[tuple[str, Any]]] = [[]]
     for key, values in axes.items():
         combos = [combo + [(key, value)] for combo in combos for value in values]
     return (dict(combo) for combo in combos)
 
 
-def _random(spec: Any, base: _Base, where: str, fail: Callable[[str], PMQError]) -> Iterator[dict]:
+def _random(spec: Any, base: _Base, fail: Callable[[str], PMQError]) -> Iterator[dict]:
     if not isinstance(spec, dict):
-        raise fail(f"{where}: random must be a mapping with samples, seed and parameters")
-    _check_keys(spec, RANDOM_KEYS, f"{where}.random", fail)
+        raise fail("random must be a mapping with samples, seed and parameters")
+    _check_keys(spec, RANDOM_KEYS, "random", fail)
     samples, seed, parameters = spec.get("samples"), spec.get("seed", 0), spec.get("parameters")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise fail(f"{where}: random.samples must be a positive integer, got {samples!r}")
+        raise fail(f"random.samples must be a positive integer, got {samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise fail(f"{where}: random.seed must be an integer, got {seed!r}")
+        raise fail(f"random.seed must be an integer, got {seed!r}")
     if not isinstance(parameters, dict) or not parameters:
-        raise fail(f"{where}: random.parameters must map key paths to a list of values or {{min, max}}")
-    draws = {key: _sampler(base, key, parameters[key], where, fail) for key in sorted(parameters)}
+        raise fail("random.parameters must map key paths to a list of values or {min, max}")
+    draws = {key: _sampler(base, key, parameters[key], fail) for key in sorted(parameters)}
     rng = random.Random(seed)
     return ({key: draw(rng) for key, draw in draws.items()} for _ in range(samples))
 
 
-def _sampler(base: _Base, key: str, spec: Any, where: str, fail: Callable[[str], PMQError]):
+def _sampler(base: _Base, key: str, spec: Any, fail: Callable[[str], PMQError]):
     if isinstance(spec, list):
         if not spec:
-            raise fail(f"{where}: random {key} is an empty range; give at least one value")
+            raise fail(f"random {key} is an empty range; give at least one value")
         for value in spec:
-            _check_value(base, key, value, where, fail)
+            _check_value(base, key, value, fail)
         return lambda rng: rng.choice(spec)
     if not isinstance(spec, dict) or not {"min", "max"} <= set(spec):
-        raise fail(f"{where}: random {key} must be a list of values or {{min: .., max: ..}}, got {spec!r}")
-    _check_keys(spec, RANGE_KEYS, f"{where} random {key}", fail)
+        raise fail(f"random {key} must be a list of values or {{min: .., max: ..}}, got {spec!r}")
+    _check_keys(spec, RANGE_KEYS, f"random {key}", fail)
     lo, hi, log = spec["min"], spec["max"], spec.get("log", False)
-    current = _check_value(base, key, lo, where, fail)
-    _check_value(base, key, hi, where, fail)
+    current = _check_value(base, key, lo, fail)
+    _check_value(base, key, hi, fail)
     if isinstance(current, str):
-        raise fail(f"{where}: random {key} takes text values: give a list, not min/max")
+        raise fail(f"random {key} takes text values: give a list, not min/max")
     if not isinstance(log, bool):
-        raise fail(f"{where}: random {key}.log must be true or false, got {log!r}")
+        raise fail(f"random {key}.log must be true or false, got {log!r}")
     if lo > hi:
-        raise fail(f"{where}: random {key} is an empty range (min {lo} > max {hi}); swap them")
+        raise fail(f"random {key} is an empty range (min {lo} > max {hi}); swap them")
     if log and lo <= 0:
-        raise fail(f"{where}: random {key} is log-uniform, so min must be > 0, got {lo}")
+        raise fail(f"random {key} is log-uniform, so min must be > 0, got {lo}")
     integer = isinstance(current, int) or (isinstance(lo, int) and isinstance(hi, int))
 
     def draw(rng: random.Random):
@@ -286,22 +289,22 @@ def _sampler(base: _Base, key: str, spec: Any, where: str, fail: Callable[[str],
     return draw
 
 
-def _check_value(base: _Base, key: str, value: Any, where: str, fail: Callable[[str], PMQError]) -> Any:
+def _check_value(base: _Base, key: str, value: Any, fail: Callable[[str], PMQError]) -> Any:
     """Check that ``key`` is a leaf of the base description and ``value`` has its type; returns the base value."""
     if not isinstance(key, str) or not key:
-        raise fail(f"{where}: parameter {key!r} must be a key path such as array.rows")
+        raise fail(f"parameter {key!r} must be a key path such as array.rows")
     if key.split(".")[0] in FIXED_KEYS:
-        raise fail(f"{where}: parameter {key} cannot be swept; choose the accelerator kind with 'base'")
+        raise fail(f"parameter {key} cannot be swept; choose the accelerator kind with 'base'")
     node: Any = base.config
     for depth, part in enumerate(key.split(".")):
         if not isinstance(node, dict) or part not in node:
             parent = ".".join(key.split(".")[:depth]) or "the top level"
             known = ", ".join(node) if isinstance(node, dict) else "none"
-            raise fail(f"{where}: parameter {key} is not a key of accelerator '{base.name}' "
+            raise fail(f"parameter {key} is not a key of accelerator '{base.name}' "
                        f"(keys under {parent}: {known})")
         node = node[part]
     if isinstance(node, dict):
-        raise fail(f"{where}: parameter {key} is a section of '{base.name}', not a value; name one of its "
+        raise fail(f"parameter {key} is a section of '{base.name}', not a value; name one of its "
                    f"keys: {', '.join(f'{key}.{sub}' for sub in node)}")
     if isinstance(node, bool) or node is None:
         ok = isinstance(value, type(node))
@@ -313,7 +316,7 @@ def _check_value(base: _Base, key: str, value: Any, where: str, fail: Callable[[
     else:
         ok, wanted = isinstance(value, str), "text"
     if not ok:
-        raise fail(f"{where}: {key} value {value!r} has the wrong type; '{base.name}' needs {wanted} "
+        raise fail(f"{key} value {value!r} has the wrong type; '{base.name}' needs {wanted} "
                    f"(it has {node!r})")
     return node
 
@@ -480,7 +483,7 @@ def _run_dask(inputs: PricingInputs, designs: list[Design], scheduler: str) -> I
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError:
-        raise PMQError("--executor dask needs dask.distributed: pip install 'pmq[distributed]'") from None
+        raise PMQError(_NO_DASK) from None
     try:
         client = Client(scheduler, timeout=30)
     except (OSError, TimeoutError, ValueError) as err:
@@ -549,18 +552,8 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     """
     start = time.perf_counter()
     space = space if isinstance(space, Space) else load_space(space)
-    objective = check_sweep_objective(objective or space.objective)
-    budgets = list(budgets or space.budgets or [])
-    if not budgets:
-        raise PMQError("no budgets: pass --budgets (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space file")
-    if executor not in EXECUTORS:
-        raise PMQError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    if executor == "dask" and not scheduler:
-        raise PMQError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.1:8786)")
-    if method not in METHODS:
-        raise PMQError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     pairs = bit_pairs_of(inputs.omega)
-    _check_budgets(budgets, pairs)
+    objective, budgets = _check_settings(space, objective, budgets, pairs, executor, scheduler, method)
     out = Path(out)
     pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.workload, objective,
                             tuple(budgets), method)
@@ -599,6 +592,25 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
                                     "pareto_points": len(best), "executor": executor,
                                     "computed_designs": len(pending), "wall_s": wall})
     return SweepResult(out, table, pareto, rows, len(pending), wall)
+
+
+def _check_settings(space: Space, objective: str | None, budgets: Sequence[str] | None, pairs: Sequence[Bits],
+                    executor: str, scheduler: str | None, method: str) -> tuple[str, list[str]]:
+    """The objective and budgets in force (arguments over the space file's), all settings checked."""
+    objective = check_sweep_objective(objective or space.objective)
+    budgets = list(budgets or space.budgets or [])
+    if not budgets:
+        raise PMQError("no budgets: pass --budgets (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space file")
+    if executor not in EXECUTORS:
+        raise PMQError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    if executor == "dask" and not scheduler:
+        raise PMQError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.1:8786)")
+    if executor == "dask" and importlib.util.find_spec("distributed") is None:
+        raise PMQError(_NO_DASK)
+    if method not in METHODS:
+        raise PMQError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    _check_budgets(budgets, pairs)
+    return objective, budgets
 
 
 def _check_budgets(budgets: Sequence[str], pairs: Sequence[Bits]) -> None:
@@ -782,11 +794,11 @@ def sweep(model: str, space: str | os.PathLike, out: str | os.PathLike, objectiv
           sensitivity_images: int = 64, limit: int | None = None, executor: str = "local",
           scheduler: str | None = None, workers: int | None = None, method: str = "estimate",
           progress: bool = True) -> SweepResult:
-    """``pmq sweep``: validate the space, prepare the model once, then :func:`run_sweep`."""
+    """``pmq sweep``: validate the space and settings, prepare the model once, then :func:`run_sweep`."""
+    loaded_space = load_space(space)  # bad input fails here, before torch loads anything
+    _check_settings(loaded_space, objective, budgets, bit_pairs(bit_choices), executor, scheduler, method)
     from pmq.experiment import Experiment
 
-    loaded_space = load_space(space)  # a bad space file fails before torch loads anything
-    check_sweep_objective(objective or loaded_space.objective)
     experiment = Experiment(model, checkpoint, pretrained, data_dir, calibration_images=calibration_images)
     inputs = model_inputs(experiment, metric, bit_choices, sensitivity_images, limit)
     return run_sweep(loaded_space, inputs, out, objective, budgets, executor=executor, scheduler=scheduler,

@@ -114,6 +114,10 @@ OBSERVERS: dict[str, type[Observer]] = {
 }
 """Activation observers by name (``calibrate(..., observer=name)``)."""
 
+DEFAULT_OBSERVER = "percentile"
+"""For static per-tensor ranges: clearly better than min-max at 4 and 3 bits and level with MSE
+search, at no per-bit-width search cost (``benchmarks/quant_table.py``)."""
+
 WEIGHT_CLIPPING = ("minmax", "mse")
 """Weight range choices: the per-channel max |w|, or the MSE-optimal fraction of it."""
 

@@ -15,24 +15,25 @@ def _scale(lo: float, hi: float, bits: int) -> float:
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 6, 8])
-def test_weight_grid_is_symmetric_per_channel(bits):
+def test_weight_grid_is_per_channel_int_b(bits):
     torch.manual_seed(bits)
     w = torch.randn(6, 10) * torch.arange(1, 7).unsqueeze(1)  # channels of different magnitude
     q = fake_quant_symmetric(w, bits)
-    qmax = 2 ** (bits - 1) - 1
-    scale = w.abs().amax(dim=1, keepdim=True) / qmax
+    half = 2 ** (bits - 1)
+    scale = w.abs().amax(dim=1, keepdim=True) / (half - 0.5)
     codes = q / scale
     assert torch.allclose(codes, codes.round(), atol=1e-4)
-    assert codes.abs().max() <= qmax + 1e-4
-    assert ((q - w).abs() <= scale / 2 * (1 + 1e-5)).all()
-    assert torch.allclose(q.abs().amax(dim=1), w.abs().amax(dim=1))  # each channel's max is on its grid
+    assert codes.min() >= -half - 1e-4 and codes.max() <= half - 1 + 1e-4
+    assert ((q - w).abs() <= scale / 2 * (1 + 1e-5)).all()  # the whole [-max|w|, max|w|] range
 
 
-def test_two_bit_weights_are_ternary_and_zero_channels_stay_zero():
-    w = torch.tensor([[0.9, -0.2, 0.6, -1.0], [0.0, 0.0, 0.0, 0.0]])
-    q = fake_quant_symmetric(w, 2)
-    assert torch.equal(q[0], torch.tensor([1.0, 0.0, 1.0, -1.0]))
-    assert torch.equal(q[1], torch.zeros(4))
+def test_two_bit_weights_use_all_four_codes_and_zero_channels_stay_zero():
+    w = torch.tensor([[0.9, -0.2, 0.6, -1.5, 0.1, -0.7], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    q = fake_quant_symmetric(w, 2)  # scale = 1.5 / 1.5 = 1: codes {-2, -1, 0, 1}
+    assert torch.equal(q[0], torch.tensor([1.0, 0.0, 1.0, -2.0, 0.0, -1.0]))  # -1.5 is a tie: to even
+    assert torch.equal(fake_quant_symmetric(torch.tensor([[-3.0, -1.4, 3.0, 0.4]]), 2),
+                       torch.tensor([[-4.0, -2.0, 2.0, 0.0]]))  # scale 2: -3 → -2·2, +3 → +1·2
+    assert torch.equal(q[1], torch.zeros(6))
     assert not q.isnan().any()
 
 

@@ -144,6 +144,15 @@ def test_bad_space_names_the_problem_in_one_line(change, message):
     assert "\n" not in str(err.value)
 
 
+def test_errors_in_a_designs_list_name_the_entry():
+    data = {"designs": [{"base": "bitfusion"}, {"base": "loom", "grid": {"array.rows": [8]}}], "budgets": BUDGETS}
+    with pytest.raises(PMQError, match=r"^space 's.yaml': designs\[2\]: parameter array.rows is not a key of "
+                                       r"accelerator 'loom' \(keys under array: tiles, filters"):
+        space_from_dict(data, "s.yaml")
+    with pytest.raises(PMQError, match="'base' at the top level and 'designs' both given"):
+        space_from_dict({**data, "base": "loom"}, "s.yaml")
+
+
 def test_bad_budgets_and_settings_fail_before_any_work(tmp_path):
     space = space_from_dict({"base": "bitfusion", "budgets": ["0.5x:W5A5"]}, "s.yaml")
     with pytest.raises(PMQError, match="budget setting 'W5A5' is not among the bit pairs searched"):
@@ -303,16 +312,15 @@ def test_demo_model_end_to_end(tmp_path):
     from pmq.workload import model_workload
 
     space = tmp_path / "space.yaml"
-    space.write_text("base: bitfusion\ngrid: {array.cols: [16, 32]}\n")
-    result = sweep("demo", space, tmp_path / "out", "energy", ["0.8x:W8A8", "1x:W8A8"], bit_choices=(4, 8),
-                   calibration_images=32, sensitivity_images=16, limit=32, workers=1, progress=False)
-    assert len(result.rows) == 4 and result.failed == 0
-    model = load_model("demo").model
-    for row in result.rows:
-        assert 0 <= row["top1"] <= 1 and row["images"] == 32 and row["size_mb"] > 0
-        allocation = BitAllocation.load(result.out / "allocations" / f"{row['allocation_id']}.json")
-        accel = accelerators.from_dict(load_space(space).designs[row["design"]].config)
-        assert row["energy_pj"] == hwsim.estimate_workload(model_workload(model, allocation), accel).energy_pj
+    space.write_text("base: bitfusion\nbudgets: ['0.8x:W8A8']\n")
+    result = sweep("demo", space, tmp_path / "out", "energy", bit_choices=(4, 8), calibration_images=32,
+                   sensitivity_images=16, limit=32, workers=1, progress=False)
+    (row,) = result.rows
+    assert row["status"] == "ok" and 0 <= row["top1"] <= 1 and row["images"] == 32 and row["size_mb"] > 0
+    allocation = BitAllocation.load(result.out / "allocations" / f"{row['allocation_id']}.json")
+    assert {bits.w for _, bits in allocation.items()} == {4, 8}  # a real mixed-precision choice
+    priced = hwsim.estimate_workload(model_workload(load_model("demo").model, allocation), accelerators.load("bitfusion"))
+    assert row["energy_pj"] == priced.energy_pj and row["latency_s"] == priced.latency_s
     manifest = json.loads((result.out / "sweep.json").read_text())
     assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
-    assert manifest["space_file"] == str(space) and manifest["points"] == 4
+    assert manifest["space_file"] == str(space) and manifest["points"] == 1
