@@ -264,13 +264,15 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
                   objective: str, budget: str | float, *, choices: Sequence[LayerSetting] | None = None,
                   score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO,
                   omega_method: str = "fisher", omega_images: int = 64, seed: int = 0,
-                  evaluate: bool = True, limit: int | None = None, progress: bool = True) -> PatchwiseSearch:
+                  evaluate: bool = True, evaluate_base: bool = True, limit: int | None = None,
+                  progress: bool = True) -> PatchwiseSearch:
     """Search ρ (and levels) per layer for ``allocation`` under ``budget`` on ``objective``.
 
     ``budget``: ``"0.8x"`` (of ``allocation``'s own cost without patch-wise), ``"0.5x:W8A8"`` or an
     absolute value in base units (BOPs, s, pJ). Returns the allocation with ``patchwise`` filled
     (and metadata), the frontier, and Ω / cost tables; with ``evaluate`` also its top-1 (on
-    ``limit`` test images) and simulated cost, next to the base allocation's, in ``summary``.
+    ``limit`` test images) and simulated cost, next to the base allocation's, in ``summary``
+    (``evaluate_base=False`` skips the base's top-1 when the caller has it already).
     """
     if omega_method not in OMEGA_METHODS:
         raise PMQError(f"unknown patch-wise omega method {omega_method!r}: use one of {', '.join(OMEGA_METHODS)}")
@@ -328,7 +330,8 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     }
     if evaluate:
         summary["top1"] = experiment.evaluate(result, limit, progress=progress).top1
-        summary["base_top1"] = experiment.evaluate(base, limit, progress=progress).top1
+        if evaluate_base:
+            summary["base_top1"] = experiment.evaluate(base, limit, progress=progress).top1
         if accelerator is not None:
             for label, alloc in (("base", base), ("patchwise", result)):
                 simulated = hwsim.simulate(model_workload(model, alloc), accelerator)

@@ -16,7 +16,16 @@ from pmq.plots.allocation import plot_allocation_heatmap
 from pmq.plots.breakdown import plot_breakdown
 from pmq.plots.pareto import plot_pareto_accuracy, plot_pareto_omega
 from pmq.plots.speedup import plot_speedup
-from pmq.plots.style import DOUBLE_COLUMN_IN, FORMATS, OKABE_ITO, SINGLE_COLUMN_IN, new_figure, save, style
+from pmq.plots.style import (
+    DOUBLE_COLUMN_IN,
+    FORMATS,
+    OKABE_ITO,
+    SINGLE_COLUMN_IN,
+    new_figure,
+    png_bytes,
+    save,
+    style,
+)
 from pmq.plots.tokens import plot_token_bits
 from pmq.results import FIGURES_DIR, Results, load_results
 
@@ -31,7 +40,7 @@ FIGURES: dict[str, Callable[[Results], Figure | None]] = {
 
 __all__ = [
     "DOUBLE_COLUMN_IN", "FIGURES", "FORMATS", "OKABE_ITO", "SINGLE_COLUMN_IN", "new_figure", "plot_results",
-    "save", "style",
+    "png_bytes", "save", "style",
 ]
 
 

@@ -7,6 +7,7 @@ directly (no pyplot, no global figure registry, no GUI backend needed).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,14 @@ def style() -> Iterator[None]:
 def new_figure(width: float = DOUBLE_COLUMN_IN, height: float = 2.4) -> Figure:
     """A constrained-layout figure of ``width`` inches (use SINGLE_COLUMN_IN or DOUBLE_COLUMN_IN)."""
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def png_bytes(fig: Figure, dpi: int = 150) -> bytes:
+    """The figure as PNG bytes (e.g. for ``IPython.display.Image`` in a notebook, no pyplot needed)."""
+    buffer = io.BytesIO()
+    with style():
+        fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def save(fig: Figure, paths: Sequence[Path]) -> list[Path]:

@@ -11,6 +11,7 @@ import matplotlib as mpl
 import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 from timm.models.vision_transformer import VisionTransformer
 
 import accelerators
@@ -21,7 +22,7 @@ from pmq.cost import bops, model_size_mb
 from pmq.errors import PMQError
 from pmq.pareto import Choice, frontier
 from pmq.patchwise import token_bit_maps
-from pmq.plots import FIGURES, plot_results
+from pmq.plots import DOUBLE_COLUMN_IN, FIGURES, SINGLE_COLUMN_IN, plot_results
 from pmq.quant import quantize_vit
 from pmq.report import write_report
 from pmq.results import Measured, ResultsWriter, load_results
@@ -84,21 +85,19 @@ def results_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
-def test_every_figure_is_drawn_from_the_files(results_dir, fmt, tmp_path):
-    written = plot_results(results_dir, fmt=fmt, out_dir=tmp_path)
-    assert sorted(p.name for p in written) == sorted(f"{name}.{fmt}" for name in FIGURES)
-    assert all(p.stat().st_size > 1000 for p in written)
-
-
-def test_pdf_embeds_truetype_fonts_and_leaves_rcparams_alone(results_dir, tmp_path):
+def test_every_figure_in_every_format_from_the_files(results_dir, tmp_path):
     before = dict(mpl.rcParams)
-    written = plot_results(results_dir, fmt="pdf", out_dir=tmp_path)
+    written = plot_results(results_dir, fmt=("pdf", "png", "svg"), out_dir=tmp_path)
     assert dict(mpl.rcParams) == before  # the style is a context, never global
-    for path in written:
+    assert sorted(p.name for p in written) == sorted(f"{name}.{fmt}" for name in FIGURES for fmt in ("pdf", "png", "svg"))
+    assert all(p.stat().st_size > 1000 for p in written)
+    for path in tmp_path.glob("*.pdf"):
         data = path.read_bytes()
         assert b"/FontFile2" in data, path.name  # TrueType program embedded (pdf.fonttype 42)
         assert b"/Subtype /Type3" not in data, path.name
+    for path in tmp_path.glob("*.png"):  # exactly one or two paper columns wide, at 300 dpi
+        width_in = imread(path).shape[1] / 300
+        assert min(abs(width_in - w) for w in (SINGLE_COLUMN_IN, DOUBLE_COLUMN_IN)) < 0.01, path.name
 
 
 def test_report_names_setup_and_numbers(results_dir):
@@ -141,11 +140,17 @@ def test_bad_format_and_folder(tmp_path, capsys):
 
 
 def test_interrupted_run_is_still_readable(results_dir, tmp_path):
-    """What a Ctrl-C leaves (a manifest listing only finished files) plots and reports."""
+    """What a Ctrl-C before the HAWQ-v2 searches leaves: a manifest and points without them."""
     partial = tmp_path / "partial"
     shutil.copytree(results_dir, partial)
     run = json.loads((partial / "run.json").read_text())
     run["complete"] = False
+    run["allocations"] = {k: v for k, v in run["allocations"].items() if v["method"] != "hawq"}
+    run["searches"] = [s for s in run["searches"] if s["metric"] != "hawq"]
+    run["highlight"] = ["pmq-bops-0.6x"]
     (partial / "run.json").write_text(json.dumps(run))
-    assert plot_results(partial, fmt="png")
-    assert "Incomplete run" in write_report(partial).read_text()
+    points = (partial / "points.csv").read_text().splitlines(keepends=True)
+    (partial / "points.csv").write_text("".join(line for line in points if ",hawq," not in line))
+    assert {p.stem for p in plot_results(partial, fmt="png")} == set(FIGURES)
+    report = write_report(partial).read_text()
+    assert "Incomplete run" in report and "hawq-bops" not in report
