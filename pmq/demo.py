@@ -119,32 +119,122 @@ def _distinct_class_images(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]
     return torch.stack(images), torch.tensor(labels)
 
 
-def _patchwise(experiment: Experiment, writer: ResultsWriter, base_label: str, base: BitAllocation,
-               accels: dict[str, hwsim.Accelerator], cfg: DemoConfig, test_images: int | None,
-               simulate_all) -> None:
-    """PMQ's third step on one searched allocation: per-layer token-group bits under a budget, then
-    its per-patch bit maps over a few test images."""
-    from pmq.data import FASHION_MNIST_CLASSES
-    from pmq.patchwise import patchwise_choices, run_patchwise, token_bit_maps
+class _DemoRun:
+    """One run: the loaded experiment, the accelerators, the writer; one method per phase."""
 
-    search = run_patchwise(experiment, base, accels[cfg.search_accelerator], cfg.patchwise_objective,
-                           cfg.patchwise_budget, choices=patchwise_choices(cfg.patchwise_levels, cfg.patchwise_rhos),
-                           omega_images=cfg.sensitivity_images, evaluate=False, progress=False)
-    label = f"{base_label}-pw"
-    allocation = search.allocation
-    allocation.metadata.update({"method": "patchwise", "base_allocation": base_label})
-    evaluated = experiment.evaluate(allocation, test_images, progress=False)
-    sims = simulate_all(allocation)
-    # per-component BOPs (pmq.cost) do not see token groups; the workload's GEMMs do (all bits integer here)
-    evaluated = dataclasses.replace(evaluated, gbops=sims[cfg.search_accelerator].bops / 1e9)
-    writer.add_allocation(label, "patchwise", allocation,
-                          {n: _measured(evaluated, s, search.summary["omega"]) for n, s in sims.items()}, sims,
-                          metric="pmq", objective=cfg.patchwise_objective, budget=cfg.patchwise_budget,
-                          base=base_label)
-    images, labels = _distinct_class_images(experiment.test_set, cfg.token_map_images)
-    maps = token_bit_maps(experiment.qv, images, allocation, operand="q", labels=labels)
-    captions = list(FASHION_MNIST_CLASSES) if experiment.loaded.name == "demo" else None
-    writer.add_token_bits(maps, captions, allocation=label)
+    def __init__(self, out_dir: Path, cfg: DemoConfig, test_images: int | None, limit: int | None,
+                 bar: tqdm) -> None:
+        self.cfg, self.test_images, self.bar = cfg, test_images, bar
+        names = list(cfg.accelerators or accelerators.available())
+        names += [n for n in (cfg.search_accelerator, cfg.baseline_accelerator) if n not in names]
+        self.accels = {name: accelerators.load(name) for name in names}
+        self.step("load model + data, calibrate")
+        self.experiment = Experiment(cfg.model, calibration_images=cfg.calibration_images, observer=cfg.observer,
+                                     seed=cfg.seed)
+        self.experiment.calibrate()
+        self.writer = ResultsWriter(out_dir, self._run_info(limit))
+        self.highlight: list[str] = []
+        self.chosen: dict[str, BitAllocation] = {}
+        self.bar.update()
+
+    def step(self, what: str) -> None:
+        self.bar.set_postfix_str(what, refresh=True)
+
+    def _run_info(self, limit: int | None) -> dict[str, Any]:
+        cfg, experiment = self.cfg, self.experiment
+        test_set_size = len(experiment.test_set)
+        return {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "reproduce": "pmq demo --out DIR" + (f" --limit {limit}" if limit is not None else ""),
+            "config": {**asdict(cfg), "test_images": self.test_images},
+            "provenance": _versions(),
+            "model": _model_info(experiment),
+            "data": {
+                "source": experiment.source.describe(), "test_set_size": test_set_size,
+                "test_images": min(self.test_images or test_set_size, test_set_size), "test_subset_seed": 0,
+                "calibration_images": cfg.calibration_images, "calibration_split": "train",
+                "calibration_seed": cfg.seed, "observer": cfg.observer, "sensitivity_images": cfg.sensitivity_images,
+            },
+            "search": {"primary_accelerator": cfg.search_accelerator, "bit_choices": list(cfg.bit_choices),
+                       "budgets": cfg.budgets, "metrics": list(cfg.metrics), "float_on_hardware_bits": 16},
+            "baseline": {"accelerator": cfg.baseline_accelerator, "allocation": cfg.baseline_setting},
+            "accelerators": {name: accel.config for name, accel in self.accels.items()},
+            "accelerator_sources": {name: accel.sources for name, accel in self.accels.items()},
+        }
+
+    def simulate_all(self, allocation: BitAllocation) -> dict[str, hwsim.SimResult]:
+        workload = model_workload(self.experiment.loaded.model, allocation)
+        return {name: hwsim.simulate(workload, accel) for name, accel in self.accels.items()}
+
+    def uniform(self) -> None:
+        for setting in self.cfg.uniform:
+            self.step(f"evaluate {setting}")
+            allocation = BitAllocation.uniform(setting, self.experiment.component_names)
+            allocation.metadata.update({"method": "uniform", "model": self.experiment.loaded.tag})
+            evaluated = self.experiment.evaluate(allocation, self.test_images, progress=False)
+            sims = self.simulate_all(allocation)
+            self.writer.add_allocation(setting, "uniform", allocation,
+                                       {n: _measured(evaluated, s) for n, s in sims.items()}, sims)
+            self.bar.update()
+
+    def searches(self, metric: str) -> None:
+        """Every budget of every objective with one sensitivity metric (Ω is computed once, then cached)."""
+        cfg, accel = self.cfg, self.accels[self.cfg.search_accelerator]
+        for objective, budgets in cfg.budgets.items():
+            for i, budget in enumerate(budgets):
+                self.step(f"{metric} search, {objective} <= {budget}")
+                result = run_search(self.experiment, accel, objective, budget, metric=metric,
+                                    bit_choices=cfg.bit_choices, sensitivity_images=cfg.sensitivity_images,
+                                    limit=self.test_images, progress=False)
+                s = result.summary
+                if i == 0:  # one frontier per (metric, objective): the budgets only pick points on it
+                    self.writer.add_frontier(
+                        metric, objective, result.frontier, result.costs.fixed[objective],
+                        result.costs.in_units(objective, 1.0), OBJECTIVES[objective], accel.name,
+                        extra={"provenance": provenance(model_tag=self.experiment.loaded.tag), "metric": metric,
+                               "accelerator": accel.name})
+                label = allocation_label(metric, objective, budget)
+                evaluated = EvalResult(s["top1"], s["size_mb"], s["gbops"], s["images"])
+                sims = self.simulate_all(result.allocation)
+                self.writer.add_allocation(label, metric, result.allocation,
+                                           {n: _measured(evaluated, sim, s["omega"]) for n, sim in sims.items()},
+                                           sims, metric=metric, objective=objective, budget=budget,
+                                           budget_value=s[f"budget_{OBJECTIVES[objective]}"])
+                self.chosen[label] = result.allocation
+                if objective == cfg.highlight_objective and i == len(budgets) // 2:
+                    self.highlight.append(label)
+                    self.writer.update(highlight=self.highlight)
+                self.bar.update()
+
+    def patchwise(self) -> None:
+        """PMQ's third step on the highlighted PMQ allocation: per-layer token-group bits under a
+        budget, then its per-patch bit maps over a few test images."""
+        from pmq.data import FASHION_MNIST_CLASSES
+        from pmq.patchwise import patchwise_choices, run_patchwise, token_bit_maps
+
+        cfg, experiment = self.cfg, self.experiment
+        base_label = next((label for label in self.highlight if label.startswith("pmq-")),
+                          (self.highlight or list(self.chosen))[0])
+        self.step(f"patch-wise {base_label}, {cfg.patchwise_objective} <= {cfg.patchwise_budget}")
+        search = run_patchwise(experiment, self.chosen[base_label], self.accels[cfg.search_accelerator],
+                               cfg.patchwise_objective, cfg.patchwise_budget,
+                               choices=patchwise_choices(cfg.patchwise_levels, cfg.patchwise_rhos),
+                               omega_images=cfg.sensitivity_images, evaluate=False, progress=False)
+        label, allocation = f"{base_label}-pw", search.allocation
+        allocation.metadata.update({"method": "patchwise", "base_allocation": base_label})
+        sims = self.simulate_all(allocation)
+        # per-component BOPs (pmq.cost) do not see token groups; the workload's GEMMs do (all bits integer)
+        evaluated = dataclasses.replace(experiment.evaluate(allocation, self.test_images, progress=False),
+                                        gbops=sims[cfg.search_accelerator].bops / 1e9)
+        self.writer.add_allocation(label, "patchwise", allocation,
+                                   {n: _measured(evaluated, s, search.summary["omega"]) for n, s in sims.items()},
+                                   sims, metric="pmq", objective=cfg.patchwise_objective,
+                                   budget=cfg.patchwise_budget, base=base_label)
+        images, labels = _distinct_class_images(experiment.test_set, cfg.token_map_images)
+        maps = token_bit_maps(experiment.qv, images, allocation, operand="q", labels=labels)
+        captions = list(FASHION_MNIST_CLASSES) if experiment.loaded.name == "demo" else None
+        self.writer.add_token_bits(maps, captions, allocation=label)
+        self.bar.update()
 
 
 def run_demo(out_dir: str | Path = DEFAULT_OUT, limit: int | None = None, progress: bool = True,
@@ -153,126 +243,43 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, limit: int | None = None, progre
 
     ``limit`` caps the test images per evaluation (default ``config.test_images``). Every result
     file is complete once written; Ctrl-C leaves the finished ones (and a ``run.json`` listing
-    them) in place.
+    them) in place. Wall time per phase is recorded in ``run.json`` (``timings_s``).
     """
     from pmq.plots import plot_results
     from pmq.report import write_report
 
     cfg = config or DemoConfig()
-    for objective in cfg.budgets:
-        if objective not in OBJECTIVES:
-            raise PMQError(f"unknown objective {objective!r} in the demo budgets: use one of {', '.join(OBJECTIVES)}")
-    test_images = limit if limit is not None else cfg.test_images
-    names = list(cfg.accelerators or accelerators.available())
-    for required in (cfg.search_accelerator, cfg.baseline_accelerator):
-        if required not in names:
-            names.append(required)
-    accels = {name: accelerators.load(name) for name in names}
-    n_searches = len(cfg.metrics) * sum(len(b) for b in cfg.budgets.values()) + bool(cfg.patchwise_objective)
+    unknown = [objective for objective in cfg.budgets if objective not in OBJECTIVES]
+    if unknown:
+        raise PMQError(f"unknown objective {unknown[0]!r} in the demo budgets: use one of {', '.join(OBJECTIVES)}")
+    steps = 1 + len(cfg.uniform) + len(cfg.metrics) * sum(map(len, cfg.budgets.values())) \
+        + bool(cfg.patchwise_objective) + 2
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    bar = tqdm(total=2 + len(cfg.uniform) + n_searches + 2, desc="pmq demo", unit="step", disable=not progress)
+    with tqdm(total=steps, desc="pmq demo", unit="step", disable=not progress) as bar:
+        def timed(name: str, phase) -> None:
+            t = time.perf_counter()
+            phase()
+            timings[name] = time.perf_counter() - t
 
-    def step(what: str) -> None:
-        bar.set_postfix_str(what, refresh=True)
-
-    try:
-        step("load model + data, calibrate")
-        t = time.perf_counter()
-        experiment = Experiment(cfg.model, calibration_images=cfg.calibration_images, observer=cfg.observer,
-                                seed=cfg.seed)
-        experiment.calibrate()
-        timings["load_and_calibrate"] = time.perf_counter() - t
-        bar.update()
-        writer = ResultsWriter(out_dir, {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "reproduce": "pmq demo --out DIR" + (f" --limit {limit}" if limit is not None else ""),
-            "config": {**asdict(cfg), "test_images": test_images},
-            "provenance": _versions(),
-            "model": _model_info(experiment),
-            "data": {
-                "source": experiment.source.describe(), "test_set_size": len(experiment.test_set),
-                "test_images": min(test_images or len(experiment.test_set), len(experiment.test_set)),
-                "test_subset_seed": 0, "calibration_images": cfg.calibration_images,
-                "calibration_split": "train", "calibration_seed": cfg.seed, "observer": cfg.observer,
-                "sensitivity_images": cfg.sensitivity_images,
-            },
-            "search": {"primary_accelerator": cfg.search_accelerator, "bit_choices": list(cfg.bit_choices),
-                       "budgets": cfg.budgets, "metrics": list(cfg.metrics),
-                       "float_on_hardware_bits": 16},
-            "baseline": {"accelerator": cfg.baseline_accelerator, "allocation": cfg.baseline_setting},
-            "accelerators": {name: accel.config for name, accel in accels.items()},
-            "accelerator_sources": {name: accel.sources for name, accel in accels.items()},
-        })
-        bar.update()
-
-        def simulate_all(allocation: BitAllocation) -> dict[str, hwsim.SimResult]:
-            workload = model_workload(experiment.loaded.model, allocation)
-            return {name: hwsim.simulate(workload, accel) for name, accel in accels.items()}
-
-        t = time.perf_counter()
-        for setting in cfg.uniform:
-            step(f"evaluate {setting}")
-            allocation = BitAllocation.uniform(setting, experiment.component_names)
-            allocation.metadata.update({"method": "uniform", "model": experiment.loaded.tag})
-            evaluated = experiment.evaluate(allocation, test_images, progress=False)
-            sims = simulate_all(allocation)
-            writer.add_allocation(setting, "uniform", allocation,
-                                  {n: _measured(evaluated, s) for n, s in sims.items()}, sims)
-            bar.update()
-        timings["uniform"] = time.perf_counter() - t
-
-        highlight: list[str] = []
-        chosen: dict[str, BitAllocation] = {}
+        holder: list[_DemoRun] = []
+        test_images = limit if limit is not None else cfg.test_images
+        timed("load_and_calibrate", lambda: holder.append(_DemoRun(Path(out_dir), cfg, test_images, limit, bar)))
+        run = holder[0]
+        timed("uniform", run.uniform)
         for metric in cfg.metrics:
-            t = time.perf_counter()
-            for objective, budgets in cfg.budgets.items():
-                for i, budget in enumerate(budgets):
-                    step(f"{metric} search, {objective} <= {budget}")
-                    result = run_search(experiment, accels[cfg.search_accelerator], objective, budget, metric=metric,
-                                        bit_choices=cfg.bit_choices, sensitivity_images=cfg.sensitivity_images,
-                                        limit=test_images, progress=False)
-                    s = result.summary
-                    if i == 0:
-                        writer.add_frontier(metric, objective, result.frontier, result.costs.fixed[objective],
-                                            result.costs.in_units(objective, 1.0), OBJECTIVES[objective], cfg.search_accelerator,
-                                            extra={"provenance": provenance(model_tag=experiment.loaded.tag),
-                                                   "metric": metric, "accelerator": cfg.search_accelerator})
-                    label = allocation_label(metric, objective, budget)
-                    evaluated = EvalResult(s["top1"], s["size_mb"], s["gbops"], s["images"])
-                    sims = simulate_all(result.allocation)
-                    writer.add_allocation(label, metric, result.allocation,
-                                          {n: _measured(evaluated, sim, s["omega"]) for n, sim in sims.items()},
-                                          sims, metric=metric, objective=objective, budget=budget,
-                                          budget_value=s[f"budget_{OBJECTIVES[objective]}"])
-                    chosen[label] = result.allocation
-                    if objective == cfg.highlight_objective and i == len(budgets) // 2:
-                        highlight.append(label)
-                        writer.update(highlight=highlight)
-                    bar.update()
-            timings[f"{metric}_searches"] = time.perf_counter() - t
-
+            timed(f"{metric}_searches", lambda metric=metric: run.searches(metric))
         if cfg.patchwise_objective:
-            t = time.perf_counter()
-            base_label = next((label for label in highlight if label.startswith("pmq-")), highlight[0] if highlight
-                              else next(iter(chosen)))
-            step(f"patch-wise {base_label}, {cfg.patchwise_objective} <= {cfg.patchwise_budget}")
-            _patchwise(experiment, writer, base_label, chosen[base_label], accels, cfg, test_images,
-                       simulate_all)
-            timings["patchwise"] = time.perf_counter() - t
-            bar.update()
-
-        step("figures")
+            timed("patchwise", run.patchwise)
+        run.step("figures")
         t = time.perf_counter()
-        figures = plot_results(writer.root, fmt=("pdf", "png"))
-        writer.update(figures=[str(p.relative_to(writer.root)) for p in figures])
+        figures = plot_results(run.writer.root, fmt=("pdf", "png"))
         timings["figures"] = time.perf_counter() - t
         bar.update()
-        step("report")
+        run.step("report")
         timings["total"] = time.perf_counter() - started
-        writer.update(timings_s=timings, runtime_s=timings["total"], report=REPORT_FILE, complete=True)
-        report = write_report(writer.root)
+        run.writer.update(figures=[str(p.relative_to(run.writer.root)) for p in figures], timings_s=timings,
+                          runtime_s=timings["total"], report=REPORT_FILE, complete=True)
+        report = write_report(run.writer.root)
         bar.update()
-    finally:
-        bar.close()
     return report

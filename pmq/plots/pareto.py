@@ -20,7 +20,7 @@ COST_AXES = (  # points.csv column, scale to the plotted unit, axis label ({acc}
 OBJECTIVE_COLUMN = {"size": ("size_mb", 1.0), "bops": ("gbops", 1.0), "latency": ("latency_s", 1e3),
                     "energy": ("energy_pj", 1e-6)}
 FLOAT_LABEL = "float"
-LABEL_CLEARANCE_PT = 9  # uniform-setting labels closer than this share one text
+COINCIDENT_PT = 3  # points closer than this (in points, both axes) share one label
 
 
 def _series(results: Results, accelerator: str) -> list[tuple[str, str, list[dict]]]:
@@ -32,22 +32,43 @@ def _series(results: Results, accelerator: str) -> list[tuple[str, str, list[dic
     return [(m, o, groups[(m, o)]) for m, o in order]
 
 
-def _label_uniform(ax: Axes, xs: list[float], ys: list[float], labels: list[str], colour: str) -> None:
-    """Name each uniform point; points that land on (nearly) the same spot share one label."""
+def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], colour: str,
+                 fontsize: float = 5.5) -> None:
+    """Name each point next to it, inside the axes, without labels overlapping: coincident points
+    share one label; a label that would cover an earlier one moves to another corner of its point."""
     ax.autoscale_view()
-    spots = ax.transData.transform(np.column_stack([xs, ys])) * 72 / ax.figure.dpi
+    to_points = 72 / ax.figure.dpi
+    spots = ax.transData.transform(np.column_stack([xs, ys])) * to_points
     groups: list[list[int]] = []
-    for i in np.argsort(-np.asarray(ys)):
+    for i in np.argsort(-np.asarray(ys), kind="stable"):
         for group in groups:
-            if np.hypot(*(spots[i] - spots[group[0]])) < LABEL_CLEARANCE_PT:
+            if np.all(np.abs(spots[i] - spots[group[0]]) < COINCIDENT_PT):
                 group.append(i)
                 break
         else:
             groups.append([i])
+    width_pt, height_pt = ax.bbox.width * to_points, ax.bbox.height * to_points
+    origin = np.array([ax.bbox.x0, ax.bbox.y0]) * to_points
+    placed: list[tuple[float, float, float, float]] = []
     for group in groups:
-        first = group[0]
-        ax.annotate(", ".join(labels[i] for i in group), (xs[first], ys[first]), xytext=(3, -3),
-                    textcoords="offset points", fontsize=5.5, va="top", color=colour)
+        text = ", ".join(labels[i] for i in group)
+        x, y = spots[group[0]]
+        w, h = 0.6 * fontsize * len(text), 1.2 * fontsize
+        corners = [(sx, sy) for sy in (-1, 1) for sx in (1, -1)]  # below right first
+        if y - origin[1] < 0.2 * height_pt:
+            corners.sort(key=lambda c: -c[1])  # near the bottom: above first
+        if x - origin[0] > 0.75 * width_pt:
+            corners.sort(key=lambda c: c[0])  # near the right edge: left first
+        for sx, sy in corners:
+            x0 = x + 4 * sx - (w if sx < 0 else 0)
+            y0 = y + 4 * sy - (h if sy < 0 else 0)
+            box = (x0, x0 + w, y0, y0 + h)
+            if not any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(text, (xs[group[0]], ys[group[0]]), xytext=(4 * sx, 4 * sy), textcoords="offset points",
+                    fontsize=fontsize, ha="left" if sx > 0 else "right", va="bottom" if sy > 0 else "top",
+                    color=colour)
 
 
 def plot_pareto_accuracy(results: Results) -> Figure:
@@ -82,10 +103,10 @@ def plot_pareto_accuracy(results: Results) -> Figure:
                 name = look["label"] if method == "patchwise" else \
                     f"{look['label']}, {OBJECTIVE_NAME.get(objective, objective)} budget"
                 handles[name] = line
-        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_xlabel(xlabel.format(acc=accelerator))
         if uniform and uniform[0]:
-            _label_uniform(ax, *uniform)
+            label_points(ax, *uniform)
     images = max(p["images"] for p in results.points)
     axes[0].set_ylabel(f"top-1 on {images} test images (%)")
     fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=min(4, len(handles)))
