@@ -12,6 +12,8 @@ import dataclasses
 import json
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,6 +119,13 @@ def _distinct_class_images(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]
             if len(images) == n:
                 break
     return torch.stack(images), torch.tensor(labels)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
 
 
 class _DemoRun:
@@ -257,24 +266,19 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, limit: int | None = None, progre
     started = time.perf_counter()
     timings: dict[str, float] = {}
     with tqdm(total=steps, desc="pmq demo", unit="step", disable=not progress) as bar:
-        def timed(name: str, phase) -> None:
-            t = time.perf_counter()
-            phase()
-            timings[name] = time.perf_counter() - t
-
-        holder: list[_DemoRun] = []
-        test_images = limit if limit is not None else cfg.test_images
-        timed("load_and_calibrate", lambda: holder.append(_DemoRun(Path(out_dir), cfg, test_images, limit, bar)))
-        run = holder[0]
-        timed("uniform", run.uniform)
+        with _timed(timings, "load_and_calibrate"):
+            run = _DemoRun(Path(out_dir), cfg, limit if limit is not None else cfg.test_images, limit, bar)
+        with _timed(timings, "uniform"):
+            run.uniform()
         for metric in cfg.metrics:
-            timed(f"{metric}_searches", lambda metric=metric: run.searches(metric))
+            with _timed(timings, f"{metric}_searches"):
+                run.searches(metric)
         if cfg.patchwise_objective:
-            timed("patchwise", run.patchwise)
+            with _timed(timings, "patchwise"):
+                run.patchwise()
         run.step("figures")
-        t = time.perf_counter()
-        figures = plot_results(run.writer.root, fmt=("pdf", "png"))
-        timings["figures"] = time.perf_counter() - t
+        with _timed(timings, "figures"):
+            figures = plot_results(run.writer.root, fmt=("pdf", "png"))
         bar.update()
         run.step("report")
         timings["total"] = time.perf_counter() - started

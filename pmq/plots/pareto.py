@@ -54,11 +54,10 @@ def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], 
         text = ", ".join(labels[i] for i in group)
         x, y = spots[group[0]]
         w, h = 0.6 * fontsize * len(text), 1.2 * fontsize
-        corners = [(sx, sy) for sy in (-1, 1) for sx in (1, -1)]  # below right first
-        if y - origin[1] < 0.2 * height_pt:
-            corners.sort(key=lambda c: -c[1])  # near the bottom: above first
-        if x - origin[0] > 0.75 * width_pt:
-            corners.sort(key=lambda c: c[0])  # near the right edge: left first
+        prefer_y = 1 if y - origin[1] < 0.2 * height_pt else -1  # below, unless near the bottom
+        prefer_x = -1 if x - origin[0] > 0.75 * width_pt else 1  # right, unless near the right edge
+        corners = sorted(((sx, sy) for sy in (-1, 1) for sx in (1, -1)),
+                         key=lambda c: (c[1] != prefer_y, c[0] != prefer_x))
         for sx, sy in corners:
             x0 = x + 4 * sx - (w if sx < 0 else 0)
             y0 = y + 4 * sy - (h if sy < 0 else 0)
@@ -132,14 +131,14 @@ def plot_pareto_omega(results: Results) -> Figure | None:
         ax.plot([p[column] * scale for p in chosen], [p["omega"] for p in chosen], linestyle="none",
                 marker=look["marker"], color=look["color"], markerfacecolor="white", markeredgewidth=1.0,
                 label="chosen under budget", zorder=3)
-        for p in chosen:
-            if p["budget_factor"] is not None:
-                ax.annotate(f"{p['budget_factor']:g}×", (p[column] * scale, p["omega"]), xytext=(3, 3),
-                            textcoords="offset points", fontsize=6)
         ax.set_yscale("log")
+        named = [p for p in chosen if p["budget_factor"] is not None]
+        label_points(ax, [p[column] * scale for p in named], [p["omega"] for p in named],
+                     [f"{p['budget_factor']:g}×" for p in named], look["color"], fontsize=6)
         unit = search["unit"].replace("uJ", "µJ")
         where = f" on {search['accelerator']}" if objective in ("latency", "energy") else ""
         ax.set_xlabel(f"{OBJECTIVE_NAME.get(objective, objective)}{where} ({unit})")
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_title(f"{look['label']}: {len(omega):,} frontier points", pad=2)
     axes[0].set_ylabel("ΣΩ (each metric's own scale)")
     axes[0].legend(loc="upper right")

@@ -18,7 +18,7 @@ import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
 from pmq.cli import main
-from pmq.cost import bops, model_size_mb
+from pmq.cost import bops, component_costs, model_size_mb
 from pmq.errors import PMQError
 from pmq.pareto import Choice, frontier
 from pmq.patchwise import token_bit_maps
@@ -67,8 +67,9 @@ def results_dir(tmp_path_factory) -> Path:
     for setting, top1 in (("float", 0.9), ("W8A8", 0.89), ("W4A8", 0.85), ("W4A4", 0.7)):
         add(setting, "uniform", BitAllocation.uniform(setting, names), top1)
     rng = np.random.default_rng(0)
+    macs = {name: cost.macs for name, cost in component_costs(model).items()}
     for metric in ("pmq", "hawq"):
-        table = {n: [Choice(b, float(rng.random()), {"bops": float(rng.integers(1, 9) * b.w * b.a)})
+        table = {n: [Choice(b, float(rng.random()) / b.w, {"bops": float(macs[n] * b.w * b.a)})
                      for b in (Bits(2, 4), Bits(4, 8), Bits(8, 8))] for n in names}
         writer.add_frontier(metric, "bops", frontier(table, ("bops",)), fixed_cost=0.0, unit_scale=1e-9,
                             unit="GBOPs", accelerator="bitfusion")
