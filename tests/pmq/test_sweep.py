@@ -78,7 +78,10 @@ def run_in_subprocess(out: Path, workers: int = 1) -> subprocess.Popen:
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_sweep as t; "
             f"t.run_sweep(t.space_from_dict(t.SPACE, 'space'), t.synthetic_inputs(), {str(out)!r}, "
             f"workers={workers}, progress=False)")
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # a shell that runs jobs in the background (CI) starts them with SIGINT ignored, and Python keeps an
+    # inherited SIG_IGN: restore the default so the child gets KeyboardInterrupt like an interactive run
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def read(path: Path) -> list[dict[str, str]]:
