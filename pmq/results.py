@@ -13,7 +13,8 @@ readable folder of whatever had finished)::
     figures/*.pdf|png|svg, report.md written from the files above, never from live objects
 
 Costs in ``points.csv`` are per image: ``size_mb`` (MB = 10^6 bytes), ``gbops`` (10^9 BOPs),
-``latency_s``, ``energy_*_pj``. Frontier costs are the per-component sums the search optimises;
+``latency_s``, ``energy_*_pj``; ``budget`` is the text given (``0.4x:W8A8``), ``budget_factor`` its
+multiple (0.4) and ``budget_value`` the whole-model budget in the objective's unit (MB, GBOPs, ms, uJ). Frontier costs are the per-component sums the search optimises;
 the search entry in ``run.json`` carries the ``fixed_cost`` every allocation adds (base units).
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.result import ENERGY_PARTS
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.io import write_json, write_text
@@ -54,7 +56,6 @@ TOKEN_BITS_FORMAT = "pmq.token_bits/1"
 """
 
 METHODS = ("uniform", "pmq", "hawq", "nuclear", "patchwise")
-ENERGY_PARTS = ("mac", "sram", "dram", "vector", "static")
 POINT_FIELDS = (
     "label", "method", "metric", "objective", "budget", "budget_factor", "budget_value", "accelerator",
     "top1", "images", "size_mb", "gbops", "omega", "latency_s", "energy_pj", "cycles", "utilization",
@@ -71,10 +72,8 @@ def budget_factor(budget: str) -> float | None:
     return float(match[1]) if match else None
 
 
-def allocation_label(method: str, objective: str = "", budget: str = "", setting: str = "") -> str:
-    """File-safe label: ``W4A8`` for uniform settings, ``pmq-latency-0.75x`` for searched ones."""
-    if method == "uniform":
-        return setting
+def allocation_label(method: str, objective: str, budget: str) -> str:
+    """File-safe label of a searched allocation: ``pmq-latency-0.75x`` (uniform ones are their setting)."""
     factor = budget_factor(budget)
     slug = f"{factor:g}x" if factor is not None else re.sub(r"[^A-Za-z0-9_.-]", "_", budget)
     return f"{method}-{objective}-{slug}"

@@ -8,11 +8,13 @@ from matplotlib.figure import Figure
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure
 from pmq.results import Results
 
-KIND_COLOURS = {  # op kind in the per-op CSVs → colour (GEMMs dark, vector ops light)
+KIND_COLOURS = {  # op kind in the per-op CSVs → colour
     "linear": OKABE_ITO["blue"], "matmul": OKABE_ITO["vermillion"], "softmax": OKABE_ITO["orange"],
     "layernorm": OKABE_ITO["green"], "gelu": OKABE_ITO["sky"], "add": OKABE_ITO["purple"],
+    "token_score": OKABE_ITO["yellow"], "regroup": OKABE_ITO["black"],  # patch-wise overheads
 }
-KIND_NAMES = {"linear": "linear (qkv, proj, fc, embed, head)", "matmul": "attention matmuls"}
+KIND_NAMES = {"linear": "linear layers", "matmul": "attention matmuls", "add": "residual add",
+              "token_score": "token ranking", "regroup": "token regrouping"}
 QUANTITIES = (("latency_s", 1e3, "latency per image (ms)"), ("energy_pj", 1e-6, "energy per image (µJ)"))
 SHORT_METHOD = {"pmq": "PMQ", "hawq": "HAWQ", "nuclear": "NN"}
 
@@ -78,5 +80,5 @@ def plot_breakdown(results: Results) -> Figure:
     handles = {h.get_label(): h for ax in axes.flat for h in ax.containers}
     ordered = [handles[KIND_NAMES.get(k, k)] for k in kinds_seen]
     fig.legend(ordered, [KIND_NAMES.get(k, k) for k in kinds_seen], loc="outside upper center",
-               ncol=len(kinds_seen))
+               ncol=min(len(kinds_seen), 6))
     return fig

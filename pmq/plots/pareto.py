@@ -9,7 +9,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, OBJECTIVE_LINE, OBJECTIVE_NAME, new_figure
-from pmq.results import Results
+from pmq.results import METHODS, Results
 
 COST_AXES = (  # points.csv column, scale to the plotted unit, axis label ({acc}: the accelerator)
     ("size_mb", 1.0, "model size (MB)"),
@@ -28,14 +28,16 @@ def _series(results: Results, accelerator: str) -> list[tuple[str, str, list[dic
     groups: dict[tuple[str, str], list[dict]] = {}
     for p in results.where(accelerator=accelerator):
         groups.setdefault((p["method"], p["objective"] or ""), []).append(p)
-    order = sorted(groups, key=lambda k: (k[0] != "uniform", k))
+    rank = {method: i for i, method in enumerate(METHODS)}
+    order = sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[1]))
     return [(m, o, groups[(m, o)]) for m, o in order]
 
 
 def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], colour: str,
-                 fontsize: float = 5.5) -> None:
+                 fontsize: float = 5.5, above: bool = False) -> None:
     """Name each point next to it, inside the axes, without labels overlapping: coincident points
-    share one label; a label that would cover an earlier one moves to another corner of its point."""
+    share one label; a label that would cover an earlier one moves to another corner of its point.
+    Labels go below-right of their points (``above``: above-right), away from the axes' edges."""
     ax.autoscale_view()
     to_points = 72 / ax.figure.dpi
     spots = ax.transData.transform(np.column_stack([xs, ys])) * to_points
@@ -54,8 +56,10 @@ def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], 
         text = ", ".join(labels[i] for i in group)
         x, y = spots[group[0]]
         w, h = 0.6 * fontsize * len(text), 1.2 * fontsize
-        prefer_y = 1 if y - origin[1] < 0.2 * height_pt else -1  # below, unless near the bottom
-        prefer_x = -1 if x - origin[0] > 0.75 * width_pt else 1  # right, unless near the right edge
+        fits_above = y + 4 + h <= origin[1] + height_pt
+        fits_below = y - 4 - h >= origin[1]
+        prefer_y = 1 if (above and fits_above) or not fits_below else -1
+        prefer_x = 1 if x + 4 + w <= origin[0] + width_pt else -1  # right, unless it would leave the axes
         corners = sorted(((sx, sy) for sy in (-1, 1) for sx in (1, -1)),
                          key=lambda c: (c[1] != prefer_y, c[0] != prefer_x))
         for sx, sy in corners:
@@ -67,7 +71,7 @@ def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], 
         placed.append(box)
         ax.annotate(text, (xs[group[0]], ys[group[0]]), xytext=(4 * sx, 4 * sy), textcoords="offset points",
                     fontsize=fontsize, ha="left" if sx > 0 else "right", va="bottom" if sy > 0 else "top",
-                    color=colour)
+                    color=colour, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.4})
 
 
 def plot_pareto_accuracy(results: Results) -> Figure:
@@ -102,7 +106,7 @@ def plot_pareto_accuracy(results: Results) -> Figure:
                 name = look["label"] if method == "patchwise" else \
                     f"{look['label']}, {OBJECTIVE_NAME.get(objective, objective)} budget"
                 handles[name] = line
-        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.xaxis.set_major_locator(MaxNLocator(3))
         ax.set_xlabel(xlabel.format(acc=accelerator))
         if uniform and uniform[0]:
             label_points(ax, *uniform)
@@ -134,12 +138,14 @@ def plot_pareto_omega(results: Results) -> Figure | None:
         ax.set_yscale("log")
         named = [p for p in chosen if p["budget_factor"] is not None]
         label_points(ax, [p[column] * scale for p in named], [p["omega"] for p in named],
-                     [f"{p['budget_factor']:g}×" for p in named], look["color"], fontsize=6)
+                     [f"{p['budget_factor']:g}×" for p in named], look["color"], fontsize=6, above=True)
         unit = search["unit"].replace("uJ", "µJ")
         where = f" on {search['accelerator']}" if objective in ("latency", "energy") else ""
         ax.set_xlabel(f"{OBJECTIVE_NAME.get(objective, objective)}{where} ({unit})")
         ax.xaxis.set_major_locator(MaxNLocator(4))
-        ax.set_title(f"{look['label']}: {len(omega):,} frontier points", pad=2)
+        ax.set_title(look["label"], pad=2)
+        ax.text(0.97, 0.97, f"{len(omega):,} points", transform=ax.transAxes, ha="right", va="top", fontsize=6,
+                color="0.35")
     axes[0].set_ylabel("ΣΩ (each metric's own scale)")
-    axes[0].legend(loc="upper right")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=2)
     return fig

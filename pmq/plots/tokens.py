@@ -17,10 +17,13 @@ OVERLAY_ALPHA = 0.65
 UNDERLAY_RANGE = (0.35, 1.0)  # the image is shown lightened, so the overlay colours stay readable
 
 
-def _pick_layers(layers: list[str]) -> list[str]:
-    if len(layers) <= MAX_LAYERS:
-        return layers
-    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, MAX_LAYERS).round()]
+def _pick_layers(images: list[dict]) -> list[str]:
+    """Up to MAX_LAYERS layers, those whose bits differ between patches first (in model order)."""
+    layers = list(images[0]["bits"])
+    varied = [layer for layer in layers if any(len(np.unique(image["bits"][layer])) > 1 for image in images)]
+    if varied:
+        return varied[:MAX_LAYERS]
+    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(MAX_LAYERS, len(layers))).round()]
 
 
 def plot_token_bits(results: Results) -> Figure | None:
@@ -31,7 +34,7 @@ def plot_token_bits(results: Results) -> Figure | None:
     images = data.get("images", [])[:MAX_IMAGES]
     if not images:
         raise PMQError(f"{results.root / TOKEN_BITS_FILE} has no images: rewrite it with at least one")
-    layers = _pick_layers(list(images[0]["bits"]))
+    layers = _pick_layers(images)
     patch = int(data["patch_size"])
     cmap, norm = bit_colours()
     lo, hi = UNDERLAY_RANGE

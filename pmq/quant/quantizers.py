@@ -148,6 +148,24 @@ class ActQuantizer(nn.Module):
             lo, hi = self._static_range(x, bits)
         return fake_quant_affine(x, lo, hi, bits)
 
+    def quantize_each(self, x: Tensor, bits: list[int]) -> Tensor:
+        """``x`` fake-quantized at each of ``bits``, stacked along a new leading dim (no autograd).
+
+        Per-token ranges do not depend on the bit-width, so they are taken once and every
+        candidate is quantized in one broadcast pass: a sensitivity metric prices all candidates of
+        every operand, and one pass per candidate would cost more kernel launches than the model.
+        """
+        for b in bits:
+            check_bits(b, "activation quantizer")
+        x = x.detach()
+        if self._granularity != "token":
+            return torch.stack([self.quantize(x, b) for b in bits])
+        lo = x.amin(dim=self.reduce_dim, keepdim=True)
+        hi = x.amax(dim=self.reduce_dim, keepdim=True)
+        candidates = torch.tensor(bits, device=x.device).reshape(-1, *([1] * x.dim()))
+        with torch.no_grad():
+            return fake_quant_affine(x.unsqueeze(0), lo, hi, candidates)
+
     def _static_range(self, x: Tensor, bits: Tensor | int) -> tuple[Tensor, Tensor]:
         if self.observer is None or not self.observer.ready:
             raise PMQError("per-tensor activation quantization needs calibrated ranges: run "

@@ -1,9 +1,11 @@
 """Content-addressed cache of sensitivity results.
 
 The key hashes everything the numbers depend on: the model's weights and structure, the images and
-labels, the metric (name, version, options), the bit candidates and every quantizer's settings
-(granularity, weight clipping, calibrated ranges). Equal inputs give the same file, so a second
-call returns without running a single pass; any change gives a new key.
+labels, the metric (name, version, options), the bit candidates, every quantizer's settings
+(granularity, weight clipping, calibrated ranges) and the source of ``pmq.quant`` (a change in the
+fake-quantization arithmetic changes every Δ; changes to a metric's own code bump its ``version``).
+Equal inputs give the same file, so a second call returns without running a single pass; any
+change gives a new key.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+import pmq.quant
 from pmq.errors import PMQError
 from pmq.quant import ActQuantizer, QuantViT
 from pmq.sensitivity.result import Sensitivity
@@ -35,6 +39,16 @@ def _hash_tensor(digest: Any, tensor: Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous()
     digest.update(f"{tuple(tensor.shape)}|{tensor.dtype}|".encode())
     digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+
+
+@cache
+def code_fingerprint() -> str:
+    """sha256 of the source files of ``pmq.quant`` (read once per process)."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(pmq.quant.__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
 
 
 def _quantizer_settings(qv: QuantViT, bits: list[int]) -> dict[str, Any]:
@@ -56,11 +70,11 @@ def _quantizer_settings(qv: QuantViT, bits: list[int]) -> dict[str, Any]:
 
 def cache_key(qv: QuantViT, images: Tensor, labels: Tensor, metric: str, version: int, bits: list[int],
               options: dict[str, Any]) -> str:
-    """sha256 over (weights, images, labels, metric@version, bits, options, quantizer settings)."""
+    """sha256 over (weights, images, labels, metric@version, bits, options, quantizer settings, code)."""
     digest = hashlib.sha256()
     header = {"key_version": KEY_VERSION, "metric": metric, "metric_version": version, "bits": bits,
               "options": options, "model": type(qv.model).__name__,
-              "quantizers": _quantizer_settings(qv, bits)}
+              "quantizers": _quantizer_settings(qv, bits), "quant_code": code_fingerprint()}
     digest.update(json.dumps(header, sort_keys=True, default=repr).encode())
     for name, tensor in qv.model.state_dict().items():
         digest.update(name.encode())

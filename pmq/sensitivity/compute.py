@@ -78,11 +78,13 @@ def compute_sensitivity(qv_or_model: QuantViT | nn.Module, images: Tensor, label
 
     counter = PassCounter(images=len(images))
     with float_eval(qv), torch.enable_grad():
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         output = run_metric(spec, qv, images, labels, chosen_bits, counter, progress, options)
-        wall = time.perf_counter() - start
+        if device.type == "cuda":  # kernels run asynchronously: time them to completion
+            torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     result = Sensitivity(
-        metric=spec.name, weights=output.weights, activations=output.activations, wall_time_s=wall,
+        metric=spec.name, weights=output.weights, activations=output.activations, wall_time_s=wall, cpu_time_s=cpu,
         forward_passes=counter.forward, backward_passes=counter.backward, options=options,
         details=output.details, cache_key=key,
         provenance=provenance(metric_version=spec.version, device=str(device)),

@@ -47,7 +47,6 @@ from pmq.sensitivity.operands import (
     is_parameter_operand,
     per_sample_loss,
     quant_errors,
-    quantize_operand,
 )
 from pmq.sensitivity.registry import MetricOutput, register_metric
 
@@ -85,27 +84,31 @@ def per_group_weight_grads(component: QuantComponent, a: Tensor, g_out: Tensor, 
 
 @dataclass
 class _Terms:
-    """Per-candidate sums over images: first order Σ g·Δ, diagonal ½ Σ g²Δ², outer ½ Σ_n (g_n·Δ_n)²."""
+    """Per-candidate sums over images: first order Σ g·Δ, diagonal ½ Σ g²Δ², outer ½ Σ_n (g_n·Δ_n)².
+
+    Kept as float64 tensors on the model's device and read once at the end: no host sync per
+    candidate (thousands of them on a GPU would cost more than the forward and backward).
+    """
 
     first: Tensor
     diagonal: Tensor
     outer: Tensor
 
     @classmethod
-    def zeros(cls, n: int) -> _Terms:
-        return cls(*(torch.zeros(n, dtype=torch.float64) for _ in range(3)))
+    def zeros(cls, n: int, device: torch.device) -> _Terms:
+        return cls(*(torch.zeros(n, dtype=torch.float64, device=device) for _ in range(3)))
 
-    def add(self, i: int, products: Tensor) -> None:
-        """``products`` = g ⊙ Δ for one candidate, images (or image groups) along dim 0."""
-        per_image = products.flatten(1).sum(dim=1).double()
-        self.first[i] += float(per_image.sum())
-        self.diagonal[i] += 0.5 * float(products.pow(2).sum())
-        self.outer[i] += 0.5 * float(per_image.pow(2).sum())
+    def add(self, products: Tensor) -> None:
+        """``products`` = g ⊙ Δ_b stacked over candidates (dim 0), images (or image groups) along dim 1."""
+        per_image = products.flatten(2).sum(dim=2).double()
+        self.first += per_image.sum(dim=1)
+        self.diagonal += 0.5 * products.pow(2).flatten(1).sum(dim=1).double()
+        self.outer += 0.5 * per_image.pow(2).sum(dim=1)
 
 
 @register_metric(
     "pmq", {"batch_size": 16, "target": "label", "fisher": "diagonal", "first_order": False, "grad_group": 1,
-            "seed": 0}, version=2,
+            "seed": 0}, version=3,
     summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass")
 def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                progress: bool, *, batch_size: int, target: str, fisher: str, first_order: bool, grad_group: int,
@@ -122,7 +125,7 @@ def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], co
     names = list(components)
     shared = [n for n in names if is_parameter_operand(components[n])]
     per_image = [(n, "a") for n in names] + [(n, "w") for n in names if n not in shared]
-    terms = {key: _Terms.zeros(len(bits)) for key in [(n, "a") for n in names] + [(n, "w") for n in names]}
+    terms = {key: _Terms.zeros(len(bits), images.device) for key in [(n, "a") for n in names] + [(n, "w") for n in names]}
     weight_errors = {n: quant_errors(components[n], "w", components[n].weight, bits) for n in shared}
     weight_fisher = {n: torch.zeros_like(components[n].weight) for n in shared}
     generator = torch.Generator(images.device).manual_seed(seed)
@@ -138,21 +141,19 @@ def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], co
         counter.add_backward(len(x))
         with torch.no_grad():
             for (name, op), value, grad in zip(per_image, tensors, grads, strict=False):  # outputs follow
-                value = value.detach()
-                for i, b in enumerate(bits):
-                    terms[(name, op)].add(i, grad * (quantize_operand(components[name], op, value, b) - value))
+                terms[(name, op)].add(grad * quant_errors(components[name], op, value, bits))
             for name, grad_out in zip(shared, grads[len(per_image):], strict=True):
                 _accumulate_weight(components[name], operands[name].a.detach(), grad_out, grad_group,
                                    weight_errors[name], terms[(name, "w")], weight_fisher[name])
 
     for name in shared:  # the diagonal of the weights' Fisher, (1/N) Σ_m G_m², meets Δ once at the end
-        for i, err in enumerate(weight_errors[name]):
-            terms[(name, "w")].diagonal[i] = 0.5 * float((weight_fisher[name] * err.pow(2)).sum(dtype=torch.float64))
+        terms[(name, "w")].diagonal = 0.5 * (weight_fisher[name] * weight_errors[name].pow(2)).flatten(1).sum(
+            dim=1, dtype=torch.float64)
     tables: dict[str, dict[str, dict[int, float]]] = {"w": {}, "a": {}}
     signed: dict[str, dict[str, dict[str, float]]] = {"weights": {}, "activations": {}}
     for (name, op), t in terms.items():
         second = t.diagonal if fisher == "diagonal" else t.outer
-        estimate = (second + t.first if first_order else second) / n_images
+        estimate = ((second + t.first if first_order else second) / n_images).tolist()
         tables[op][name] = {b: max(float(v), 0.0) for b, v in zip(bits, estimate, strict=True)}
         if first_order:
             signed["weights" if op == "w" else "activations"][name] = {str(b): float(v) for b, v in zip(bits, estimate, strict=True)}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pmq.errors import PMQError
-from pmq.quant import QuantComponent, QuantConv2d, QuantViT
+from pmq.quant import ActQuantizer, QuantComponent, QuantConv2d, QuantViT
 
 OPERANDS = ("w", "a")
 """``w``: weight / second matmul operand (``Sensitivity.weights``); ``a``: first operand (``activations``)."""
@@ -44,6 +44,10 @@ def quant_errors(component: QuantComponent, operand: str, x: Tensor, bits: list[
     """Δ_b = Q_b(x) − x for every candidate, stacked: shape (len(bits), *x.shape); no autograd."""
     with torch.no_grad():
         x = x.detach()
+        quantizer = component.quantizer_w if operand == "w" else component.quantizer_a
+        patches = operand == "a" and isinstance(component, QuantConv2d) and quantizer.granularity == "token"
+        if isinstance(quantizer, ActQuantizer) and not patches:
+            return quantizer.quantize_each(x, bits).sub_(x)
         return torch.stack([quantize_operand(component, operand, x, b) - x for b in bits])
 
 

@@ -5,7 +5,7 @@ JSON form (``Sensitivity.save``)::
     {"format": "pmq.sensitivity/1", "metric": "pmq", "bits": [2, ..., 8],
      "weights":     {"blocks.0.attn.qkv": {"2": 0.31, "3": 0.07, ...}, ...},
      "activations": {...},
-     "wall_time_s": 0.8, "forward_passes": 1.0, "backward_passes": 1.0,
+     "wall_time_s": 0.8, "cpu_time_s": 1.5, "forward_passes": 1.0, "backward_passes": 1.0,
      "options": {...}, "details": {...}, "cache_key": "…", "provenance": {...}}
 """
 
@@ -37,12 +37,15 @@ class Sensitivity:
     matmul), ``activations`` the first (the input activation, q or the attention map): the same
     convention as ``Bits(w, a)``, so ``omega(name, Bits(w, a)) = weights[name][w] + activations[name][a]``.
     Passes are counted in sweeps over the image set (a forward over all images in 4 chunks is 1).
+    ``cpu_time_s`` is the process CPU time of the computation (all threads): on a shared machine it
+    is the steadier measure of work, ``wall_time_s`` what a user waits.
     """
 
     metric: str
     weights: Table
     activations: Table
     wall_time_s: float
+    cpu_time_s: float
     forward_passes: float
     backward_passes: float
     options: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +87,7 @@ class Sensitivity:
             "weights": _table_to_json(self.weights),
             "activations": _table_to_json(self.activations),
             "wall_time_s": self.wall_time_s,
+            "cpu_time_s": self.cpu_time_s,
             "forward_passes": self.forward_passes,
             "backward_passes": self.backward_passes,
             "options": self.options,
@@ -103,6 +107,7 @@ class Sensitivity:
                 weights=_table_from_json(data["weights"]),
                 activations=_table_from_json(data["activations"]),
                 wall_time_s=float(data["wall_time_s"]),
+                cpu_time_s=float(data["cpu_time_s"]),
                 forward_passes=float(data["forward_passes"]),
                 backward_passes=float(data["backward_passes"]),
                 options=dict(data.get("options", {})),

@@ -133,6 +133,24 @@ def test_per_row_bits_batch_by_token_align_with_attention_heads():
         quantizer.quantize(x, torch.full((5,), 9))
 
 
+@pytest.mark.parametrize("granularity,reduce_dim", [("token", -1), ("token", -2), ("tensor", -1)])
+def test_quantize_each_equals_one_call_per_bit_width(granularity, reduce_dim):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 8) * torch.logspace(-1, 1, 8)
+    quantizer = ActQuantizer(reduce_dim=reduce_dim)
+    quantizer.start_observing("percentile")
+    quantizer(x)
+    quantizer.stop_observing()
+    quantizer.granularity = granularity
+    bits = [2, 3, 5, 8]
+    each = quantizer.quantize_each(x, bits)
+    assert each.shape == (len(bits), *x.shape)
+    for i, b in enumerate(bits):
+        torch.testing.assert_close(each[i], quantizer.quantize(x, b), rtol=0, atol=1e-6)
+    with pytest.raises(PMQError, match="bits 9"):
+        quantizer.quantize_each(x, [4, 9])
+
+
 def test_per_row_bits_with_static_ranges_use_each_bits_range():
     torch.manual_seed(0)
     x = torch.randn(4, 6, 8)
