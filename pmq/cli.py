@@ -135,16 +135,20 @@ def cmd_search(args: argparse.Namespace) -> int:
                         bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
                         progress=not args.json)
     if args.patchwise:
+        from pmq.cost import bops
         from pmq.patchwise.search import run_patchwise
 
-        patchwise = run_patchwise(experiment, result.allocation, accel, args.patchwise_objective or args.objective,
-                                  args.patchwise_budget, limit=args.limit, progress=not args.json)
+        # token bits change no weight, so a size search hands its patch-wise step to BOPs
+        objective = args.patchwise_objective or ("bops" if args.objective == "size" else args.objective)
+        patchwise = run_patchwise(experiment, result.allocation, accel, objective, args.patchwise_budget,
+                                  limit=args.limit, evaluate_base=False, progress=not args.json)
         result.allocation = patchwise.allocation
         simulated = patchwise.summary["patchwise_simulated"]
         before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
         result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
                               energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
-                              gbops=simulated["bops"] / 1e9, before_patchwise=before, patchwise=patchwise.summary)
+                              gbops=bops(experiment.loaded.model, result.allocation, giga=True),
+                              before_patchwise=before, patchwise=patchwise.summary)
     budget_slug = args.budget.replace(":", "_").replace("/", "_")
     out = Path(args.out) if args.out else Path("results") / f"search-{args.model}-{accel.name}-{args.objective}-{budget_slug}"
     result.frontier.to_csv(out / "frontier.csv", key_format=str)
@@ -275,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, help="evaluate the chosen allocation on this many test images")
     p.add_argument("--patchwise", action="store_true",
                    help="then reallocate token activation bits per layer (patch-wise) on the chosen allocation")
-    p.add_argument("--patchwise-objective", help="cost the patch-wise step minimises under (default: --objective)")
+    p.add_argument("--patchwise-objective", help="cost the patch-wise step minimises under (default: --objective; bops when that is size)")
     p.add_argument("--patchwise-budget", default="0.9x",
                    help="patch-wise budget: a share of the chosen allocation's own cost (0.9x), 0.5x:W8A8, or absolute")
     p.add_argument("--out", type=Path, help="results folder")

@@ -129,12 +129,17 @@ def bops(model_or_costs: nn.Module | Mapping[str, ComponentCost], allocation: Bi
 
     Pass precomputed :func:`component_costs` to price many allocations without re-running the
     forward (then ``allocation`` is required). Per image unless ``input_shape`` says otherwise.
+    Patch-wise token groups run part of a GEMM's rows (or columns, or reduction) at other bits;
+    their BOPs need the token counts, so pass the (float timm) model for an allocation that has them.
     """
     if isinstance(model_or_costs, Mapping):
         costs = model_or_costs
         if allocation is None:
             raise PMQError("bops(costs, allocation): an allocation is needed when costs are given")
         allocation.validate(costs)
+        if allocation.patchwise:
+            raise PMQError("bops of a patch-wise allocation needs the token counts: pass the model, "
+                           "bops(model, allocation), not its component costs")
     else:
         costs = component_costs(model_or_costs, input_shape)
         allocation = _allocation_for(model_or_costs, list(costs), allocation)
@@ -142,4 +147,21 @@ def bops(model_or_costs: nn.Module | Mapping[str, ComponentCost], allocation: Bi
     for name, cost in costs.items():
         bits = allocation[name]
         total += cost.macs * (bits.w or FLOAT_BITS) * (bits.a or FLOAT_BITS)
+    if allocation.patchwise:
+        if isinstance(model_or_costs, QuantViT):
+            raise PMQError("bops of a patch-wise allocation traces the float timm model: pass the model "
+                           "that was wrapped (e.g. Experiment.loaded.model), not the QuantViT")
+        total += _token_group_bops(model_or_costs, allocation, input_shape)
     return total / 1e9 if giga else float(total)
+
+
+def _token_group_bops(model: nn.Module, allocation: BitAllocation, input_shape: Sequence[int] | None) -> int:
+    """BOPs the token groups add (a negative number: they lower bits): the grouped GEMMs of the
+    hardware workload against the same GEMMs without groups (only integer operands are grouped)."""
+    from pmq.workload import model_workload  # it builds on this module's component specs
+
+    shape = tuple(input_shape) if input_shape is not None else default_input_shape(model)
+    kwargs = {"batch": shape[0], "input_size": tuple(shape[1:])}
+    grouped = model_workload(model, allocation, **kwargs)
+    plain = model_workload(model, BitAllocation(dict(allocation.bits)), **kwargs)
+    return sum(op.bops for op in grouped.ops) - sum(op.bops for op in plain.ops)

@@ -8,7 +8,6 @@ files alone, so ``pmq plot`` redraws them without re-running anything.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import time
@@ -233,9 +232,7 @@ class _DemoRun:
         label, allocation = f"{base_label}-pw", search.allocation
         allocation.metadata.update({"method": "patchwise", "base_allocation": base_label})
         sims = self.simulate_all(allocation)
-        # per-component BOPs (pmq.cost) do not see token groups; the workload's GEMMs do (all bits integer)
-        evaluated = dataclasses.replace(experiment.evaluate(allocation, self.test_images, progress=False),
-                                        gbops=sims[cfg.search_accelerator].bops / 1e9)
+        evaluated = experiment.evaluate(allocation, self.test_images, progress=False)
         self.writer.add_allocation(label, "patchwise", allocation,
                                    {n: _measured(evaluated, s, search.summary["omega"]) for n, s in sims.items()},
                                    sims, metric="pmq", objective=cfg.patchwise_objective,

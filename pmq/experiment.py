@@ -71,4 +71,5 @@ class Experiment:
         self.calibrate()
         top1 = evaluate_top1(self.qv, self.test_set, limit, progress=progress)
         images = len(self.test_set) if limit is None else min(limit, len(self.test_set))
-        return EvalResult(top1, model_size_mb(self.qv, allocation), bops(self.costs, allocation, giga=True), images)
+        priced = self.loaded.model if allocation.patchwise else self.costs  # token groups need the token counts
+        return EvalResult(top1, model_size_mb(self.qv, allocation), bops(priced, allocation, giga=True), images)

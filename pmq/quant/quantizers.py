@@ -5,11 +5,21 @@ Bits run from 2 to 8; ``None`` means float (identity, the input tensor itself is
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
 from pmq.errors import PMQError
-from pmq.quant.functional import MAX_BITS, MIN_BITS, check_bits, fake_quant_affine, fake_quant_symmetric
+from pmq.quant.functional import (
+    _TINY_SCALE,
+    MAX_BITS,
+    MIN_BITS,
+    check_bits,
+    fake_quant_affine,
+    fake_quant_symmetric,
+    round_ste,
+)
 from pmq.quant.observers import OBSERVERS, WEIGHT_CLIPPING, Observer, weight_clip_ratio
 
 GRANULARITIES = ("tensor", "token")
@@ -50,6 +60,23 @@ class WeightQuantizer(nn.Module):
             return w
         check_bits(bits, "weight quantizer")
         return fake_quant_symmetric(w, bits, self._clip(w, bits))
+
+    def quantize_each(self, w: Tensor, bits: list[int]) -> Tensor:
+        """``w`` fake-quantized at each of ``bits``, stacked along a new leading dim (no autograd):
+        the per-channel max |w| is taken once and every candidate's grid applied in one broadcast."""
+        for b in bits:
+            check_bits(b, "weight quantizer")
+        w = w.detach()
+        shape = (len(bits), w.shape[0], *([1] * (w.dim() - 1)))
+        absmax = w.abs().reshape(w.shape[0], -1).amax(dim=1)
+        clips = [self._clip(w, b) for b in bits]
+        if any(clip is not None for clip in clips):
+            absmax = absmax * torch.stack([torch.ones_like(absmax) if c is None else c for c in clips])
+        half = 2.0 ** (_candidates(tuple(bits), w.dtype, w.device) - 1)
+        scale = (absmax / (half.reshape(-1, 1) - 0.5)).clamp_min(_TINY_SCALE).reshape(shape)  # (bits, channels)
+        half = half.reshape(-1, *([1] * w.dim()))
+        with torch.no_grad():
+            return torch.clamp(round_ste(w / scale), -half, half - 1) * scale
 
     def prepare(self, w: Tensor) -> None:
         """Run the clipping search for the current bits now (at calibration), not in the first forward."""
@@ -162,7 +189,7 @@ class ActQuantizer(nn.Module):
             return torch.stack([self.quantize(x, b) for b in bits])
         lo = x.amin(dim=self.reduce_dim, keepdim=True)
         hi = x.amax(dim=self.reduce_dim, keepdim=True)
-        candidates = torch.tensor(bits, device=x.device).reshape(-1, *([1] * x.dim()))
+        candidates = _candidates(tuple(bits), x.dtype, x.device).reshape(-1, *([1] * x.dim()))
         with torch.no_grad():
             return fake_quant_affine(x.unsqueeze(0), lo, hi, candidates)
 
@@ -185,6 +212,13 @@ class ActQuantizer(nn.Module):
         bits = "per-row" if isinstance(self.bits, Tensor) else self.bits
         observer = type(self.observer).__name__ if self.observer is not None else None
         return f"bits={bits}, granularity={self._granularity}, observer={observer}"
+
+
+@functools.lru_cache(maxsize=64)
+def _candidates(bits: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Bit candidates as a tensor on ``device``, made once: a host-to-device copy per call would
+    wait for the GPU's queue each time."""
+    return torch.tensor(bits, dtype=dtype, device=device)
 
 
 def _group_ranges(x: Tensor, bits: Tensor, dim: int) -> tuple[Tensor, Tensor]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pmq.errors import PMQError
-from pmq.quant import ActQuantizer, QuantComponent, QuantConv2d, QuantViT
+from pmq.quant import QuantComponent, QuantConv2d, QuantViT
 
 OPERANDS = ("w", "a")
 """``w``: weight / second matmul operand (``Sensitivity.weights``); ``a``: first operand (``activations``)."""
@@ -46,7 +46,7 @@ def quant_errors(component: QuantComponent, operand: str, x: Tensor, bits: list[
         x = x.detach()
         quantizer = component.quantizer_w if operand == "w" else component.quantizer_a
         patches = operand == "a" and isinstance(component, QuantConv2d) and quantizer.granularity == "token"
-        if isinstance(quantizer, ActQuantizer) and not patches:
+        if not patches:
             return quantizer.quantize_each(x, bits).sub_(x)
         return torch.stack([quantize_operand(component, operand, x, b) - x for b in bits])
 

@@ -58,11 +58,13 @@ def test_validate_names_the_bad_component():
 def test_json_round_trip_is_exact(tmp_path):
     allocation = BitAllocation.uniform("W4A8", NAMES).replace(
         {"blocks.0.attn.matmul_qk": Bits(3, None), "head": FLOAT})
-    allocation.patchwise = {"blocks.0": {"keep": 0.5, "high_bits": 8, "low_bits": 4}}
+    allocation.patchwise = {"layers": {"blocks.0": {"rho": [0.25, 0.5], "levels": [8, 4, 2]}},
+                            "score": "cls_attention", "apply_to": ["q", "k", "v", "attn"]}
     allocation.metadata = {"budget_mb": 1.5}
     path = allocation.save(tmp_path / "sub" / "alloc.json")
     loaded = BitAllocation.load(path)
     assert loaded == allocation and list(loaded) == NAMES
+    assert loaded.validate(NAMES).patchwise == allocation.patchwise  # the real schema, checked on load
     assert json.loads(path.read_text())["components"]["head"] == {"w": None, "a": None}
     assert not list(path.parent.glob(".*.tmp"))
 

@@ -85,3 +85,24 @@ def test_costs_of_a_quantized_uncalibrated_model_use_a_float_copy(tiny_vit):
     qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))  # would need calibration to run
     assert sum(c.macs for c in component_costs(qv).values()) == sum(MACS.values())
     assert bops(qv) == sum(MACS.values()) * 16
+
+
+def test_bops_of_token_groups_match_a_hand_count(tiny_vit):
+    """W8A8, blocks.0 at ρ = 0.5 over levels 8/4 on the q, k, v and attention-probability rows: of
+    the 4 patches, 2 keep 8 bits and 2 get 4; the class token keeps 8 (its q·kᵀ row runs first, at 8)."""
+    names = list(HAND)
+    allocation = BitAllocation(BitAllocation.uniform("W8A8", names).bits,
+                               {"layers": {"blocks.0": {"rho": 0.5, "levels": [8, 4]}}})
+    rows_x_cols = lambda a, b: sum(ra * rb * ba * bb for ra, ba in a for rb, bb in b)  # noqa: E731
+    qk = 1 * 8 * 5 * 2 * 64 + 8 * 2 * rows_x_cols([(2, 8), (2, 4)], [(3, 8), (2, 4)])  # class row + patch rows
+    av = 8 * 2 * rows_x_cols([(3, 8), (2, 4)], [(3, 8), (2, 4)])  # probability rows × value rows (the reduction)
+    plain = sum(MACS.values()) * 64
+    expected = plain - 64 * (MACS["blocks.0.attn.matmul_qk"] + MACS["blocks.0.attn.matmul_av"]) + qk + av
+    assert expected < plain
+    assert bops(tiny_vit, allocation) == expected
+    with pytest.raises(PMQError, match="not the QuantViT"):
+        bops(quantize_vit(tiny_vit), allocation)
+    no_change = BitAllocation(allocation.bits, {"layers": {"blocks.0": {"rho": 1.0, "levels": [8, 4]}}})
+    assert bops(tiny_vit, no_change) == plain
+    with pytest.raises(PMQError, match="pass the model"):
+        bops(component_costs(tiny_vit), allocation)

@@ -151,6 +151,22 @@ def test_quantize_each_equals_one_call_per_bit_width(granularity, reduce_dim):
         quantizer.quantize_each(x, [4, 9])
 
 
+@pytest.mark.parametrize("clipping", ["minmax", "mse"])
+def test_weight_quantize_each_equals_one_call_per_bit_width(clipping):
+    torch.manual_seed(0)
+    w = torch.randn(6, 4, 3) * torch.logspace(-2, 1, 6).reshape(6, 1, 1)
+    w[2] = 0.0  # an all-zero channel stays zero
+    quantizer = WeightQuantizer(clipping)
+    bits = [2, 3, 4, 8]
+    each = quantizer.quantize_each(w, bits)
+    assert each.shape == (len(bits), *w.shape)
+    for i, b in enumerate(bits):
+        torch.testing.assert_close(each[i], quantizer.quantize(w, b), rtol=0, atol=1e-6)
+    assert not each[:, 2].any()
+    with pytest.raises(PMQError, match="bits 1"):
+        quantizer.quantize_each(w, [1])
+
+
 def test_per_row_bits_with_static_ranges_use_each_bits_range():
     torch.manual_seed(0)
     x = torch.randn(4, 6, 8)

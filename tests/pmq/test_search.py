@@ -82,3 +82,23 @@ def test_search_cli_writes_a_loadable_allocation(capsys, tmp_path):
     assert main(["simulate", "--model", "demo", "--accelerator", "loom", "--allocation", printed["allocation"],
                  "--out", str(tmp_path / "sim"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cycles"] > 0
+
+
+def test_search_cli_size_objective_runs_patchwise_on_bops(capsys, tmp_path):
+    """Token bits change no weight: after a size search the patch-wise step prices BOPs."""
+    out = tmp_path / "search"
+    code = main(["search", "--model", "demo", "--accelerator", "bitfusion", "--objective", "size",
+                 "--budget", "0.6x:W8A8", "--bit-choices", "4,8", "--calibration-images", "16",
+                 "--limit", "64", "--patchwise", "--patchwise-budget", "0.9x", "--out", str(out), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    record = json.loads((out / "search.json").read_text())
+    assert record["patchwise"]["objective"] == "bops"
+    assert "base_top1" not in record["patchwise"]  # the search evaluated the base already
+    before = record["before_patchwise"]["gbops"]
+    assert printed["gbops"] == record["gbops"] <= 0.9 * before * (1 + 1e-9)
+    allocation = BitAllocation.load(printed["allocation"])
+    assert allocation.patchwise["layers"]
+    assert main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--allocation", printed["allocation"],
+                 "--out", str(tmp_path / "sim"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cycles"] > 0
