@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
     p.add_argument("--limit", type=_positive_int, help="evaluate on this many test images (seeded subset)")
     p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
-    p.add_argument("--observer", default="minmax", help="activation range observer: minmax, percentile or mse")
+    p.add_argument("--observer", help="observer of static per-tensor activation ranges: minmax, percentile or mse "
+                   "(default percentile; per-token activations, the default, need none)")
     p.add_argument("--json", action="store_true", help="print one JSON object: top1, size_mb, gbops")
     p.set_defaults(run=cmd_evaluate)
 

@@ -29,6 +29,7 @@ from pmq.errors import PMQError
 from pmq.experiment import EvalResult, Experiment
 from pmq.io import provenance
 from pmq.patchwise.search import DEFAULT_LEVEL_SETS, DEFAULT_RHOS
+from pmq.quant import DEFAULT_OBSERVER
 from pmq.results import REPORT_FILE, Measured, ResultsWriter, allocation_label
 from pmq.search import OBJECTIVES, run_search
 from pmq.workload import model_workload
@@ -59,7 +60,7 @@ class DemoConfig:
     test_images: int | None = 2000  # seeded subset of the 10k test set (±0.7 points top-1 std. error); None = all
     calibration_images: int = 256
     sensitivity_images: int = 64
-    observer: str = "minmax"
+    observer: str = DEFAULT_OBSERVER  # ranges per-tensor activations only; the default is per token
     seed: int = 0
     highlight_objective: str = "latency"  # the middle budget of this objective is shown in detail
     patchwise_objective: str | None = "bops"  # patch-wise reallocation of the highlighted PMQ allocation ...

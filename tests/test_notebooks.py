@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-CELL_TIMEOUT_S = 300
+CELL_TIMEOUT_S = 900  # generous: a loaded 2-core machine runs the paper-figures notebook in minutes
 
 
 def test_there_are_notebooks():

@@ -15,7 +15,7 @@ KIND_COLOURS = {  # op kind in the per-op CSVs → colour
 }
 KIND_NAMES = {"linear": "linear layers", "matmul": "attention matmuls", "add": "residual add",
               "token_score": "token ranking", "regroup": "token regrouping"}
-QUANTITIES = (("latency_s", 1e3, "latency per image (ms)"), ("energy_pj", 1e-6, "energy per image (µJ)"))
+QUANTITIES = (("latency_s", 1e3, "latency per\nimage (ms)"), ("energy_pj", 1e-6, "energy per\nimage (µJ)"))
 SHORT_METHOD = {"pmq": "PMQ", "hawq": "HAWQ", "nuclear": "NN"}
 
 

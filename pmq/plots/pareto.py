@@ -36,7 +36,8 @@ def _series(results: Results, accelerator: str) -> list[tuple[str, str, list[dic
 def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], colour: str,
                  fontsize: float = 5.5, above: bool = False) -> None:
     """Name each point next to it, inside the axes, without labels overlapping: coincident points
-    share one label; a label that would cover an earlier one moves to another corner of its point.
+    share one label; a label that would cover an earlier one, or a marker already drawn, moves to the
+    corner of its point that covers the fewest.
     Labels go below-right of their points (``above``: above-right), away from the axes' edges."""
     ax.autoscale_view()
     to_points = 72 / ax.figure.dpi
@@ -51,7 +52,13 @@ def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], 
             groups.append([i])
     width_pt, height_pt = ax.bbox.width * to_points, ax.bbox.height * to_points
     origin = np.array([ax.bbox.x0, ax.bbox.y0]) * to_points
-    placed: list[tuple[float, float, float, float]] = []
+    markers = [tuple(p) for line in ax.get_lines() if line.get_marker() not in (None, "None", "")
+               for p in ax.transData.transform(line.get_xydata()) * to_points]
+    placed: list[tuple[float, float, float, float]] = [(mx - 2.5, mx + 2.5, my - 2.5, my + 2.5) for mx, my in markers]
+
+    def overlaps(box: tuple[float, float, float, float]) -> int:
+        return sum(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3] for b in placed)
+
     for group in groups:
         text = ", ".join(labels[i] for i in group)
         x, y = spots[group[0]]
@@ -62,12 +69,13 @@ def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], 
         prefer_x = 1 if x + 4 + w <= origin[0] + width_pt else -1  # right, unless it would leave the axes
         corners = sorted(((sx, sy) for sy in (-1, 1) for sx in (1, -1)),
                          key=lambda c: (c[1] != prefer_y, c[0] != prefer_x))
+        boxes = {}
         for sx, sy in corners:
             x0 = x + 4 * sx - (w if sx < 0 else 0)
             y0 = y + 4 * sy - (h if sy < 0 else 0)
-            box = (x0, x0 + w, y0, y0 + h)
-            if not any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3] for b in placed):
-                break
+            boxes[(sx, sy)] = (x0, x0 + w, y0, y0 + h)
+        sx, sy = min(corners, key=lambda c: overlaps(boxes[c]))  # the first corner that covers the fewest
+        box = boxes[(sx, sy)]
         placed.append(box)
         ax.annotate(text, (xs[group[0]], ys[group[0]]), xytext=(4 * sx, 4 * sy), textcoords="offset points",
                     fontsize=fontsize, ha="left" if sx > 0 else "right", va="bottom" if sy > 0 else "top",

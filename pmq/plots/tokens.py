@@ -8,13 +8,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from pmq.errors import PMQError
-from pmq.plots.allocation import FLOAT_COLOUR, bit_colours
-from pmq.plots.style import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN, new_figure
+from pmq.plots.allocation import FLOAT_COLOUR
+from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, SINGLE_COLUMN_IN, new_figure
 from pmq.results import TOKEN_BITS_FILE, Results
 
 MAX_IMAGES, MAX_LAYERS = 4, 4
-OVERLAY_ALPHA = 0.65
-UNDERLAY_RANGE = (0.35, 1.0)  # the image is shown lightened, so the overlay colours stay readable
+LOW_BITS_ALPHA = 0.85  # patches below the top level are covered; top-level patches show the image
+LEVEL_COLOURS = {  # strong hues that stand out on a greyscale image (a sequential map would read as grey)
+    7: OKABE_ITO["sky"], 6: OKABE_ITO["sky"], 5: OKABE_ITO["green"], 4: OKABE_ITO["blue"],
+    3: OKABE_ITO["orange"], 2: OKABE_ITO["vermillion"], 0: FLOAT_COLOUR,
+}
 
 
 def _pick_layers(images: list[dict]) -> list[str]:
@@ -27,7 +30,12 @@ def _pick_layers(images: list[dict]) -> list[str]:
 
 
 def plot_token_bits(results: Results) -> Figure | None:
-    """Rows: images. Columns: the image, then its per-patch bits at a few layers (0 bits = float)."""
+    """Rows: images. Columns: the image, then its per-patch bits at a few layers.
+
+    Read like a token-pruning figure: patches that keep the top bit-width show the image, patches
+    moved to fewer bits are covered by their level's colour (float patches, 0 in the file, grey),
+    so where the high bits go stays legible at a glance even on 7×7 patches.
+    """
     data = results.token_bits()
     if data is None:
         return None
@@ -36,28 +44,26 @@ def plot_token_bits(results: Results) -> Figure | None:
         raise PMQError(f"{results.root / TOKEN_BITS_FILE} has no images: rewrite it with at least one")
     layers = _pick_layers(images)
     patch = int(data["patch_size"])
-    cmap, norm = bit_colours()
-    lo, hi = UNDERLAY_RANGE
+    grids = [[_bit_grid(results, data, image, r, layer, patch) for layer in layers] for r, image in enumerate(images)]
+    present = sorted({int(b) for row in grids for grid in row for b in np.unique(grid)}, reverse=True)
+    top = max(present)
+
+    def colour(b: int) -> tuple[float, float, float, float]:
+        return to_rgba(LEVEL_COLOURS.get(b, OKABE_ITO["purple"]))
+
     fig = new_figure(DOUBLE_COLUMN_IN if len(layers) > 2 else SINGLE_COLUMN_IN, 0.5 + 1.3 * len(images))
     axes = fig.subplots(len(images), len(layers) + 1, squeeze=False)
-    present: set[int] = set()
     for r, image in enumerate(images):
         pixels = np.asarray(image["pixels"], dtype=float)
         height, width = pixels.shape
         axes[r, 0].imshow(pixels, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes[r, 0].set_ylabel(image.get("label", f"image {r}"))
-        for c, layer in enumerate(layers, start=1):
-            bits = np.asarray(image["bits"][layer], dtype=int)
-            if bits.shape != (height // patch, width // patch):
-                raise PMQError(f"{results.root / TOKEN_BITS_FILE}: layer {layer} of image {r} has "
-                               f"{bits.shape} patches, expected {(height // patch, width // patch)} "
-                               f"for {height}×{width} pixels and patch size {patch}")
-            present.update(int(b) for b in np.unique(bits))
+        for c, (layer, bits) in enumerate(zip(layers, grids[r], strict=True), start=1):
             ax = axes[r, c]
-            ax.imshow(lo + (hi - lo) * pixels, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            colours = np.array([[to_rgba(FLOAT_COLOUR) if b == 0 else cmap(norm(b)) for b in row] for row in bits])
-            ax.imshow(colours, alpha=OVERLAY_ALPHA, interpolation="nearest",
-                      extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+            ax.imshow(pixels, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            cover = np.array([[(0.0, 0.0, 0.0, 0.0) if b == top else (*colour(b)[:3], LOW_BITS_ALPHA) for b in row]
+                              for row in bits])
+            ax.imshow(cover, interpolation="nearest", extent=(-0.5, width - 0.5, height - 0.5, -0.5))
             for k in range(1, bits.shape[1]):
                 ax.axvline(k * patch - 0.5, color="white", linewidth=0.3)
             for k in range(1, bits.shape[0]):
@@ -71,10 +77,22 @@ def plot_token_bits(results: Results) -> Figure | None:
         ax.set_yticks([])
         ax.grid(False)
     operand = data.get("operand", "activation")
-    handles = [Patch(facecolor=FLOAT_COLOUR if b == 0 else cmap(norm(b)), alpha=OVERLAY_ALPHA,
-                     label="float" if b == 0 else f"{b} bits") for b in sorted(present, reverse=True)]
-    title = f"{operand} bits per patch" + (f" in {data['allocation']}" if data.get("allocation") else "")
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles) + 1, title=title,
-               title_fontsize=7)
+    handles = [Patch(facecolor="white", edgecolor="0.3", label=f"{top} bits (image shown)" if top else "float")]
+    handles += [Patch(facecolor=colour(b), alpha=LOW_BITS_ALPHA, label="float" if b == 0 else f"{b} bits")
+                for b in present if b != top]
+    title = f"{operand} bits per patch" + (f" in {data['allocation']}" if data.get("allocation") else "") \
+        + (", layers where they vary" if len(layers) < len(images[0]["bits"]) and all(
+            any(len(np.unique(row[c])) > 1 for row in grids) for c in range(len(layers))) else "")
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), title=title, title_fontsize=7)
     return fig
 
+
+def _bit_grid(results: Results, data: dict, image: dict, index: int, layer: str, patch: int) -> np.ndarray:
+    """One image's per-patch bits at ``layer``, checked against the image's size."""
+    height, width = np.asarray(image["pixels"]).shape
+    bits = np.asarray(image["bits"][layer], dtype=int)
+    if bits.shape != (height // patch, width // patch):
+        raise PMQError(f"{results.root / TOKEN_BITS_FILE}: layer {layer} of image {index} has {bits.shape} "
+                       f"patches, expected {(height // patch, width // patch)} for {height}×{width} pixels "
+                       f"and patch size {patch}")
+    return bits
