@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hwsim.result import ENERGY_PARTS
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
@@ -182,20 +180,9 @@ class ResultsWriter:
 
         ``captions[label]`` names each image's class; pixels are scaled to [0, 1] per image.
         """
-        images = np.asarray(maps.images, dtype=float)[:max_images]
-        bits = np.asarray(maps.bits)[:max_images]
-        entries = []
-        for i, image in enumerate(images):
-            grey = image.mean(axis=0)
-            grey = (grey - grey.min()) / max(float(grey.max() - grey.min()), 1e-12)
-            label = maps.labels[i] if maps.labels is not None else None
-            caption = captions[label] if captions is not None and label is not None else f"image {i}"
-            entries.append({"label": caption, "pixels": np.round(grey, 3).tolist(),
-                            "bits": {layer: bits[i, j].astype(int).tolist() for j, layer in enumerate(maps.layers)}})
-        write_json(self.root / TOKEN_BITS_FILE, {
-            "format": TOKEN_BITS_FORMAT, "patch_size": int(images.shape[-1] // bits.shape[-1]),
-            "operand": maps.operand, "allocation": allocation, "images": entries,
-        })
+        from pmq.patchwise.maps import token_bits_record  # torch-side: import on use
+
+        write_json(self.root / TOKEN_BITS_FILE, token_bits_record(maps, captions, allocation, max_images))
         self.run["patchwise"] = TOKEN_BITS_FILE
         self._write_manifest()
 

@@ -1,23 +1,24 @@
-"""Which bits each patch got, layer by layer: the data (:func:`token_bit_maps`) and a figure
-(:func:`plot_token_bits`, reusable by ``pmq plot``)."""
+"""Which bits each patch got, layer by layer: the data (:func:`token_bit_maps`), its file record
+(:func:`token_bits_record`, what ``pmq plot`` reads) and the figure (:func:`plot_token_bits`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
-from pmq.io import atomic_write
 from pmq.patchwise.spec import OPERANDS, layer_names
 from pmq.quant import QuantViT
+from pmq.results import TOKEN_BITS_FORMAT
 
-# Okabe–Ito colours (distinguishable with the common colour-vision deficiencies), by bit-width.
-BIT_COLOURS = {8: "#0072B2", 7: "#56B4E9", 6: "#009E73", 5: "#F0E442", 4: "#E69F00", 3: "#CC79A7", 2: "#D55E00"}
-FLOAT_COLOUR = "#000000"
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -78,54 +79,34 @@ def token_bit_maps(qv: QuantViT, images: torch.Tensor, allocation: BitAllocation
                         labels.tolist() if labels is not None else None)
 
 
+def token_bits_record(maps: TokenBitMaps, captions: Sequence[str] | None = None, allocation: str = "",
+                      max_images: int = 4) -> dict[str, Any]:
+    """The ``pmq.token_bits/1`` record of the first ``max_images`` images (what ``pmq plot`` reads):
+    greyscale pixels scaled to [0, 1] per image, per-layer patch bits, ``captions[label]`` per image."""
+    images = np.asarray(maps.images, dtype=float)[:max_images]
+    bits = np.asarray(maps.bits)[:max_images]
+    entries = []
+    for i, image in enumerate(images):
+        grey = image.mean(axis=0)
+        grey = (grey - grey.min()) / max(float(grey.max() - grey.min()), 1e-12)
+        label = maps.labels[i] if maps.labels is not None else None
+        caption = captions[label] if captions is not None and label is not None else f"image {i}"
+        entries.append({"label": caption, "pixels": np.round(grey, 3).tolist(),
+                        "bits": {layer: bits[i, j].astype(int).tolist() for j, layer in enumerate(maps.layers)}})
+    return {"format": TOKEN_BITS_FORMAT, "patch_size": int(images.shape[-1] // bits.shape[-1]),
+            "operand": maps.operand, "allocation": allocation, "images": entries}
+
+
 def plot_token_bits(maps: TokenBitMaps, path: str | Path | None = None, max_images: int = 4,
-                    class_names: list[str] | None = None):
-    """Grid figure: one row per image, the image then one panel per layer with each patch coloured by
-    its bits (Okabe–Ito palette, legend by bit-width) under the image's outline. Saved to ``path``
-    (format from its suffix) if given."""
-    import matplotlib
+                    class_names: Sequence[str] | None = None, allocation: str = "") -> Figure:
+    """The figure ``pmq plot`` draws (:func:`pmq.plots.tokens.draw_token_bits`), every layer shown,
+    straight from the maps; saved to ``path`` (format from its suffix) if given."""
+    from pmq.plots.style import save, style
+    from pmq.plots.tokens import draw_token_bits
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    n = min(max_images, len(maps.images))
-    cols = 1 + len(maps.layers)
-    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.7 * n + 0.6), squeeze=False)
-    present = sorted({int(b) for b in np.unique(maps.bits[:n])}, reverse=True)
-    for i in range(n):
-        image = maps.images[i].transpose(1, 2, 0)
-        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
-        grey = image.mean(axis=-1)
-        label = ""
-        if maps.labels is not None:
-            label = class_names[maps.labels[i]] if class_names else f"class {maps.labels[i]}"
-        axes[i, 0].imshow(grey, cmap="gray", vmin=0, vmax=1)
-        axes[i, 0].set_ylabel(label or f"image {i}", fontsize=8)
-        if i == 0:
-            axes[i, 0].set_title("input", fontsize=8)
-        for j, layer in enumerate(maps.layers):
-            colours = np.array([[_rgb(BIT_COLOURS.get(int(b), FLOAT_COLOUR)) for b in row] for row in maps.bits[i, j]])
-            ax = axes[i, j + 1]
-            ax.imshow(colours, extent=(0, 1, 1, 0), interpolation="nearest")  # exact palette colours
-            height, width = grey.shape
-            ax.contour((np.arange(width) + 0.5) / width, (np.arange(height) + 0.5) / height, grey,
-                       levels=[0.25], colors="white", linewidths=0.8)  # the image's outline on top
-            if i == 0:
-                ax.set_title(layer, fontsize=8)
-        for ax in axes[i]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    handles = [Patch(color=BIT_COLOURS.get(b, FLOAT_COLOUR), label=f"{b} bits" if b else "float") for b in present]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"patch-wise activation bits per patch ({maps.operand} rows; class token always high)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    if path is not None:
-        path = Path(path)
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150))
+    with style():
+        fig = draw_token_bits(token_bits_record(maps, class_names, allocation, max_images),
+                              max_layers=len(maps.layers))
+        if path is not None:
+            save(fig, [Path(path)])
     return fig
-
-
-def _rgb(colour: str) -> tuple[float, float, float]:
-    colour = colour.lstrip("#")
-    return tuple(int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4))

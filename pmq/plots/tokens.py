@@ -20,38 +20,46 @@ LEVEL_COLOURS = {  # strong hues that stand out on a greyscale image (a sequenti
 }
 
 
-def _pick_layers(images: list[dict]) -> list[str]:
-    """Up to MAX_LAYERS layers, those whose bits differ between patches first (in model order)."""
+def _pick_layers(images: list[dict], max_layers: int) -> list[str]:
+    """Up to ``max_layers`` layers, those whose bits differ between patches first (in model order)."""
     layers = list(images[0]["bits"])
     varied = [layer for layer in layers if any(len(np.unique(image["bits"][layer])) > 1 for image in images)]
     if varied:
-        return varied[:MAX_LAYERS]
-    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(MAX_LAYERS, len(layers))).round()]
+        return varied[:max_layers]
+    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).round()]
 
 
 def plot_token_bits(results: Results) -> Figure | None:
-    """Rows: images. Columns: the image, then its per-patch bits at a few layers.
-
-    Read like a token-pruning figure: patches that keep the top bit-width show the image, patches
-    moved to fewer bits are covered by their level's colour (float patches, 0 in the file, grey),
-    so where the high bits go stays legible at a glance even on 7×7 patches.
-    """
+    """The token bit maps of a results folder (``None`` when it has none)."""
     data = results.token_bits()
     if data is None:
         return None
-    images = data.get("images", [])[:MAX_IMAGES]
+    return draw_token_bits(data, str(results.root / TOKEN_BITS_FILE))
+
+
+def draw_token_bits(data: dict, source: str = "token bits", max_images: int = MAX_IMAGES,
+                    max_layers: int = MAX_LAYERS) -> Figure:
+    """Rows: images. Columns: the image, then its per-patch bits at up to ``max_layers`` layers.
+
+    Read like a token-pruning figure: patches that keep the top bit-width show the image, patches
+    moved to fewer bits are covered by their level's colour (float patches, 0 in the record, grey),
+    so where the high bits go stays legible at a glance even on 7×7 patches. ``data`` is a
+    ``pmq.token_bits/1`` record; ``source`` names it in error messages.
+    """
+    images = data.get("images", [])[:max_images]
     if not images:
-        raise PMQError(f"{results.root / TOKEN_BITS_FILE} has no images: rewrite it with at least one")
-    layers = _pick_layers(images)
+        raise PMQError(f"{source} has no images: rewrite it with at least one")
+    layers = _pick_layers(images, max_layers)
     patch = int(data["patch_size"])
-    grids = [[_bit_grid(results, data, image, r, layer, patch) for layer in layers] for r, image in enumerate(images)]
+    grids = [[_bit_grid(source, image, r, layer, patch) for layer in layers] for r, image in enumerate(images)]
     present = sorted({int(b) for row in grids for grid in row for b in np.unique(grid)}, reverse=True)
     top = max(present)
 
     def colour(b: int) -> tuple[float, float, float, float]:
         return to_rgba(LEVEL_COLOURS.get(b, OKABE_ITO["purple"]))
 
-    fig = new_figure(DOUBLE_COLUMN_IN if len(layers) > 2 else SINGLE_COLUMN_IN, 0.5 + 1.3 * len(images))
+    fig_width = DOUBLE_COLUMN_IN if len(layers) > 2 else SINGLE_COLUMN_IN
+    fig = new_figure(fig_width, 0.5 + fig_width / (len(layers) + 1) * 1.05 * len(images))
     axes = fig.subplots(len(images), len(layers) + 1, squeeze=False)
     for r, image in enumerate(images):
         pixels = np.asarray(image["pixels"], dtype=float)
@@ -87,12 +95,12 @@ def plot_token_bits(results: Results) -> Figure | None:
     return fig
 
 
-def _bit_grid(results: Results, data: dict, image: dict, index: int, layer: str, patch: int) -> np.ndarray:
+def _bit_grid(source: str, image: dict, index: int, layer: str, patch: int) -> np.ndarray:
     """One image's per-patch bits at ``layer``, checked against the image's size."""
     height, width = np.asarray(image["pixels"]).shape
     bits = np.asarray(image["bits"][layer], dtype=int)
     if bits.shape != (height // patch, width // patch):
-        raise PMQError(f"{results.root / TOKEN_BITS_FILE}: layer {layer} of image {index} has {bits.shape} "
+        raise PMQError(f"{source}: layer {layer} of image {index} has {bits.shape} "
                        f"patches, expected {(height // patch, width // patch)} for {height}×{width} pixels "
                        f"and patch size {patch}")
     return bits
