@@ -27,6 +27,7 @@ than a top-1 difference, which is what separates the token rankings.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation
-from pmq.data import subset
+from pmq.data import FASHION_MNIST_CLASSES, subset
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
@@ -52,6 +53,7 @@ from pmq.patchwise import (
     token_bit_maps,
 )
 from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices
+from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
 from pmq.workload import model_workload
 
 LEVEL_SETS = {"8/4": ((8, 4), [0.5, 0.35, 0.25]),
@@ -121,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="0.96x", help="BOPs budget of the Pareto search, relative to the base")
     parser.add_argument("--out", type=Path, default=Path("results/patchwise"))
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a crowded machine)")
+    parser.add_argument("--replot", type=Path, metavar="JSON", help="redraw the sweep figure from a saved patchwise.json")
     args = parser.parse_args(argv)
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        print("wrote", *plot_sweep(saved["sweep"], saved["base_top1"], args.out))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -279,22 +286,18 @@ def main(argv: list[str] | None = None) -> int:
 
     # figures
     args.out.mkdir(parents=True, exist_ok=True)
-    _plot_sweep(sweep, base_top1, args.out / "top1_vs_attention_bops.png")
+    plot_sweep(sweep, base_top1, args.out)
     test = experiment.test_set
     picks = [test[i] for i in range(4)]
     shown = uniform_patchwise(base, LayerSetting((0.25, 0.5), (8, 4, 2)))
     maps = token_bit_maps(experiment.qv, torch.stack([p[0] for p in picks]), shown, operand="q",
                           labels=torch.tensor([int(p[1]) for p in picks]))
-    plot_token_bits(maps, args.out / "token_bits.png", class_names=FASHION_CLASSES)
+    plot_token_bits(maps, args.out / "token_bits.png", class_names=list(FASHION_MNIST_CLASSES))
     report["wall_s"] = time.perf_counter() - start
     write_json(args.out / "patchwise.json", report)
-    print(f"wrote {args.out}/patchwise.json, top1_vs_attention_bops.png, token_bits.png "
+    print(f"wrote {args.out}/patchwise.json, top1_vs_attention_bops.png/pdf, token_bits.png "
           f"({report['wall_s']:.0f} s)")
     return 0
-
-
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
 
 
 def _component_names(model) -> list[str]:
@@ -303,35 +306,38 @@ def _component_names(model) -> list[str]:
     return [spec.name for spec in component_specs(model)]
 
 
-def _plot_sweep(sweep: list[dict], base_top1: float, path: Path) -> None:
-    import matplotlib
+SWEEP_COLOURS = {"8/4": OKABE_ITO["blue"], "8/2": OKABE_ITO["vermillion"], "8/4/2": OKABE_ITO["green"]}
+SCORE_LOOK = {"cls_attention": ("o", "-", "class-token score"), "random": ("x", ":", "random tokens"),
+              "value_norm": ("^", "--", "value norm")}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from pmq.io import atomic_write
-
-    colours = {"8/4": "#0072B2", "8/2": "#D55E00", "8/4/2": "#009E73"}
-    markers = {"cls_attention": "o", "random": "x", "value_norm": "^"}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for levels, colour in colours.items():
-        rows = sorted((r for r in sweep if r["levels"] == levels), key=lambda r: r["attn_bops_change"])
-        for score, marker in markers.items():
-            if not all(score in r for r in rows):
-                continue
-            ax.plot([-100 * r["attn_bops_change"] for r in rows], [100 * r[score]["top1"] for r in rows], marker=marker,
-                    color=colour, linestyle="-" if score == "cls_attention" else ":",
-                    label=f"{levels} {score}")
-    ax.axhline(100 * base_top1, color="black", linewidth=0.8, label="base")
-    ax.axhline(100 * base_top1 - 0.5, color="black", linewidth=0.8, linestyle="--", label="base − 0.5")
-    ax.axvline(40, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("attention BOPs saved (%)  [q·kᵀ + attn·v]")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title("Patch-wise: top-1 vs attention BOPs saved", fontsize=10)
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-    plt.close(fig)
+def plot_sweep(sweep: list[dict], base_top1: float, out: Path) -> list[Path]:
+    """Top-1 and KL from the base's outputs against the attention BOPs saved, per level set and score."""
+    with style():
+        fig = new_figure(DOUBLE_COLUMN_IN, 2.5)
+        axes = fig.subplots(1, 2)
+        for levels, colour in SWEEP_COLOURS.items():
+            rows = sorted((r for r in sweep if r["levels"] == levels), key=lambda r: -r["attn_bops_change"])
+            for score, (marker, line, name) in SCORE_LOOK.items():
+                if rows and all(score in r for r in rows):
+                    xs = [-100 * r["attn_bops_change"] for r in rows]
+                    axes[0].plot(xs, [100 * r[score]["top1"] for r in rows], marker=marker, linestyle=line,
+                                 color=colour, label=f"{levels}, {name}")
+                    axes[1].plot(xs, [1e3 * r[score]["kl"] for r in rows], marker=marker, linestyle=line,
+                                 color=colour)
+        axes[0].axhline(100 * base_top1, color="black", linewidth=0.8)
+        axes[0].axhline(100 * base_top1 - 0.5, color="black", linewidth=0.8, linestyle="--")
+        for value, text in ((100 * base_top1, "base"), (100 * base_top1 - 0.5, "base − 0.5")):
+            axes[0].annotate(text, (0.0, value), xycoords=("axes fraction", "data"), xytext=(14, 2),
+                             textcoords="offset points", fontsize=6)
+        axes[0].set_ylabel("top-1 (%)")
+        axes[1].set_yscale("log")
+        axes[1].set_ylabel("KL from the base's outputs (×10⁻³)")
+        for ax in axes:
+            ax.axvline(40, color="0.5", linewidth=0.8, linestyle="--")
+            ax.set_xlabel("attention BOPs saved (%), q·kᵀ + attn·v")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center")
+        return save(fig, [out / f"top1_vs_attention_bops.{fmt}" for fmt in ("png", "pdf")])
 
 
 if __name__ == "__main__":
