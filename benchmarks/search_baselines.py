@@ -51,6 +51,7 @@ OBJECTIVES = ("bops", "latency")
 ACCELERATOR = "bitfusion"
 METRICS = ("pmq", "hawq")
 RANDOM_STYLE = {"color": OKABE_ITO["sky"], "marker": "x", "label": "random (mean ± s.d.)"}
+ZOOM_POINTS = 2.5  # the bottom row of the figure spans the best top-1 minus this
 X_AXIS = {"bops": ("gbops", 1.0, "BOPs per image (G)"), "latency": ("latency_ms", 1.0, f"latency on {ACCELERATOR} (ms)")}
 
 
@@ -207,39 +208,54 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def figure(self, out: Path) -> None:
+        """Top row: the whole accuracy range; bottom row: the top ``ZOOM_POINTS`` points of it, where
+        PMQ, HAWQ-v2 and the best uniform settings sit within a point of each other."""
+        best = max(100 * p.top1 for p in self.points)
+        low = min(100 * p.top1 for p in self.points if p.method != "uniform") - 3
+        zoom = (best - ZOOM_POINTS, best + 0.4)
         with style():
-            fig = new_figure(DOUBLE_COLUMN_IN, 2.6)
-            axes = fig.subplots(1, len(OBJECTIVES), sharey=True)
-            for ax, objective in zip(axes, OBJECTIVES, strict=True):
-                column, scale, label = X_AXIS[objective]
-                front = self.uniform_front(column)
-                look = METHOD_STYLE["uniform"]
-                ax.plot([getattr(p, column) * scale for p in front], [100 * p.top1 for p in front],
-                        color=look["color"], marker=look["marker"], linestyle=":", label="uniform (best at its cost)")
-                factors = sorted({p.budget_factor for p in self.points if p.objective == objective})
-                for method in METRICS:
-                    pts = [self.at(method, objective, f)[0] for f in factors]
-                    look = METHOD_STYLE[method]
-                    ax.plot([getattr(p, column) * scale for p in pts], [100 * p.top1 for p in pts],
-                            color=look["color"], marker=look["marker"], label=look["label"])
-                groups = [self.at("random", objective, f) for f in factors]
-                ax.errorbar([np.mean([getattr(p, column) for p in g]) * scale for g in groups],
-                            [100 * np.mean([p.top1 for p in g]) for g in groups],
-                            yerr=[100 * np.std([p.top1 for p in g]) for g in groups], capsize=2,
-                            color=RANDOM_STYLE["color"], marker=RANDOM_STYLE["marker"], label=RANDOM_STYLE["label"])
-                ax.set_xlabel(label)
-            axes[0].set_ylabel(f"top-1 (%), {self.images:,} test images")
-            top = max(100 * p.top1 for p in self.points)
-            axes[0].set_ylim(max(0.0, min(100 * p.top1 for p in self.points if p.method != "uniform") - 3), top + 1)
-            for ax, objective in zip(axes, OBJECTIVES, strict=True):  # once the limits are final
-                column, scale, _ = X_AXIS[objective]
-                front = [p for p in self.uniform_front(column) if 100 * p.top1 >= axes[0].get_ylim()[0]]
-                label_points(ax, [getattr(p, column) * scale for p in front], [100 * p.top1 for p in front],
-                             [p.label for p in front], METHOD_STYLE["uniform"]["color"])
-            handles, labels = axes[0].get_legend_handles_labels()
+            fig = new_figure(DOUBLE_COLUMN_IN, 4.4)
+            axes = fig.subplots(2, len(OBJECTIVES), sharey="row", sharex="col")
+            for col, objective in enumerate(OBJECTIVES):
+                for row, limits in enumerate(((max(0.0, low), best + 1), zoom)):
+                    self._panel(axes[row, col], objective, limits)
+                axes[1, col].set_xlabel(X_AXIS[objective][2])
+            axes[0, 0].set_ylabel(f"top-1 (%), {self.images:,} test images")
+            axes[1, 0].set_ylabel(f"top-1 (%), top {ZOOM_POINTS:g} points")
+            handles, labels = axes[0, 0].get_legend_handles_labels()
             fig.legend(handles, labels, loc="outside upper center", ncol=len(labels))
             for path in save(fig, [out / f"search_baselines.{fmt}" for fmt in ("png", "pdf")]):
                 print(f"wrote {path}")
+
+    def _panel(self, ax, objective: str, limits: tuple[float, float]) -> None:
+        column, scale, _ = X_AXIS[objective]
+        front = self.uniform_front(column)
+        look = METHOD_STYLE["uniform"]
+        ax.plot([getattr(p, column) * scale for p in front], [100 * p.top1 for p in front],
+                color=look["color"], marker=look["marker"], linestyle=":", label="uniform (best at its cost)")
+        factors = sorted({p.budget_factor for p in self.points if p.objective == objective})
+        for method in METRICS:
+            pts = [self.at(method, objective, f)[0] for f in factors]
+            look = METHOD_STYLE[method]
+            ax.plot([getattr(p, column) * scale for p in pts], [100 * p.top1 for p in pts],
+                    color=look["color"], marker=look["marker"], label=look["label"])
+        groups = [self.at("random", objective, f) for f in factors]
+        ax.errorbar([np.mean([getattr(p, column) for p in g]) * scale for g in groups],
+                    [100 * np.mean([p.top1 for p in g]) for g in groups],
+                    yerr=[100 * np.std([p.top1 for p in g]) for g in groups], capsize=2,
+                    color=RANDOM_STYLE["color"], marker=RANDOM_STYLE["marker"], label=RANDOM_STYLE["label"])
+        ax.set_ylim(*limits)
+        # name the uniform settings where they are easiest to read: below the zoom in the top row
+        shown = [p for p in front if limits[0] <= 100 * p.top1 <= limits[1]
+                 and (limits[1] - limits[0] <= ZOOM_POINTS + 1 or 100 * p.top1 < limits[1] - ZOOM_POINTS - 1)]
+        xs = [getattr(p, column) * scale for p in front]
+        spaced: list[Point] = []  # at most one label per tenth of the axis' width
+        for p in shown:
+            if not spaced or getattr(p, column) * scale - getattr(spaced[-1], column) * scale >= 0.1 * (max(xs) - min(xs)):
+                spaced.append(p)
+        label_points(ax, [getattr(p, column) * scale for p in spaced], [100 * p.top1 for p in spaced],
+                     [p.label for p in spaced], METHOD_STYLE["uniform"]["color"])
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
