@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import accelerators
 import hwsim
+from hwsim.tiling import NEAR_FASTEST
 
 BITS = st.sampled_from([2, 3, 4, 6, 8, 16])
 SHAPES = st.tuples(st.integers(1, 300), st.integers(1, 700), st.integers(1, 700))
@@ -49,13 +50,18 @@ def test_cycles_never_beat_the_peak_and_estimate_tracks_simulation(presets, shap
 @settings(max_examples=40, deadline=None)
 @given(shape=SHAPES, high=st.integers(2, 16), drop_a=st.integers(0, 14), drop_b=st.integers(0, 14))
 def test_fewer_bits_never_cost_more_cycles_on_precision_scalable_hardware(presets, shape, high, drop_a, drop_b):
+    """Every tile that fits at the wide widths fits at the narrow ones and runs no slower, and the
+    tiler picks a plan within NEAR_FASTEST of the fastest: so narrow ≤ wide × (1 + NEAR_FASTEST).
+    (DRAM traffic is not monotone: the tiler minimises time, and a faster plan for the narrow op can
+    move more bits; at a fixed plan fewer bits move fewer, see the next test.)"""
     m, k, n = shape
     wide = hwsim.Gemm("g", m, k, n, high, high)
     narrow = hwsim.Gemm("g", m, k, n, max(1, high - drop_a), max(1, high - drop_b))
     for name in ("bitfusion", "stripes", "loom"):
         accel = presets[name]
-        assert hwsim.estimate(narrow, accel).compute_cycles <= hwsim.estimate(wide, accel).compute_cycles
-        assert hwsim.estimate(narrow, accel).dram_read_bits <= hwsim.estimate(wide, accel).dram_read_bits
+        fast, slow = hwsim.estimate(narrow, accel), hwsim.estimate(wide, accel)
+        assert fast.compute_cycles <= slow.compute_cycles
+        assert fast.cycles <= slow.cycles * (1 + NEAR_FASTEST)
 
 
 def test_totals_are_the_sums_of_per_op_parts(presets):
