@@ -99,6 +99,16 @@ def _model_info(experiment: Experiment) -> dict[str, Any]:
     return info
 
 
+def _quantizer_recipe(experiment: Experiment, observer: str) -> dict[str, Any]:
+    """How the wrapped model quantizes: activation ranges (and their observer, if static), weight ranges."""
+    components = experiment.qv.components().values()
+    granularity = sorted({q.granularity for q in experiment.qv.activation_quantizers()})
+    return {"activation_ranges": "/".join(f"per {g}" for g in granularity),
+            "observer": observer if "tensor" in granularity else None,
+            "weight_ranges": "/".join(sorted({c.quantizer_w.clipping for c in components if c.kind != "matmul"})),
+            "weights": "symmetric per output channel", "activations": "asymmetric"}
+
+
 def _versions() -> dict[str, Any]:
     import matplotlib
     import networkx
@@ -165,6 +175,7 @@ class _DemoRun:
                 "calibration_images": cfg.calibration_images, "calibration_split": "train",
                 "calibration_seed": cfg.seed, "observer": cfg.observer, "sensitivity_images": cfg.sensitivity_images,
             },
+            "quantizer": _quantizer_recipe(experiment, cfg.observer),
             "search": {"primary_accelerator": cfg.search_accelerator, "bit_choices": list(cfg.bit_choices),
                        "budgets": cfg.budgets, "metrics": list(cfg.metrics), "float_on_hardware_bits": 16},
             "baseline": {"accelerator": cfg.baseline_accelerator, "allocation": cfg.baseline_setting},

@@ -82,8 +82,14 @@ def _setup(results: Results) -> list[str]:
         lines.append(
             f"- **Data**: {data.get('source')}; top-1 on {data.get('test_images')} of {data.get('test_set_size')} test "
             f"images (seeded subset, seed {data.get('test_subset_seed')}); calibration on "
-            f"{data.get('calibration_images')} {data.get('calibration_split')} images (seed {data.get('calibration_seed')}, "
-            f"{data.get('observer')} observer); sensitivities on {data.get('sensitivity_images')} of them.")
+            f"{data.get('calibration_images')} {data.get('calibration_split')} images (seed {data.get('calibration_seed')}); "
+            f"sensitivities on {data.get('sensitivity_images')} of them.")
+    quantizer = run.get("quantizer")
+    if quantizer:
+        ranges = quantizer["activation_ranges"] + (" (dynamic min-max per row)" if quantizer["observer"] is None
+                                                   else f" ({quantizer['observer']} observer)")
+        lines.append(f"- **Quantizer**: activations {quantizer['activations']}, ranges {ranges}; weights "
+                     f"{quantizer['weights']}, {quantizer['weight_ranges']} ranges on the int-b grid.")
     search = run.get("search", {})
     if search:
         budgets = "; ".join(f"{obj}: {', '.join(b)}" for obj, b in search.get("budgets", {}).items())

@@ -72,6 +72,7 @@ def test_report_states_model_data_versions_and_allocations(demo_dir):
     assert run["model"]["tag"] in report
     assert "fashion-mnist" in report and "64 of 10000 test images" in report
     assert torch.__version__ in report and timm.__version__ in report
+    assert "ranges per token (dynamic min-max per row)" in report and "minmax ranges on the int-b grid" in report
     for name in accelerators.available():
         assert f"| {name} |" in report
     for label in run["allocations"]:
