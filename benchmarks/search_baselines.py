@@ -95,8 +95,7 @@ def random_allocation(costs: CostTable, objective: str, budget: float, names: li
 def budget_factors(costs: CostTable, objective: str, names: list[str], count: int) -> list[float]:
     """``count`` budgets / W8A8, geometric between the cheapest allocation and W8A8 (both excluded)."""
     full = costs.total(objective, BitAllocation.uniform("W8A8", names))
-    cheapest = costs.fixed[objective] + sum(min(row.values()) for row in costs.per_choice[objective].values())
-    low = cheapest / full
+    low = costs.feasible_range(objective)[0] / full
     return [float(low ** (1 - k / (count + 1))) for k in range(1, count + 1)]
 
 

@@ -56,6 +56,12 @@ class CostTable:
         table = self.per_choice[objective]
         return self.fixed[objective] + sum(table[name][bits] for name, bits in allocation.items())
 
+    def feasible_range(self, objective: str) -> tuple[float, float]:
+        """Whole-model cost of the cheapest and of the dearest allocation (base units)."""
+        table = self.per_choice[objective].values()
+        return (self.fixed[objective] + sum(min(row.values()) for row in table),
+                self.fixed[objective] + sum(max(row.values()) for row in table))
+
     def in_units(self, objective: str, value: float) -> float:
         return value * _TO_UNIT[objective]
 
@@ -121,9 +127,7 @@ def resolve_budget(costs: CostTable, objective: str, budget_text: str, component
         return costs.total(objective, BitAllocation.uniform(setting, component_names))
 
     budget = parse_budget(budget_text, uniform_total)
-    table = costs.per_choice[objective]
-    lo = costs.fixed[objective] + sum(min(row.values()) for row in table.values())
-    hi = costs.fixed[objective] + sum(max(row.values()) for row in table.values())
+    lo, hi = costs.feasible_range(objective)
     unit, scale = OBJECTIVES[objective], _TO_UNIT[objective]
     feasible = f"use a budget in [{lo * scale:.6g}, {hi * scale:.6g}] {unit} (e.g. 0.5x:W8A8 or an absolute value)"
     if budget < lo * (1 - 1e-9):

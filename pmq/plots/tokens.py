@@ -20,13 +20,14 @@ LEVEL_COLOURS = {  # strong hues that stand out on a greyscale image (a sequenti
 }
 
 
-def _pick_layers(images: list[dict], max_layers: int) -> list[str]:
-    """Up to ``max_layers`` layers, those whose bits differ between patches first (in model order)."""
+def _pick_layers(images: list[dict], max_layers: int) -> tuple[list[str], bool]:
+    """Up to ``max_layers`` layers, those whose bits differ between patches first (in model order);
+    and whether they are exactly those (else evenly spaced layers, none of which varies)."""
     layers = list(images[0]["bits"])
     varied = [layer for layer in layers if any(len(np.unique(image["bits"][layer])) > 1 for image in images)]
     if varied:
-        return varied[:max_layers]
-    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).round()]
+        return varied[:max_layers], True
+    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).round()], False
 
 
 def plot_token_bits(results: Results) -> Figure | None:
@@ -49,7 +50,7 @@ def draw_token_bits(data: dict, source: str = "token bits", max_images: int = MA
     images = data.get("images", [])[:max_images]
     if not images:
         raise PMQError(f"{source} has no images: rewrite it with at least one")
-    layers = _pick_layers(images, max_layers)
+    layers, varied = _pick_layers(images, max_layers)
     patch = int(data["patch_size"])
     grids = [[_bit_grid(source, image, r, layer, patch) for layer in layers] for r, image in enumerate(images)]
     present = sorted({int(b) for row in grids for grid in row for b in np.unique(grid)}, reverse=True)
@@ -89,8 +90,7 @@ def draw_token_bits(data: dict, source: str = "token bits", max_images: int = MA
     handles += [Patch(facecolor=colour(b), alpha=LOW_BITS_ALPHA, label="float" if b == 0 else f"{b} bits")
                 for b in present if b != top]
     title = f"{operand} bits per patch" + (f" in {data['allocation']}" if data.get("allocation") else "") \
-        + (", layers where they vary" if len(layers) < len(images[0]["bits"]) and all(
-            any(len(np.unique(row[c])) > 1 for row in grids) for c in range(len(layers))) else "")
+        + (", layers where they vary" if varied and len(layers) < len(images[0]["bits"]) else "")
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), title=title, title_fontsize=7)
     return fig
 

@@ -38,11 +38,16 @@ def fake_quant_symmetric(w: Tensor, bits: int, clip: Tensor | None = None) -> Te
     one (demo ViT, W2A8 with MSE clipping: 54.5% top-1 ternary → 67.7% int2; no change at 3–8 bits).
     ``clip`` (per channel, ≤ 1) shrinks each channel's max |w| before the scale is taken (MSE clipping).
     """
-    half = 2 ** (bits - 1)
     absmax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1)
     if clip is not None:
         absmax = absmax * clip
-    scale = (absmax / (half - 0.5)).clamp_min(_TINY_SCALE).reshape(-1, *([1] * (w.dim() - 1)))
+    return symmetric_grid(w, absmax.reshape(-1, *([1] * (w.dim() - 1))), float(2 ** (bits - 1)))
+
+
+def symmetric_grid(w: Tensor, absmax: Tensor, half: float | Tensor) -> Tensor:
+    """``w`` on the int-b grid of :func:`fake_quant_symmetric` (``half`` = 2^(b-1)), ``absmax`` per
+    channel; both broadcast against ``w``, so a stack of bit-widths is one call."""
+    scale = (absmax / (half - 0.5)).clamp_min(_TINY_SCALE)
     return torch.clamp(round_ste(w / scale), -half, half - 1) * scale
 
 

@@ -12,13 +12,12 @@ from torch import Tensor, nn
 
 from pmq.errors import PMQError
 from pmq.quant.functional import (
-    _TINY_SCALE,
     MAX_BITS,
     MIN_BITS,
     check_bits,
     fake_quant_affine,
     fake_quant_symmetric,
-    round_ste,
+    symmetric_grid,
 )
 from pmq.quant.observers import OBSERVERS, WEIGHT_CLIPPING, Observer, weight_clip_ratio
 
@@ -73,10 +72,8 @@ class WeightQuantizer(nn.Module):
         if any(clip is not None for clip in clips):
             absmax = absmax * torch.stack([torch.ones_like(absmax) if c is None else c for c in clips])
         half = 2.0 ** (_candidates(tuple(bits), w.dtype, w.device) - 1)
-        scale = (absmax / (half.reshape(-1, 1) - 0.5)).clamp_min(_TINY_SCALE).reshape(shape)  # (bits, channels)
-        half = half.reshape(-1, *([1] * w.dim()))
         with torch.no_grad():
-            return torch.clamp(round_ste(w / scale), -half, half - 1) * scale
+            return symmetric_grid(w, absmax.expand(len(bits), -1).reshape(shape), half.reshape(-1, *([1] * w.dim())))
 
     def prepare(self, w: Tensor) -> None:
         """Run the clipping search for the current bits now (at calibration), not in the first forward."""
