@@ -12,7 +12,7 @@ from hwsim.engine import simulate
 from hwsim.errors import ConfigError, HwsimError, TileError, UnknownAcceleratorError, WorkloadError
 from hwsim.estimate import estimate, estimate_workload
 from hwsim.result import OpCost, SimResult
-from hwsim.workload import VECTOR_KINDS, Gemm, VectorOp, Workload, register_vector_kind
+from hwsim.workload import VECTOR_KINDS, Conv2d, Gemm, VectorOp, Workload, register_vector_kind
 
 __all__ = [
     "VECTOR_KINDS",
@@ -20,6 +20,7 @@ __all__ = [
     "AreaBreakdown",
     "Buffers",
     "ConfigError",
+    "Conv2d",
     "Dram",
     "Gemm",
     "HwsimError",

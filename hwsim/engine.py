@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import simpy
 
+from hwsim import reference
 from hwsim.accelerator import Accelerator
 from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
 from hwsim.result import OpCost, SimResult
@@ -79,15 +80,19 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
     return (yield env.process(compute()))
 
 
-def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Accelerator):
-    """simpy process: run one op, return its :class:`OpCost`."""
+def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Accelerator, mapping: str = "search"):
+    """simpy process: run one op, return its :class:`OpCost` (``mapping``: see :func:`simulate`)."""
     start = env.now
     if isinstance(op, Gemm) and op.grouped:  # row groups etc.: sub-GEMMs back to back, each at its own bits
         merge = op.merge_op()
         parts = []
         for part in op.parts() + ([merge] if merge else []):
-            parts.append((yield from simulate_op(env, dram, part, accel)))
+            parts.append((yield from simulate_op(env, dram, part, accel, mapping)))
         return grouped_gemm_cost(op, accel, parts)
+    if isinstance(op, Gemm) and mapping == "reference":
+        plan = reference.reference_plan(op, accel)
+        busy = yield from _pipeline(env, dram, accel, reference.transfers(plan, accel), op.count)
+        return reference.cost(plan, accel, int(env.now - start), busy)
     if isinstance(op, Gemm):
         plan = plan_gemm(op, accel)
         busy = yield from _pipeline(env, dram, accel, gemm_transfers(plan, accel), op.count)
@@ -99,15 +104,20 @@ def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Acc
     raise TypeError(f"simulate takes hwsim.Gemm or hwsim.VectorOp ops, got {type(op).__name__}")
 
 
-def simulate(workload: Workload, accel: Accelerator) -> SimResult:
-    """Event-driven simulation of ``workload`` on ``accel`` (exact integer cycles)."""
+def simulate(workload: Workload, accel: Accelerator, mapping: str = "search") -> SimResult:
+    """Event-driven simulation of ``workload`` on ``accel`` (exact integer cycles).
+
+    ``mapping="search"`` maps each GEMM with hwsim's tiler; ``"reference"`` replays the preset's
+    reference simulator's own mapping (:mod:`hwsim.reference`) and prices it with the same model.
+    """
+    reference.check_mapping(mapping, accel)
     env = simpy.Environment()
     dram = simpy.Resource(env, capacity=1)
     rows: list[OpCost] = []
 
     def run_all():
         for op in workload.ops:
-            row = yield env.process(simulate_op(env, dram, op, accel))
+            row = yield env.process(simulate_op(env, dram, op, accel, mapping))
             rows.append(row)
 
     env.process(run_all())

@@ -73,6 +73,35 @@ def _check_positive(name: str, field: str, value: int) -> None:
 
 
 @dataclass(frozen=True)
+class Conv2d:
+    """Where a GEMM comes from when it is a convolution (im2col view: ``m = batch·out_h·out_w``,
+    ``k = kernel_h·kernel_w·in_channels``, ``n = out_channels``).
+
+    Reference mappings need the geometry: BitFusion's simulator runs a convolution channel by
+    channel (``kernel_h·kernel_w`` products of ``out_h·out_w × in_channels × out_channels``) unless
+    it is a first layer (``first_layer``: im2col), and its input tiles carry the stride halo.
+    """
+
+    kernel_h: int
+    kernel_w: int
+    stride: int
+    out_h: int
+    out_w: int
+    in_channels: int
+    batch: int = 1
+    first_layer: bool = False
+
+    def __post_init__(self) -> None:
+        for field in ("kernel_h", "kernel_w", "stride", "out_h", "out_w", "in_channels", "batch"):
+            _check_positive("conv", field, getattr(self, field))
+
+    def gemm_dims(self, out_channels: int) -> tuple[int, int, int]:
+        """(m, k, n) of the im2col GEMM."""
+        return (self.batch * self.out_h * self.out_w, self.kernel_h * self.kernel_w * self.in_channels,
+                out_channels)
+
+
+@dataclass(frozen=True)
 class Gemm:
     """``out[m×n] = A[m×k] @ B[k×n]``, ``count`` identical independent instances.
 
@@ -101,10 +130,14 @@ class Gemm:
     row_groups: Groups = ()
     col_groups: Groups = ()
     depth_groups: Groups = ()
+    conv: Conv2d | None = None
 
     def __post_init__(self) -> None:
         for field in ("m", "k", "n", "count"):
             _check_positive(self.name, field, getattr(self, field))
+        if self.conv is not None and self.conv.gemm_dims(self.n) != (self.m, self.k, self.n):
+            raise WorkloadError(f"op '{self.name}': conv geometry gives the GEMM {self.conv.gemm_dims(self.n)}, "
+                                f"not (m, k, n) = {(self.m, self.k, self.n)}; build it with Gemm.from_conv")
         _check_bits(self.name, "bits_a", self.bits_a)
         _check_bits(self.name, "bits_b", self.bits_b)
         if self.bits_out is not None:
@@ -117,6 +150,12 @@ class Gemm:
         if self.col_groups and self.depth_groups:
             raise WorkloadError(f"op '{self.name}': give B's token groups as col_groups (q·kᵀ) or depth_groups "
                                 "(attn·v), not both")
+
+    @classmethod
+    def from_conv(cls, name: str, conv: Conv2d, out_channels: int, bits_a: int, bits_b: int, **kwargs) -> Gemm:
+        """The im2col GEMM of a convolution, keeping its geometry for reference mappings."""
+        m, k, n = conv.gemm_dims(out_channels)
+        return cls(name, m, k, n, bits_a, bits_b, conv=conv, **kwargs)
 
     @property
     def out_bits(self) -> int:
@@ -227,34 +266,47 @@ class Workload:
 
     @classmethod
     def from_topology_csv(cls, path: str | os.PathLike, bits_a: int = 8, bits_b: int = 8) -> Workload:
-        """Read a SCALE-Sim GEMM topology (``-i gemm``): header then rows ``Layer,M,N,K,``.
+        """Read a SCALE-Sim topology: GEMM (``-i gemm``: ``Layer,M,N,K,``) or convolution
+        (``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter,
+        Strides,``), told apart by the header.
 
         SCALE-Sim 3.0.0 reads a GEMM row as an M×K input (ifmap) multiplied by N filters of
         K elements each, so M = output rows (tokens), N = output columns (filters), K = the
-        reduction: ``Gemm(m=M, k=K, n=N)``. Extra columns (SCALE-Sim's sparsity ratio) are
-        ignored. Ops are chained in file order.
+        reduction: ``Gemm(m=M, k=K, n=N)``. A convolution row becomes its im2col GEMM with valid
+        padding, as SCALE-Sim maps it (``out = ceil((H − R + S) / S)``), with the geometry kept in
+        ``Gemm.conv``. Extra columns (SCALE-Sim's sparsity ratio) are ignored. Ops are chained in
+        file order.
         """
         path = Path(path)
         if not path.is_file():
-            raise WorkloadError(f"topology '{path}': no such file; pass a SCALE-Sim GEMM CSV (Layer,M,N,K,)")
-        workload = cls()
-        previous: list[str] = []
+            raise WorkloadError(f"topology '{path}': no such file; pass a SCALE-Sim GEMM CSV (Layer,M,N,K,) "
+                                "or convolution CSV (Layer name, IFMAP Height, ..., Strides,)")
         with path.open(newline="") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        conv = bool(rows) and len(rows[0]) > 1 and "ifmap" in rows[0][1].strip().lower()
+        need, form = (8, CONV_COLUMNS) if conv else (4, "Layer,M,N,K")
+        workload = cls()
+        previous: list[str] = []
         for line_no, row in enumerate(rows[1:], start=2):
             cells = [cell.strip() for cell in row]
-            if len(cells) < 4:
-                raise WorkloadError(f"topology '{path}' line {line_no}: expected Layer,M,N,K, got {row}")
+            if len(cells) < need:
+                raise WorkloadError(f"topology '{path}' line {line_no}: expected {form}, got {row}")
             try:
-                m, n, k = (int(cells[1]), int(cells[2]), int(cells[3]))
+                values = [int(cell) for cell in cells[1:need]]
             except ValueError:
                 raise WorkloadError(
-                    f"topology '{path}' line {line_no}: M,N,K must be integers, got {cells[1:4]}"
+                    f"topology '{path}' line {line_no}: {form.split(',', 1)[1]} must be integers, got {cells[1:need]}"
                 ) from None
-            op = workload.add(Gemm(cells[0], m=m, k=k, n=n, bits_a=bits_a, bits_b=bits_b), after=previous)
+            if conv:
+                op = _conv_row(cells[0], values, bits_a, bits_b, f"topology '{path}' line {line_no}")
+            else:
+                m, n, k = values
+                op = Gemm(cells[0], m=m, k=k, n=n, bits_a=bits_a, bits_b=bits_b)
+            workload.add(op, after=previous)
             previous = [op.name]
         if not len(workload):
-            raise WorkloadError(f"topology '{path}': no layers; expected a header then rows Layer,M,N,K,")
+            raise WorkloadError(f"topology '{path}': no layers; expected a header then rows Layer,M,N,K, "
+                                f"or {CONV_COLUMNS}")
         return workload
 
     def to_topology_csv(self, path: str | os.PathLike) -> Path:
@@ -267,6 +319,20 @@ class Workload:
                     names = [part.name] if part.count == 1 else [f"{part.name}#{i}" for i in range(part.count)]
                     lines += [f"{name}, {part.m}, {part.n}, {part.k}," for name in names]
         return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+CONV_COLUMNS = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,"
+
+
+def _conv_row(name: str, values: list[int], bits_a: int, bits_b: int, where: str) -> Gemm:
+    """A SCALE-Sim convolution row as its valid-padding im2col GEMM."""
+    height, width, filter_h, filter_w, channels, filters, stride = values
+    if filter_h > height or filter_w > width or min(values) < 1:
+        raise WorkloadError(f"{where}: sizes must be positive and the filter ({filter_h}x{filter_w}) no larger "
+                            f"than the input ({height}x{width})")
+    out_h, out_w = -(-(height - filter_h + stride) // stride), -(-(width - filter_w + stride) // stride)
+    conv = Conv2d(filter_h, filter_w, stride, out_h, out_w, channels)
+    return Gemm.from_conv(name, conv, filters, bits_a, bits_b)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from hwsim.accelerator import Accelerator, ceil_div
+from hwsim.errors import HwsimError
+from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
+from hwsim.workload import Gemm
 
 LOOPS = ("b", "ow", "oh", "ic", "oc")
 TENSORS = ("act", "wgt", "out")
@@ -86,12 +89,12 @@ class BitFusionArch:
         buffers, energy = accel.buffers, accel.sram_energy
         names = {"act": "ifmap", "wgt": "filter", "out": "ofmap"}
         return cls(
-            rows=accel.array.array["rows"],
-            cols=accel.array.array["cols"],
+            rows=accel.config["array"]["rows"],
+            cols=accel.config["array"]["cols"],
             buffer_bits={t: buffers.bits(names[t]) for t in TENSORS},
             if_width=int(accel.dram.bandwidth_bits_per_cycle),
             psum_bits=buffers.psum_bits,
-            core_pj_per_cycle=accel.array.mac_energy["array_pj_per_cycle"],
+            core_pj_per_cycle=accel.config["energy"]["mac"]["array_pj_per_cycle"],
             read_pj=tuple(energy.read_pj_per_bit[names[t]] for t in TENSORS),
             write_pj=tuple(energy.write_pj_per_bit[names[t]] for t in TENSORS),
             dram_pj=accel.dram.energy_pj_per_bit,
@@ -114,6 +117,7 @@ class BitFusionMapping:
     sizes: dict  # loop -> tile size
     loads: dict  # tensor -> DRAM bits read into its buffer (out: 32-bit partial sums)
     stores: int  # DRAM bits written (32-bit outputs)
+    tile_bits: dict  # tensor -> one tile's footprint
     first_bits: int  # bits of the first loads, not overlapped with compute
     last_bits: int  # bits of the last stores
     compute_cycles: int
@@ -164,19 +168,22 @@ def tile_compute_cycles(shape: ConvShape, arch: BitFusionArch, b: int, o: int, i
     return b * ceil_div(oc, arch.cols) * o * o * kk * ceil_div(ic, lanes)
 
 
-def _walk(tile: int, tensor: str, order, counts: dict, cap: float) -> tuple[int, int]:
-    """(total DRAM bits of ``tensor``, the largest block that stayed on chip) for one loop order."""
-    total, resident, reused = tile, tile, True
+def _walk(tile: int, tensor: str, order, counts: dict, cap: float) -> tuple[int, int, int]:
+    """(total DRAM bits of ``tensor``, the largest block that stayed on chip, how many innermost
+    loops that block spans) for one loop order."""
+    total, resident, reused, depth = tile, tile, True, 0
     for loop in reversed(order):
         if not reused:
             total *= counts[loop]
-        elif tensor in INDEXES[loop]:
+            continue
+        if tensor in INDEXES[loop]:
             total *= counts[loop]
             if total > cap:
                 reused = False
-            else:
-                resident = total
-    return total, resident
+                continue
+            resident = total
+        depth += 1
+    return total, resident, depth
 
 
 def _sram_access_pj(shape: ConvShape, arch: BitFusionArch, b: int, o: int, ic: int, oc: int, tiles: int) -> float:
@@ -224,7 +231,7 @@ def _evaluate(shape: ConvShape, arch: BitFusionArch, sizes: dict, counts: dict):
     for order in itertools.permutations(split):
         loads, first = {}, 0
         for tensor in TENSORS:
-            loads[tensor], resident = _walk(tile[tensor], tensor, order, counts, caps[tensor])
+            loads[tensor], resident, _ = _walk(tile[tensor], tensor, order, counts, caps[tensor])
             first += resident
         stores, last = loads["out"], _walk(tile["out"], "out", order, counts, caps["out"])[1]
         dram = sum(loads.values()) + stores
@@ -232,8 +239,8 @@ def _evaluate(shape: ConvShape, arch: BitFusionArch, sizes: dict, counts: dict):
         cycles = compute + max(0, middle - compute) + ceil_div(first, arch.if_width) + ceil_div(last, arch.if_width)
         fills = sum(loads[t] * arch.write_pj[i] for i, t in enumerate(TENSORS)) + stores * arch.read_pj[2]
         energy = compute * arch.core_pj_per_cycle + fills + dram * arch.dram_pj + on_chip
-        yield BitFusionMapping(shape, tuple(fixed) + order, dict(counts), dict(sizes), loads, stores, first, last,
-                               compute, cycles, energy)
+        yield BitFusionMapping(shape, tuple(fixed) + order, dict(counts), dict(sizes), loads, stores, tile, first,
+                               last, compute, cycles, energy)
 
 
 @lru_cache(maxsize=4096)
@@ -252,3 +259,38 @@ def search(shape: ConvShape, arch: BitFusionArch) -> BitFusionMapping:
     if best is None:
         raise ValueError(f"no BitFusion tile of {shape} fits the buffers {arch.buffer_bits}")
     return best
+
+
+def conv_shape(op: Gemm) -> ConvShape:
+    """How the simulator sees an hwsim GEMM: a 1×1 convolution of batch ``m``, or the op's convolution."""
+    for bits in (op.bits_a, op.bits_b):
+        if bits > 8:
+            raise HwsimError(f"op '{op.name}': BitFusion's simulator runs 1..8-bit operands, got {bits} bits; "
+                             "use mapping='search' for wider operands")
+    if op.conv is None:
+        return ConvShape.gemm(op.m, op.k, op.n, op.bits_a, op.bits_b)
+    conv = op.conv
+    if conv.kernel_h != conv.kernel_w or conv.out_h != conv.out_w:
+        raise HwsimError(f"op '{op.name}': BitFusion's simulator maps square kernels and outputs only")
+    return ConvShape(conv.kernel_h, conv.out_h, conv.stride, conv.in_channels, op.n, conv.batch, op.bits_a,
+                     op.bits_b, conv.first_layer)
+
+
+def replay(op: Gemm, accel: Accelerator) -> LoopNestPlan:
+    """The simulator's mapping of ``op`` on a ``bitfusion`` preset, as a plan hwsim prices."""
+    shape = conv_shape(op)
+    arch = BitFusionArch.from_accelerator(accel)
+    mapping = search(shape, arch)
+    caps = {t: arch.buffer_bits[t] / 2 for t in TENSORS}
+    loops = tuple(Loop(name, mapping.counts[name]) for name in mapping.order if mapping.counts[name] > 1)
+    split = tuple(loop.name for loop in loops)
+    tensors = {}
+    for tensor, ours in (("act", "a"), ("wgt", "b"), ("out", "out")):
+        depth = _walk(mapping.tile_bits[tensor], tensor, split, mapping.counts, caps[tensor])[2]
+        indexed = frozenset(loop for loop in LOOPS if tensor in INDEXES[loop])
+        tensors[ours] = TensorTiles(mapping.tile_bits[tensor], indexed, depth)
+    sizes, kk = mapping.sizes, shape.k * shape.k
+    pixels = sizes["b"] * sizes["ow"] * sizes["oh"]
+    tile = (pixels, kk * sizes["ic"], sizes["oc"]) if shape.im2col else (pixels * kk, sizes["ic"], sizes["oc"])
+    label = " ".join(f"{loop.name}{sizes[loop.name]}x{loop.count}" for loop in loops) or "one tile"
+    return LoopNestPlan(op, "bitfusion", loops, tile, tensors, out_loaded=True, label=label, block_stages=True)
