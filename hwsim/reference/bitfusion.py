@@ -93,7 +93,7 @@ class BitFusionArch:
             cols=accel.config["array"]["cols"],
             buffer_bits={t: buffers.bits(names[t]) for t in TENSORS},
             if_width=int(accel.dram.bandwidth_bits_per_cycle),
-            psum_bits=buffers.psum_bits,
+            psum_bits=accel.memory.psum_bits,
             core_pj_per_cycle=accel.config["energy"]["mac"]["array_pj_per_cycle"],
             read_pj=tuple(energy.read_pj_per_bit[names[t]] for t in TENSORS),
             write_pj=tuple(energy.write_pj_per_bit[names[t]] for t in TENSORS),
@@ -293,4 +293,5 @@ def replay(op: Gemm, accel: Accelerator) -> LoopNestPlan:
     pixels = sizes["b"] * sizes["ow"] * sizes["oh"]
     tile = (pixels, kk * sizes["ic"], sizes["oc"]) if shape.im2col else (pixels * kk, sizes["ic"], sizes["oc"])
     label = " ".join(f"{loop.name}{sizes[loop.name]}x{loop.count}" for loop in loops) or "one tile"
-    return LoopNestPlan(op, "bitfusion", loops, tile, tensors, out_loaded=True, label=label, block_stages=True)
+    return LoopNestPlan(op, "bitfusion", loops, tile, tensors, out_loaded=True, label=f"bitfusion: {label}",
+                        block_stages=True)

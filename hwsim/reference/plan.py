@@ -3,9 +3,10 @@
 A reference mapping fixes what hwsim's mapper would otherwise choose: the tile loops and their
 order, each tensor's tile footprint *as the reference sizes it* (input halos, padding, 32-bit
 partial sums), and how far each tensor's block is reused on chip. :class:`LoopNestPlan` states
-exactly that; hwsim then prices it with its own parts: the array's ``tile_cycles`` per tile, the
-DRAM channel and the double-buffered pipeline (:func:`hwsim.tiling.pipeline_cycles` in closed form,
-the simpy pipeline in ``simulate``), and the preset's energy constants.
+exactly that, and offers what hwsim's one cost model reads from any plan (``steps`` and ``metrics``,
+as :class:`hwsim.GemmPlan` does): :func:`hwsim.cost_plan` / ``hwsim.estimate`` and ``hwsim.simulate``
+price it with the array's ``tile_cycles``, the DRAM channel, the double-buffered pipeline and the
+preset's energy constants, exactly as they price the search mapper's plans.
 
 Reuse rule (shared by BitFusion's simulator and SCALE-Sim's folds): a tensor's on-chip block spans
 the ``reuse`` innermost loops; it is (re)loaded whenever those loops all restart, and its size is
@@ -20,14 +21,13 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from hwsim.accelerator import BUFFERS, Accelerator
-from hwsim.result import OpCost
-from hwsim.tiling import Transfer
+import numpy as np
+
+from hwsim.accelerator import Accelerator
+from hwsim.plan import Steps
 from hwsim.workload import Gemm
 
-PJ_PER_J = 1e12
 TENSORS = ("a", "b", "out")
-BUFFER_OF = {"a": "ifmap", "b": "filter", "out": "ofmap"}
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ class LoopNestPlan:
         factor = math.prod(self.loops[i].count for i in spanned if self.loops[i].name in tiles.indexed_by)
         return spanned, tiles.tile_bits * factor
 
-    def steps(self) -> list[tuple[int, int, bool, bool]]:
-        """Per tile in loop order: ``(loaded bits, stored bits, opens output block, closes output block)``.
+    def tiles_in_order(self) -> list[tuple[int, int]]:
+        """Per tile in loop order: ``(loaded bits, stored bits)``.
 
         With ``block_stages`` each block after the first is fetched spread over the tiles of the block
         before it (double buffering at block granularity, as the reference's loop stack does);
@@ -81,14 +81,9 @@ class LoopNestPlan:
         indexes = list(itertools.product(*(range(loop.count) for loop in self.loops)))
         loads = [0] * len(indexes)
         fetched = ("a", "b", "out") if self.out_loaded else ("a", "b")
-        opens = []
-        for tensor in TENSORS:
+        for tensor in fetched:
             spanned, bits = blocks[tensor]
             starts = [s for s, index in enumerate(indexes) if all(index[i] == 0 for i in spanned)]
-            if tensor == "out":
-                opens = set(starts)
-            if tensor not in fetched:
-                continue
             for j, start in enumerate(starts):
                 if not (self.block_stages and j):
                     loads[start] += bits
@@ -99,7 +94,40 @@ class LoopNestPlan:
                     loads[step] += share + (n < extra)
         store = blocks["out"][1]
         closes = [all(index[i] == last[i] for i in blocks["out"][0]) for index in indexes]
-        return [(loads[s], store if closes[s] else 0, s in opens, closes[s]) for s in range(len(indexes))]
+        return [(loads[s], store if closes[s] else 0) for s in range(len(indexes))]
+
+    def steps(self, accel: Accelerator) -> Steps:
+        """The tiles of one instance as pipeline steps (compute from the array model; the first tile
+        pays the instance overhead)."""
+        tiles = self.tiles_in_order()
+        array = accel.array
+        compute = np.full(len(tiles), array.tile_cycles(*self.tile, self.op), dtype=np.int64)
+        compute[0] += array.instance_overhead_cycles(self.op)
+        load, store = (np.array(column, dtype=np.int64) for column in zip(*tiles, strict=True))
+        return Steps(load, compute, store, self.op.count)
+
+    def metrics(self, accel: Accelerator) -> dict[str, int]:
+        """Per-instance traffic in the keys of :func:`hwsim.plan.gemm_metrics`. SRAM writes are the
+        DRAM fills plus the array's partial-sum updates; SRAM reads are one A and one B tile per
+        tile, one partial-sum read per tile and every block the output sends to DRAM."""
+        moved = self.dram_bits()
+        m, k, n = self.tile
+        psum = accel.memory.psum_bits
+        tiles = self.tiles
+        compute = int(self.steps(accel).compute.sum())
+        return {
+            "compute": compute,
+            "dram_read": moved["a"] + moved["b"] + moved["psum"],
+            "dram_write": moved["out"],
+            "first_load": self._block("a")[1] + self._block("b")[1],
+            "last_store": self._block("out")[1],
+            "sram_read_ifmap": tiles * self.tensors["a"].tile_bits,
+            "sram_read_filter": tiles * self.tensors["b"].tile_bits,
+            "sram_read_ofmap": moved["out"] + tiles * m * n * psum,
+            "sram_write_ifmap": moved["a"],
+            "sram_write_filter": moved["b"],
+            "sram_write_ofmap": moved["psum"] + tiles * m * n * psum,
+        }
 
     def dram_bits(self) -> dict[str, int]:
         """Bits per instance moved for each tensor (``out``: stores; ``psum``: partial-sum loads)."""
@@ -110,64 +138,3 @@ class LoopNestPlan:
             moved[tensor] = bits * outside
         moved["psum"] = moved["out"] if self.out_loaded else 0
         return moved
-
-
-def transfers(plan: LoopNestPlan, accel: Accelerator) -> list[Transfer]:
-    """The plan's tiles as hwsim pipeline steps (compute from the array model, first tile pays the
-    instance overhead).
-
-    With ``block_stages`` the reference double-buffers the blocks its memory operations fill
-    (BitFusion's loop stack), so the next block loads while the whole current block computes, not
-    just one tile of it (see :meth:`LoopNestPlan.steps`).
-    """
-    array = accel.array
-    per_tile = array.tile_cycles(*plan.tile, plan.op)
-    overhead = array.instance_overhead_cycles(plan.op)
-    return [Transfer(load, per_tile + (overhead if i == 0 else 0), store, opens, closes)
-            for i, (load, store, opens, closes) in enumerate(plan.steps())]
-
-
-def cost(plan: LoopNestPlan, accel: Accelerator, cycles: int, compute_cycles: int) -> OpCost:
-    """The OpCost row of a replayed plan: hwsim's energy constants on the plan's traffic.
-
-    SRAM writes are the DRAM fills; SRAM reads are what the array consumes per tile (each tile's
-    A and B once per tile, partial sums once per tile and the output once per store).
-    """
-    op, count = plan.op, plan.op.count
-    moved = plan.dram_bits()
-    tiles = plan.tiles
-    m, k, n = plan.tile
-    psum = accel.buffers.psum_bits
-    writes = {"ifmap": moved["a"], "filter": moved["b"], "ofmap": moved["psum"] + tiles * m * n * psum}
-    reads = {"ifmap": tiles * plan.tensors["a"].tile_bits, "filter": tiles * plan.tensors["b"].tile_bits,
-             "ofmap": moved["out"] + tiles * m * n * psum}
-    reads = {b: v * count for b, v in reads.items()}
-    writes = {b: v * count for b, v in writes.items()}
-    dram_read = (moved["a"] + moved["b"] + moved["psum"]) * count
-    dram_write = moved["out"] * count
-    energy = accel.sram_energy
-    sram_pj = sum(reads[b] * energy.read_pj_per_bit[b] + writes[b] * energy.write_pj_per_bit[b] for b in BUFFERS)
-    return OpCost(
-        name=op.name,
-        kind=op.kind,
-        count=count,
-        bits_a=op.bits_a,
-        bits_b=op.bits_b,
-        tile=f"{plan.reference}: {plan.label}",
-        cycles=cycles,
-        compute_cycles=compute_cycles,
-        stall_cycles=cycles - compute_cycles,
-        utilization=op.macs / (cycles * accel.array.peak_macs_per_cycle(op)),
-        macs=op.macs,
-        bops=op.bops,
-        **{f"sram_read_bits_{b}": reads[b] for b in BUFFERS},
-        **{f"sram_write_bits_{b}": writes[b] for b in BUFFERS},
-        dram_read_bits=dram_read,
-        dram_write_bits=dram_write,
-        energy_mac_pj=op.macs * accel.array.mac_energy_pj(op),
-        energy_sram_pj=sram_pj,
-        energy_dram_pj=(dram_read + dram_write) * accel.dram.energy_pj_per_bit,
-        energy_vector_pj=0.0,
-        energy_static_pj=accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J,
-        latency_s=cycles / accel.clock_hz,
-    )

@@ -29,8 +29,8 @@ def replay(op: Gemm, accel: Accelerator) -> LoopNestPlan:
     array = accel.config["array"]
     r, c, dataflow = array["rows"], array["cols"], array["dataflow"]
     m, k, n = op.m, op.k, op.n
-    bits_a = accel.array.storage_bits(op.bits_a, "a")
-    bits_b = accel.array.storage_bits(op.bits_b, "b")
+    bits_a = accel.memory.storage_bits(op.bits_a, "a")
+    bits_b = accel.memory.storage_bits(op.bits_b, "b")
     if dataflow == "ws":
         loops, tile = (Loop("n", ceil_div(n, c)), Loop("k", ceil_div(k, r))), (m, r, c)
     elif dataflow == "os":
@@ -45,5 +45,5 @@ def replay(op: Gemm, accel: Accelerator) -> LoopNestPlan:
         "b": TensorTiles(tk * tn * bits_b, frozenset("kn"), depth if k * n * bits_b <= active["filter"] else 0),
         "out": TensorTiles(tm * tn * WORD_BITS, frozenset("mn"), 0),
     }
-    label = f"{dataflow} folds " + " x ".join(f"{loop.name}{loop.count}" for loop in loops)
+    label = f"scalesim: {dataflow} folds " + " x ".join(f"{loop.name}{loop.count}" for loop in loops)
     return LoopNestPlan(op, "scalesim", loops, tile, tensors, out_loaded=False, label=label)
