@@ -81,6 +81,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from pmq.io import provenance, write_json
 
     accel = accelerators.load(args.accelerator)
+    mapper = hwsim.mapper_for(args.mapping)
+    if args.mapping == "reference":
+        hwsim.reference.check_reference(accel)  # fail before loading a model
     if args.workload:
         if args.allocation:
             raise PMQError("--allocation needs --model (a topology CSV has no components): use --bits WxAy")
@@ -98,13 +101,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         alloc = resolve_allocation(args, [spec.name for spec in component_specs(loaded.model)])
         workload = model_workload(loaded.model, alloc, batch=args.batch)
         label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
-    result = hwsim.simulate(workload, accel)
+    result = hwsim.simulate(workload, accel, mapper=mapper)
     out = Path(args.out) if args.out else Path("results") / f"simulate-{label}-{accel.name}"
     per_op = result.to_csv(out / "per_op.csv")
     summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
     summary["per_op"] = str(per_op)
     write_json(out / "summary.json", {
         **result.summary(), "per_op": str(per_op), "batch": args.batch, "allocation": allocation,
+        "mapping": args.mapping,
         "accelerator_config": accel.config, "accelerator_sources": accel.sources,
         "provenance": provenance(model_tag=tag),
     })
@@ -262,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", required=True, help="preset name (int8_systolic, bitfusion, stripes, loom) or YAML")
     _bits_arguments(p)
     p.add_argument("--batch", type=_positive_int, default=1)
+    p.add_argument("--mapping", choices=("search", "reference"), default="search",
+                   help="search: hwsim's mapper; reference: the preset's reference simulator's own mapping "
+                        "(bitfusion: BitFusion's simulator, int8_systolic: SCALE-Sim's folds)")
     p.add_argument("--out", type=Path, help="folder for per_op.csv and summary.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_simulate)
