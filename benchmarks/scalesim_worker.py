@@ -3,7 +3,10 @@
 Runs inside SCALE-Sim's own venv (it needs ``numpy<2``): ``benchmarks/fidelity.py`` starts it as a
 subprocess, one configuration per process, and reads one JSON document from its stdout. Argument:
 a JSON spec ``{"topology": path, "gemm": bool, "rows", "cols", "dataflow", "bandwidth",
-"interface", "sram_kb": [ifmap, filter, ofmap], "work": dir}``. The config file written is SCALE-Sim's
+"read_bandwidth", "interface", "sram_kb": [ifmap, filter, ofmap], "work": dir}``. Under ``USER``
+SCALE-Sim 3.0.0 reads the ifmap and the filter over their own ports at ``IfmapSRAMBankBandwidth`` /
+``FilterSRAMBankBandwidth`` words/cycle (``read_bandwidth``) and writes the ofmap at ``Bandwidth``
+(``single_layer_sim.py``), so both are set. The config file written is SCALE-Sim's
 default ``configs/scale.cfg`` with those keys substituted; the layout file is header-only (default
 layouts), so SCALE-Sim does not look for ``layouts/conv_nets/test.csv`` in the working directory.
 """
@@ -37,11 +40,11 @@ WriteRequestBuffer: 32
 
 [layout]
 IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankBandwidth: {read_bandwidth}
 IfmapSRAMBankNum: 10
 IfmapSRAMBankPort: 2
 FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
+FilterSRAMBankBandwidth: {read_bandwidth}
 FilterSRAMBankNum: 10
 FilterSRAMBankPort: 2
 
@@ -74,6 +77,7 @@ def main(spec_path: str) -> None:
     run = f"run_{spec['rows']}x{spec['cols']}_{spec['dataflow']}_bw{spec['bandwidth']}"
     (work / "scale.cfg").write_text(CONFIG.format(run=run, rows=spec["rows"], cols=spec["cols"],
                                                   sram=spec["sram_kb"], bandwidth=spec["bandwidth"],
+                                                  read_bandwidth=spec["read_bandwidth"],
                                                   dataflow=spec["dataflow"], interface=spec["interface"]))
     (work / "layout.csv").write_text("Layer,\n")
     start = time.perf_counter()
