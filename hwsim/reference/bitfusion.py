@@ -27,6 +27,7 @@ it into the plan hwsim's own cost model prices.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,7 +38,22 @@ from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
 from hwsim.workload import Gemm
 
 LOOPS = ("b", "ow", "oh", "ic", "oc")
+TIE = 1e-12  # relative: energies equal up to float summation order
 TENSORS = ("act", "wgt", "out")
+# The order optimizer.optimize_for_order visits loop orders in: CPython 2.7 iterating
+# set(itertools.permutations(loops)) (b = B/b, w = OW/ow, h = OH/oh, i = IC/ic, o = OC/oc; its string
+# hashes are not randomised, so the order is fixed). Tilings of equal cycles and energy under
+# different orders go to the first order in it, so an exact replay needs it.
+_ORDER_WORDS = """
+oibhw bowih hbwoi biowh obwih oihbw hwoib ohbwi ohibw whibo ihobw boiwh hwiob oiwhb bihow obiwh boihw owbih iowbh wihbo
+wohbi oiwbh hbiwo ihwbo wbohi howbi whiob bohiw bwohi biwoh whbio ibohw hbowi wiboh hibwo ohbiw bwhoi bwhio bhwio bwoih
+wboih iobhw hwibo oibwh hiobw hiowb ihbow obhwi biwho iwobh obhiw iowhb hoiwb bohwi ihowb hiwbo hbiow ibwoh whobi owhib
+hwobi iwhob wbhoi whoib wiobh oihwb hiwob iobwh iwboh ohwib wobih iohbw wbiho owhbi ibwho hbwio biohw iohwb ibowh bhoiw
+wiohb hibow hwboi hoibw ihbwo ohiwb hobwi bihwo wbhio iwohb owibh obihw woihb wihob wohib hboiw hobiw bhiwo owbhi ibhwo
+iwbho ihwob bhwoi wobhi bwiho wbioh owihb ibhow hwbio whboi obwhi howib woibh bhiow bwioh bhowi wibho bowhi iwhbo ohwbi
+"""
+_LOOP_OF = {"b": "b", "w": "ow", "h": "oh", "i": "ic", "o": "oc"}
+SIMULATOR_ORDERS = tuple(tuple(_LOOP_OF[c] for c in word) for word in _ORDER_WORDS.split())
 INDEXES = {  # which tensors each tile loop walks through
     "b": ("act", "out"),
     "ow": ("act", "out"),
@@ -131,6 +147,11 @@ class BitFusionMapping:
     @property
     def dram_bits(self) -> int:
         return self.dram_read_bits + self.stores
+
+    @property
+    def split(self) -> tuple[str, ...]:
+        """The loops of more than one tile, outermost first (only their order changes the traffic)."""
+        return tuple(loop for loop in self.order if self.counts[loop] > 1)
 
     @property
     def tiles(self) -> int:
@@ -248,17 +269,24 @@ def search(shape: ConvShape, arch: BitFusionArch) -> BitFusionMapping:
     """The simulator's choice: fastest over every loop order and power-of-two tiling (ties: least energy)."""
     oc_unit = 1 if shape.im2col else arch.cols
     dims = dict(zip(LOOPS, (shape.batch, shape.o, shape.o, shape.ic, shape.oc), strict=True))
-    best = None
+    ties: list[BitFusionMapping] = []  # every mapping of the best (cycles, energy), tilings ascending
     for b, o, ic, oc in itertools.product(_candidates(shape.batch), _candidates(shape.o), _candidates(shape.ic),
                                           _candidates(shape.oc, oc_unit)):
         sizes = {"b": b, "ow": o, "oh": o, "ic": ic, "oc": oc}
         counts = {loop: ceil_div(dims[loop], sizes[loop]) for loop in LOOPS}
         for mapping in _evaluate(shape, arch, sizes, counts):
-            if best is None or (mapping.cycles, mapping.energy_pj) < (best.cycles, best.energy_pj):
-                best = mapping
-    if best is None:
+            key, best = (mapping.cycles, mapping.energy_pj), (ties[0].cycles, ties[0].energy_pj) if ties else None
+            if best is None or key[0] < best[0] or (key[0] == best[0] and key[1] < best[1] * (1 - TIE)):
+                ties = [mapping]
+            elif key[0] == best[0] and key[1] <= best[1] * (1 + TIE):
+                ties.append(mapping)
+    if not ties:
         raise ValueError(f"no BitFusion tile of {shape} fits the buffers {arch.buffer_bits}")
-    return best
+    for order in SIMULATOR_ORDERS:  # the simulator keeps the first order's first tiling among exact ties
+        for mapping in ties:
+            if tuple(loop for loop in order if mapping.counts[loop] > 1) == mapping.order[-len(mapping.split):]:
+                return dataclasses.replace(mapping, order=order)
+    return ties[0]
 
 
 def conv_shape(op: Gemm) -> ConvShape:
