@@ -195,10 +195,21 @@ def _objective(cost: OpCost, objective: str) -> float:
     return {"cycles": cost.cycles, "energy": cost.energy_pj, "edp": cost.energy_pj * cost.cycles}[objective]
 
 
+def _shape(op: Gemm) -> Gemm:
+    """The cache key of an op: everything but its name."""
+    return op if op.name == "_" else dataclasses.replace(op, name="_")
+
+
+def mapped_cost(op: Gemm, accel: Accelerator, objective: str = "cycles") -> OpCost:
+    """The exact cost of the plan :func:`map_gemm` picks (the fast path of ``hwsim.estimate``)."""
+    found = _search(_shape(op), accel, objective)
+    return dataclasses.replace(found.cost, name=op.name) if found is not None else map_gemm(op, accel, objective).cost
+
+
 def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping:
     """The best plan of ``op`` on ``accel`` for ``objective`` and its exact cost (cached)."""
     SearchMapper(objective)  # validates the objective
-    found = _search(dataclasses.replace(op, name="_"), accel, objective)
+    found = _search(_shape(op), accel, objective)
     if found is None:
         raise _no_room(op, accel, *(min(align, dim) for align, dim in zip(accel.array.alignment(), (op.m, op.k, op.n),
                                                                           strict=True)))
