@@ -144,3 +144,15 @@ def test_reference_mapping_needs_a_reference_simulator():
     with pytest.raises(hwsim.HwsimError, match="mapping must be one of"):
         hwsim.mapper_for("best")
     assert isinstance(hwsim.mapper_for("reference"), hwsim.ReferenceMapper)
+
+
+def test_event_simulation_runs_the_replayed_plan_as_estimate_prices_it():
+    workload = hwsim.Workload()
+    workload.add(hwsim.Gemm("fc1", 197, 384, 1536, 4, 4))
+    workload.add(hwsim.Gemm("q_kT", 197, 64, 197, 4, 4, count=6, kind="matmul"), after=["fc1"])
+    for preset in ("bitfusion", "int8_systolic"):
+        accel = accelerators.load(preset)
+        simulated = hwsim.simulate(workload, accel, mapper=hwsim.ReferenceMapper())
+        estimated = hwsim.estimate_workload(workload, accel, mapper=hwsim.ReferenceMapper())
+        assert [op.cycles for op in simulated.ops] == [op.cycles for op in estimated.ops]
+        assert simulated.dram_read_bits == estimated.dram_read_bits > 0
