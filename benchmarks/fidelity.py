@@ -122,15 +122,13 @@ def run_scalesim(peers: Path, runs: int) -> dict | None:
 
 def bitfusion_op(row: dict):
     """The hwsim GEMM of a reference row (a convolution keeps its geometry for the replay)."""
-    import hwsim
+    from hwsim.reference.bitfusion import ConvShape, gemm_of
 
     if "network" not in row:
-        return hwsim.Gemm(row["name"], row["m"], row["k"], row["n"], row["a_bits"], row["w_bits"])
-    name = f"{row['network']}/{row['layer']}"
-    if row["K"] == 1 and row["O"] == 1:
-        return hwsim.Gemm(name, row["B"], row["IC"], row["OC"], row["a_bits"], row["w_bits"])
-    conv = hwsim.Conv2d(row["K"], row["K"], row["S"], row["O"], row["O"], row["IC"], row["B"], row["im2col"])
-    return hwsim.Gemm.from_conv(name, conv, row["OC"], row["a_bits"], row["w_bits"])
+        return gemm_of(ConvShape.gemm(row["m"], row["k"], row["n"], row["a_bits"], row["w_bits"]), row["name"])
+    shape = ConvShape(row["K"], row["O"], row["S"], row["IC"], row["OC"], row["B"], row["a_bits"], row["w_bits"],
+                      row["im2col"])
+    return gemm_of(shape, f"{row['network']}/{row['layer']}")
 
 
 def bitfusion_energy_pj(row: dict, accel) -> float:

@@ -104,6 +104,7 @@ class ArrayConfig:
     bandwidth_words_per_cycle: int = 10
     interface_bandwidth: str = "CALC"
     word_bytes: int = 1
+    read_bandwidth_words_per_cycle: int = 10  # USER mode reads ifmap/filter at the layout's bank bandwidth
 
 
 @dataclass(frozen=True)
@@ -211,11 +212,11 @@ WriteRequestBuffer: 32
 
 [layout]
 IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankBandwidth: {cfg.read_bandwidth_words_per_cycle}
 IfmapSRAMBankNum: 10
 IfmapSRAMBankPort: 2
 FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
+FilterSRAMBankBandwidth: {cfg.read_bandwidth_words_per_cycle}
 FilterSRAMBankNum: 10
 FilterSRAMBankPort: 2
 

@@ -3,12 +3,12 @@
 Runs inside SCALE-Sim's own venv (it needs ``numpy<2``): ``benchmarks/fidelity.py`` starts it as a
 subprocess, one configuration per process, and reads one JSON document from its stdout. Argument:
 a JSON spec ``{"topology": path, "gemm": bool, "rows", "cols", "dataflow", "bandwidth",
-"read_bandwidth", "interface", "sram_kb": [ifmap, filter, ofmap], "work": dir}``. Under ``USER``
+"read_bandwidth", "interface", "sram_kb": [ifmap, filter, ofmap], "work": dir}``, written as SCALE-Sim's
+default ``configs/scale.cfg`` with those keys substituted (``scalesim_peer.scale_cfg_text``). Under ``USER``
 SCALE-Sim 3.0.0 reads the ifmap and the filter over their own ports at ``IfmapSRAMBankBandwidth`` /
 ``FilterSRAMBankBandwidth`` words/cycle (``read_bandwidth``) and writes the ofmap at ``Bandwidth``
-(``single_layer_sim.py``), so both are set. The config file written is SCALE-Sim's
-default ``configs/scale.cfg`` with those keys substituted; the layout file is header-only (default
-layouts), so SCALE-Sim does not look for ``layouts/conv_nets/test.csv`` in the working directory.
+(``single_layer_sim.py``), so both are set. The layout file is header-only (default layouts), so
+SCALE-Sim does not look for ``layouts/conv_nets/test.csv`` in the working directory.
 """
 
 from __future__ import annotations
@@ -20,45 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-CONFIG = """[general]
-run_name = {run}
-
-[architecture_presets]
-ArrayHeight:    {rows}
-ArrayWidth:     {cols}
-IfmapSramSzkB:    {sram[0]}
-FilterSramSzkB:   {sram[1]}
-OfmapSramSzkB:    {sram[2]}
-IfmapOffset:    0
-FilterOffset:   10000000
-OfmapOffset:    20000000
-Bandwidth : {bandwidth}
-Dataflow : {dataflow}
-MemoryBanks:   1
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: {read_bandwidth}
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: {read_bandwidth}
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-
-[run_presets]
-InterfaceBandwidth: {interface}
-UseRamulatorTrace: False
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scalesim_peer import ArrayConfig, scale_cfg_text  # noqa: E402  (stdlib only: importable in SCALE-Sim's venv)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -75,10 +38,9 @@ def main(spec_path: str) -> None:
     work = Path(spec["work"])
     work.mkdir(parents=True, exist_ok=True)
     run = f"run_{spec['rows']}x{spec['cols']}_{spec['dataflow']}_bw{spec['bandwidth']}"
-    (work / "scale.cfg").write_text(CONFIG.format(run=run, rows=spec["rows"], cols=spec["cols"],
-                                                  sram=spec["sram_kb"], bandwidth=spec["bandwidth"],
-                                                  read_bandwidth=spec["read_bandwidth"],
-                                                  dataflow=spec["dataflow"], interface=spec["interface"]))
+    config = ArrayConfig(spec["rows"], spec["cols"], *spec["sram_kb"], bandwidth_words_per_cycle=spec["bandwidth"],
+                         interface_bandwidth=spec["interface"], read_bandwidth_words_per_cycle=spec["read_bandwidth"])
+    (work / "scale.cfg").write_text(scale_cfg_text(config, spec["dataflow"], run))
     (work / "layout.csv").write_text("Layer,\n")
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # SCALE-Sim prints progress; stdout carries only the JSON

@@ -35,7 +35,7 @@ from functools import lru_cache
 from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.errors import HwsimError
 from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
-from hwsim.workload import Gemm
+from hwsim.workload import Conv2d, Gemm
 
 LOOPS = ("b", "ow", "oh", "ic", "oc")
 TIE = 1e-12  # relative: energies equal up to float summation order
@@ -302,6 +302,14 @@ def conv_shape(op: Gemm) -> ConvShape:
         raise HwsimError(f"op '{op.name}': BitFusion's simulator maps square kernels and outputs only")
     return ConvShape(conv.kernel_h, conv.out_h, conv.stride, conv.in_channels, op.n, conv.batch, op.bits_a,
                      op.bits_b, conv.first_layer)
+
+
+def gemm_of(shape: ConvShape, name: str) -> Gemm:
+    """The hwsim GEMM of a layer as the simulator describes it (the inverse of :func:`conv_shape`)."""
+    if shape.k == 1 and shape.o == 1:
+        return Gemm(name, shape.batch, shape.ic, shape.oc, shape.a_bits, shape.w_bits)
+    conv = Conv2d(shape.k, shape.k, shape.s, shape.o, shape.o, shape.ic, shape.batch, shape.im2col)
+    return Gemm.from_conv(name, conv, shape.oc, shape.a_bits, shape.w_bits)
 
 
 def replay(op: Gemm, accel: Accelerator) -> LoopNestPlan:

@@ -10,7 +10,7 @@ import pytest
 
 import accelerators
 import hwsim
-from hwsim.reference.bitfusion import BitFusionArch, ConvShape, search
+from hwsim.reference.bitfusion import BitFusionArch, ConvShape, gemm_of, search
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "bitfusion_reference.json").read_text())
 ARCH = BitFusionArch.from_accelerator(accelerators.load("bitfusion"))
@@ -76,12 +76,8 @@ KNOWN_CYCLE_MISSES = {
 
 def _op(row) -> hwsim.Gemm:
     if "network" not in row:
-        return hwsim.Gemm(row["name"], row["m"], row["k"], row["n"], row["a_bits"], row["w_bits"])
-    name = f"{row['network']}/{row['layer']}"
-    if row["K"] == 1 and row["O"] == 1:
-        return hwsim.Gemm(name, row["B"], row["IC"], row["OC"], row["a_bits"], row["w_bits"])
-    conv = hwsim.Conv2d(row["K"], row["K"], row["S"], row["O"], row["O"], row["IC"], row["B"], row["im2col"])
-    return hwsim.Gemm.from_conv(name, conv, row["OC"], row["a_bits"], row["w_bits"])
+        return gemm_of(ConvShape.gemm(row["m"], row["k"], row["n"], row["a_bits"], row["w_bits"]), row["name"])
+    return gemm_of(_shape(row), f"{row['network']}/{row['layer']}")
 
 
 def _key(row):
