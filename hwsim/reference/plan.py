@@ -17,7 +17,6 @@ start, so a reduction split outside the output's block moves partial sums to DRA
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -69,41 +68,43 @@ class LoopNestPlan:
         factor = math.prod(self.loops[i].count for i in spanned if self.loops[i].name in tiles.indexed_by)
         return spanned, tiles.tile_bits * factor
 
-    def tiles_in_order(self) -> list[tuple[int, int]]:
-        """Per tile in loop order: ``(loaded bits, stored bits)``.
+    def tiles_in_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per tile in loop order: (loaded bits, stored bits).
 
         With ``block_stages`` each block after the first is fetched spread over the tiles of the block
         before it (double buffering at block granularity, as the reference's loop stack does);
         otherwise a block is fetched with the tile that first uses it.
         """
-        blocks = {tensor: self._block(tensor) for tensor in TENSORS}
-        last = [loop.count - 1 for loop in self.loops]
-        indexes = list(itertools.product(*(range(loop.count) for loop in self.loops)))
-        loads = [0] * len(indexes)
-        fetched = ("a", "b", "out") if self.out_loaded else ("a", "b")
-        for tensor in fetched:
-            spanned, bits = blocks[tensor]
-            starts = [s for s, index in enumerate(indexes) if all(index[i] == 0 for i in spanned)]
-            for j, start in enumerate(starts):
-                if not (self.block_stages and j):
-                    loads[start] += bits
-                    continue
-                previous = range(starts[j - 1], start)
-                share, extra = divmod(bits, len(previous))
-                for n, step in enumerate(previous):
-                    loads[step] += share + (n < extra)
-        store = blocks["out"][1]
-        closes = [all(index[i] == last[i] for i in blocks["out"][0]) for index in indexes]
-        return [(loads[s], store if closes[s] else 0) for s in range(len(indexes))]
+        counts = [loop.count for loop in self.loops]
+        index = np.indices(counts).reshape(len(counts), -1) if counts else np.zeros((0, 1), dtype=np.int64)
+        # index: (loops, tiles), outermost loop first
+        tiles = index.shape[1]
+        loads = np.zeros(tiles, dtype=np.int64)
+        for tensor in ("a", "b", "out") if self.out_loaded else ("a", "b"):
+            spanned, bits = self._block(tensor)
+            starts = np.flatnonzero(np.all(index[list(spanned)] == 0, axis=0))
+            if not self.block_stages:
+                loads[starts] += bits
+                continue
+            loads[starts[0]] += bits
+            block = np.searchsorted(starts, np.arange(tiles), side="right") - 1  # the block each tile is in
+            length = np.diff(np.r_[starts, tiles])
+            position = np.arange(tiles) - starts[block]
+            prefetching = block < len(starts) - 1  # tiles during which the next block is fetched
+            share, extra = divmod(bits, length[block])
+            loads += np.where(prefetching, share + (position < extra), 0)
+        spanned, store = self._block("out")
+        last = np.array(counts)[list(spanned)][:, None] - 1
+        closes = np.all(index[list(spanned)] == last, axis=0)
+        return loads, np.where(closes, store, 0)
 
     def steps(self, accel: Accelerator) -> Steps:
         """The tiles of one instance as pipeline steps (compute from the array model; the first tile
         pays the instance overhead)."""
-        tiles = self.tiles_in_order()
+        load, store = self.tiles_in_order()
         array = accel.array
-        compute = np.full(len(tiles), array.tile_cycles(*self.tile, self.op), dtype=np.int64)
+        compute = np.full(len(load), array.tile_cycles(*self.tile, self.op), dtype=np.int64)
         compute[0] += array.instance_overhead_cycles(self.op)
-        load, store = (np.array(column, dtype=np.int64) for column in zip(*tiles, strict=True))
         return Steps(load, compute, store, self.op.count)
 
     def metrics(self, accel: Accelerator) -> dict[str, int]:
