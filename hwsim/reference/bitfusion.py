@@ -101,7 +101,7 @@ class BitFusionArch:
 
     @classmethod
     def from_accelerator(cls, accel: Accelerator) -> BitFusionArch:
-        """The arch of a ``bitfusion``-kind preset (``buffers.psum_bits`` is the width psums move at)."""
+        """The arch of a ``bitfusion``-kind preset (``memory.psum_bits`` is the width psums move at)."""
         buffers, energy = accel.buffers, accel.sram_energy
         names = {"act": "ifmap", "wgt": "filter", "out": "ofmap"}
         return cls(
