@@ -2,7 +2,7 @@ import csv
 import json
 
 import pytest
-from conftest import deit_small_workload
+from tests.hwsim.conftest import deit_small_workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pareto import ilp_best_under
+from tests.pmq.test_pareto import ilp_best_under
 
 import accelerators
 from pmq.allocation import BitAllocation
