@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.pmq.test_pareto import ilp_best_under
 
 import accelerators
 from pmq.allocation import BitAllocation
@@ -16,6 +15,7 @@ from pmq.pareto import frontier
 from pmq.search import bit_pairs, choose, cost_table, pareto_table, resolve_budget
 from pmq.sensitivity import compute_sensitivity
 from pmq.workload import model_workload
+from tests.pmq.test_pareto import ilp_best_under
 
 
 @pytest.fixture(scope="module")
