@@ -91,7 +91,7 @@ def test_ctrl_c_leaves_finished_files(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pmq.demo, "run_search", interrupt)
+    monkeypatch.setattr(pmq.demo, "ModelSearch", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_demo(tmp_path / "out", limit=32, progress=False, config=TINY)
     results = load_results(tmp_path / "out")
