@@ -234,7 +234,8 @@ class _DemoRun:
         """PMQ's third step on the highlighted PMQ allocation: per-layer token-group bits under a
         budget, then its per-patch bit maps over a few test images."""
         from pmq.data import FASHION_MNIST_CLASSES
-        from pmq.patchwise import patchwise_choices, run_patchwise, token_bit_maps
+        from pmq.patchwise.maps import token_bit_maps, token_bits_record
+        from pmq.patchwise.search import patchwise_choices, run_patchwise
 
         cfg, experiment = self.cfg, self.experiment
         base_label = next((label for label in self.highlight if label.startswith("pmq-")),
@@ -258,7 +259,7 @@ class _DemoRun:
                     for operand in allocation.patchwise.get("apply_to", ["q"])),
                    key=lambda m: sum(len(np.unique(m.bits[:, layer])) for layer in range(len(m.layers))))
         captions = list(FASHION_MNIST_CLASSES) if experiment.loaded.name == "demo" else None
-        self.writer.add_token_bits(maps, captions, allocation=label)
+        self.writer.add_token_bits(token_bits_record(maps, captions, allocation=label))
         self.bar.update()
 
 

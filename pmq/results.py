@@ -175,16 +175,10 @@ class ResultsWriter:
         })
         self._write_manifest()
 
-    def add_token_bits(self, maps: Any, captions: Sequence[str] | None = None, allocation: str = "",
-                       max_images: int = 4) -> None:
-        """Write ``patchwise/token_bits.json`` (``TOKEN_BITS_FORMAT``) from a
-        ``pmq.patchwise.TokenBitMaps`` and list it in the manifest.
-
-        ``captions[label]`` names each image's class; pixels are scaled to [0, 1] per image.
-        """
-        from pmq.patchwise.maps import token_bits_record  # torch-side: import on use
-
-        write_json(self.root / TOKEN_BITS_FILE, token_bits_record(maps, captions, allocation, max_images))
+    def add_token_bits(self, record: Mapping[str, Any]) -> None:
+        """Write ``patchwise/token_bits.json`` (a ``TOKEN_BITS_FORMAT`` record, made by
+        ``pmq.patchwise.maps.token_bits_record``) and list it in the manifest."""
+        write_json(self.root / TOKEN_BITS_FILE, dict(record))
         self.run["patchwise"] = TOKEN_BITS_FILE
         self._write_manifest()
 
