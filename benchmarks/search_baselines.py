@@ -38,6 +38,7 @@ import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
 from pmq.cost import bops
+from pmq.defaults import DEFAULT_SENSITIVITY_IMAGES
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
 from pmq.methods import METHODS
@@ -254,7 +255,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5000, help="test images per evaluation (default 5000)")
     parser.add_argument("--budgets", type=int, default=6, help="budgets per cost (default 6)")
     parser.add_argument("--random", type=int, default=5, help="random allocations per budget (default 5)")
-    parser.add_argument("--sensitivity-images", type=int, default=64)
+    parser.add_argument("--sensitivity-images", type=int, default=DEFAULT_SENSITIVITY_IMAGES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/search_baselines"))
     parser.add_argument("--replot", type=Path, metavar="JSON",

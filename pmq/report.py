@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pmq.defaults import FLOAT_BITS_ON_HARDWARE
 from pmq.io import write_text
 from pmq.plots.allocation import PART_NAMES, layer_grid
 from pmq.results import FIGURES_DIR, POINTS_FILE, REPORT_FILE, RUN_FILE, Results, load_results
@@ -97,7 +98,7 @@ def _setup(results: Results) -> list[str]:
             f"{{{', '.join(map(str, search.get('bit_choices', [])))}}} for weights and activations of every "
             f"component; budgets {budgets} (× the cost of uniform W8A8); latency and energy priced on "
             f"`{search.get('primary_accelerator')}`; float components run at "
-            f"{search.get('float_on_hardware_bits', 16)} bits on hardware.")
+            f"{search.get('float_on_hardware_bits', FLOAT_BITS_ON_HARDWARE)} bits on hardware.")
     base_accel, base_setting = results.baseline
     lines.append(f"- **Baseline** for speedups and savings: uniform {base_setting} on `{base_accel}`.")
     if run.get("runtime_s") is not None:
