@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hwsim.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, MapOf, Number, Optional, Text
+from hwsim.tokens import TOKENS_SCHEMA
 from hwsim.workload import Gemm
 
 BUFFERS = ("ifmap", "filter", "ofmap")
@@ -175,5 +176,6 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
             "static_power_w": NON_NEGATIVE,
         },
         "area": Optional(AREA_SCHEMA, None),
+        "tokens": Optional(TOKENS_SCHEMA, None),
         "sources": Optional(MapOf(Text()), {}),
     }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import simpy
 
+from hwsim import token_groups, tokens
 from hwsim.accelerator import Accelerator
 from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
 from hwsim.result import OpCost, SimResult
@@ -82,6 +83,14 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
 def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Accelerator):
     """simpy process: run one op, return its :class:`OpCost`."""
     start = env.now
+    if tokens.handles(op, accel):  # a grouped GEMM or token vector op on a token-aware preset
+        if isinstance(op, Gemm):
+            plan = token_groups.plan_grouped(op, accel)
+            busy = yield from _pipeline(env, dram, accel, token_groups.grouped_transfers(plan, accel), op.count)
+            return token_groups.grouped_cost(plan, accel, int(env.now - start), busy)
+        steps = token_groups.vector_transfers(op, accel)
+        busy = (yield from _pipeline(env, dram, accel, steps, 1)) if steps else 0
+        return token_groups.vector_op_cost(op, accel, steps, int(env.now - start), busy)
     if isinstance(op, Gemm) and op.grouped:  # row groups etc.: sub-GEMMs back to back, each at its own bits
         merge = op.merge_op()
         parts = []
