@@ -1,41 +1,34 @@
 """Grouped GEMMs and token vector ops on a token-aware preset (one with a ``tokens`` section, see
 :mod:`hwsim.tokens`): the mapping choices its capabilities open, and their exact cost.
 
-A grouped GEMM is one mappable unit: the mapper's plan for the ungrouped GEMM fixes the tiles; tile
-boundaries are aligned to the groups (a tile runs at one pair of bits); with ``shared_operand`` the
-groups share one loop nest, so the plan's residency keeps an operand shared by several groups on chip
-(else one nest per group combination, each fetching its operands); with ``grouped_reduction`` depth
-groups accumulate in the output buffer (else a nest per depth group, partial outputs to DRAM, added by
-the vector unit). Loop orders are ranked by the exact pipelined time (then DRAM bits) of the steps that
-``simulate`` and ``estimate`` both run.
+A grouped GEMM is one mappable unit for the mapper (:mod:`hwsim.mapper`): the same search grid of
+tiles × loop orders × partial-sum placement, with resident operands and on-chip data decided by the
+preset's facts, except that tile boundaries are aligned to the groups (a tile runs at one pair of
+bits). With ``shared_operand`` the groups share one loop nest, so residency and the loop order keep
+an operand shared by several groups on chip as in the plain GEMM (else one nest per group pair, each
+fetching its own operands); with ``grouped_reduction`` depth groups accumulate into the same partial
+sums (else a nest per depth group, partial outputs written back and added by the vector unit). The
+candidates are ordered by their exact compute cycles (vectorised, per group pair) against their DRAM
+time, and the most promising ones are costed exactly — the steps ``simulate`` and ``estimate`` both run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hwsim.accelerator import BUFFERS, Accelerator, ceil_div
-from hwsim.cost import _sram_pj, _static_pj
+import numpy as np
+
+from hwsim.accelerator import BUFFERS, Accelerator
+from hwsim.cost import _static_pj, sram_pj, vector_cost
+from hwsim.mapper import _legal, _objective, _resident, candidates, onchip, widths
+from hwsim.plan import DIMS, Steps, _fetches, _revisits, blocks, gemm_metrics, pipeline_cycles, plan_vector
 from hwsim.result import OpCost
-from hwsim.tiling import (
-    ORDERS,
-    Transfer,
-    blocks,
-    candidates,
-    pipeline_cycles,
-    plan_gemm,
-    plan_vector,
-    vector_rate,
-)
 from hwsim.tokens import capabilities
-from hwsim.workload import Gemm, Groups, VectorOp
+from hwsim.workload import Gemm, VectorOp
 
-CANDIDATES = 12  # tile sizes tried per dimension (the tiler's largest first), besides the ungrouped plan's
-
+EXACT = 32  # candidates costed exactly per grouped GEMM, best-ordered first
 Segment = tuple[int, int]  # (size, bits) of one token group along a dimension
 
 
@@ -47,221 +40,217 @@ class Loop:
     k: tuple[Segment, ...]
     n: tuple[Segment, ...]
 
+    def size(self, dim: str) -> int:
+        return sum(size for size, _ in getattr(self, dim))
+
 
 @dataclass(frozen=True)
 class GroupedPlan:
-    """A grouped GEMM as one mappable unit: tiles, loop order, and the loop nests it runs one after another."""
+    """A grouped GEMM's mapping: tiles, loop order, psum placement, the loop nests it runs one after another,
+    and widths (storage of A, B, write-back, psum, at the op's allocated bits)."""
 
     op: Gemm
     mt: int
     kt: int
     nt: int
     order: str
+    psum: str
     loops: tuple[Loop, ...]
-    stored_a: int  # storage bits of a grouped operand's elements (the allocated width under requant on load)
-    stored_b: int
-    bits_out: int
-    psum_bits: int
+    widths: tuple[int, int, int, int]
+    onchip: frozenset[str]
     requant: bool
     gather: bool
     merges: int  # depth groups whose partial outputs the vector unit adds (0 with grouped_reduction)
+    resident: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
-        return f"{self.mt}x{self.kt}x{self.nt}/{self.order}, {len(self.loops)} loop(s)"
+        spill = "/psum-dram" if self.psum == "dram" else ""
+        return f"{self.mt}x{self.kt}x{self.nt}/{self.order}{spill}, {len(self.loops)} loop(s)"
 
+    def merge_op(self) -> VectorOp | None:
+        """Per instance: the adds of depth groups' partial outputs when they cannot stay in the output buffer."""
+        op = self.op
+        return VectorOp(f"{op.name}.merge", "add", self.merges * op.m * op.n, op.out_bits) if self.merges else None
 
-def _storage(plan: GroupedPlan, accel: Accelerator, bits: int, operand: str) -> int:
-    """Bits one element occupies in SRAM/DRAM: the allocated width under requant on load, else its group's."""
-    if plan.requant:
-        return plan.stored_a if operand == "a" else plan.stored_b
-    return accel.array.storage_bits(bits, operand)
-
-
-def _segments(groups: Groups, size: int, bits: int) -> tuple[Segment, ...]:
-    return tuple(groups) or ((size, bits),)
+    def steps(self, accel: Accelerator) -> Steps:
+        """The tiles of one instance, loop nest after loop nest, then the merge (what ``simulate`` runs)."""
+        t = _tiles(self, accel)
+        load, compute, store = t["load"], t["compute"], t["store"]
+        merge = self.merge_op()
+        if merge is not None:
+            extra = plan_vector(merge, accel).steps(accel)
+            load, compute, store = (np.concatenate([a, b]) for a, b in
+                                    ((load, extra.load_bits), (compute, extra.compute), (store, extra.store_bits)))
+        return Steps(load, compute, store, self.op.count)
 
 
 def _loops(op: Gemm, shared: bool, reduction: bool) -> tuple[Loop, ...]:
-    """The loop nests: one for the whole GEMM when the groups share them, else one per group (combination)."""
-    m = _segments(op.row_groups, op.m, op.bits_a)
-    k = _segments(op.depth_groups, op.k, op.bits_b)
-    n = _segments(op.col_groups, op.n, op.bits_b)
+    """The loop nests: one for the whole GEMM when the groups share it, else one per group (pair)."""
+    m = tuple(op.row_groups) or ((op.m, op.bits_a),)
+    k = tuple(op.depth_groups) or ((op.k, op.bits_b),)
+    n = tuple(op.col_groups) or ((op.n, op.bits_b),)
     outer = [(m, n)] if shared else [((row,), (col,)) for row in m for col in n]
     depth = [k] if reduction else [(seg,) for seg in k]
     return tuple(Loop(rows, ks, cols) for rows, cols in outer for ks in depth)
 
 
-def _blocks(segments: tuple[Segment, ...], tile: int) -> list[tuple[int, int, bool]]:
-    """(size, bits, first block of its group) along one dimension, tiles never crossing a group."""
-    return [(size, bits, i == 0) for seg, bits in segments for i, size in enumerate(blocks(seg, min(tile, seg)))]
-
-
-def plan_grouped(op: Gemm, accel: Accelerator) -> GroupedPlan:
-    """The grouped GEMM's plan on a token-aware preset (cached per op shape, groups and preset)."""
-    return dataclasses.replace(_plan_cached(dataclasses.replace(op, name="_"), accel), op=op)
-
-
-@lru_cache(maxsize=2048)
-def _plan_cached(op: Gemm, accel: Accelerator) -> GroupedPlan:
-    """Rank tiles (the tiler's candidates, fitting the buffers at the operands' widest storage) × loop
-    orders by the exact pipelined cycles, then DRAM bits, of the unit's own steps."""
-    caps = capabilities(accel)
-    nominal = plan_gemm(Gemm("_", op.m, op.k, op.n, op.bits_a, op.bits_b, op.count, op.kind, op.bits_out), accel)
-    reduction = "grouped_reduction" in caps
-    merges = 0 if reduction or len(op.depth_groups) < 2 else len(op.depth_groups) - 1
-    base = GroupedPlan(op, nominal.mt, nominal.kt, nominal.nt, nominal.order,
-                       _loops(op, "shared_operand" in caps, reduction), nominal.bits_a, nominal.bits_b,
-                       nominal.bits_out, nominal.psum_bits, "requant_on_load" in caps, "gather_on_chip" in caps,
-                       merges)
-    gm, gk, gn = (min(g, dim) for g, dim in zip(accel.array.granules(op), (op.m, op.k, op.n), strict=True))
-    cap_a, cap_b, cap_o = (accel.buffers.bits(name) // 2 for name in ("ifmap", "filter", "ofmap"))
-    k_sizes = candidates(op.k, gk)
-    tiles = {(nominal.mt, nominal.kt, nominal.nt)}
-    for mt in candidates(op.m, gm)[:CANDIDATES]:
-        for nt in candidates(op.n, gn)[:CANDIDATES]:
-            kt = next((k for k in k_sizes if mt * k * nominal.bits_a <= cap_a and k * nt * nominal.bits_b <= cap_b),
-                      None)
-            if kt is not None and mt * nt * nominal.psum_bits <= cap_o:
-                tiles.add((mt, kt, nt))
-    scored = []
-    for (mt, kt, nt), order in itertools.product(sorted(tiles), ORDERS):
-        plan = dataclasses.replace(base, mt=mt, kt=kt, nt=nt, order=order)
-        steps = grouped_transfers(plan, accel)
-        scored.append((pipeline_cycles(steps, op.count, accel), sum(s.load_bits + s.store_bits for s in steps),
-                       len(steps), plan.label, plan))
-    return min(scored, key=lambda item: item[:4])[-1]
-
-
-@dataclass(frozen=True)
-class _Tile:
-    """One tile of a loop nest, with what it fetches and whether it opens / closes an output block."""
-
-    m: int
-    k: int
-    n: int
-    bits_a: int
-    bits_b: int
-    load_a: bool
-    load_b: bool
-    first_k: bool
-    last_k: bool
-    stream_start: bool
-    first: bool
-    loop: Loop
-
-
-def _tiles(plan: GroupedPlan, accel: Accelerator):
-    """Every tile of one instance, loop nest after loop nest, in the plan's loop order with its reuse."""
-    op, buffers = plan.op, accel.buffers
-    depth = bool(op.depth_groups)
-    streamed = [extent is None for extent in accel.array.extents(op)]
-    for loop in plan.loops:
-        mb, kb, nb = _blocks(loop.m, plan.mt), _blocks(loop.k, plan.kt), _blocks(loop.n, plan.nt)
-        k_total = sum(size for size, _ in loop.k)
-        a_bits = sum(rows * k_total * _storage(plan, accel, bits, "a") for rows, bits in loop.m)
-        b_bits = sum(k_total * cols * _storage(plan, accel, bits, "b") for cols, bits in loop.n) if not depth else \
-            sum(size * sum(c for c, _ in loop.n) * _storage(plan, accel, bits, "b") for size, bits in loop.k)
-        a_resident, b_resident = a_bits <= buffers.bits("ifmap") // 2, b_bits <= buffers.bits("filter") // 2
-        nm, nk, nn = len(mb), len(kb), len(nb)
-        if plan.order == "nmk":  # as hwsim.tiling.GemmPlan: the operand of the outer loop stays through the middle one
-            a_once, b_once = a_resident or nm * nk == 1, b_resident or nk == 1
-            pairs = [(mb[im], nb[in_], im, in_) for in_ in range(nn) for im in range(nm)]
-        else:
-            a_once, b_once = a_resident or nk == 1, b_resident or nn * nk == 1
-            pairs = [(mb[im], nb[in_], im, in_) for im in range(nm) for in_ in range(nn)]
-        first = True
-        for (m, bits_m, m_start), (n, bits_n, n_start), im, in_ in pairs:
-            load_a = (in_ == 0) if a_once else True
-            load_b = (im == 0) if b_once else True
-            for j, (k, bits_k, k_start) in enumerate(kb):
-                starts = (m_start, k_start, n_start)
-                stream_start = all(start for start, s in zip(starts, streamed, strict=True) if s)
-                yield _Tile(m, k, n, bits_m, bits_k if depth else bits_n, load_a, load_b, j == 0, j == nk - 1,
-                            stream_start, first, loop)
-                first = False
-
-
-def _sub_op(op: Gemm, tile: _Tile) -> Gemm:
-    """The ungrouped GEMM a tile belongs to: its loop's sizes at the tile's bits (what the PE model times)."""
-    loop = tile.loop
-    return _gemm(sum(s for s, _ in loop.m), sum(s for s, _ in loop.k), sum(s for s, _ in loop.n),
-                 tile.bits_a, tile.bits_b, op.count, op.kind, op.out_bits)
+def _blocks(segments: tuple[Segment, ...], tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block sizes, bits and "first block of its group" along one dimension, tiles never crossing a group."""
+    sizes = [blocks(size, min(tile, size)) for size, _ in segments]
+    bits = [np.full(len(s), b) for s, (_, b) in zip(sizes, segments, strict=True)]
+    starts = [np.arange(len(s)) == 0 for s in sizes]
+    return np.concatenate(sizes), np.concatenate(bits), np.concatenate(starts)
 
 
 @lru_cache(maxsize=4096)
-def _gemm(*fields) -> Gemm:
-    return Gemm("_", *fields)
+def _sub_op(m: int, k: int, n: int, bits_a: int, bits_b: int, count: int, kind: str, out: int) -> Gemm:
+    """The ungrouped GEMM a tile belongs to: its loop's sizes at the tile's bits (what the PE model times)."""
+    return Gemm("_", m, k, n, bits_a, bits_b, count, kind, out)
 
 
-def _merge(plan: GroupedPlan) -> VectorOp | None:
-    """Per instance: the vector adds of depth groups' partial outputs when they cannot stay in the output buffer."""
-    op = plan.op
-    return VectorOp(f"{op.name}.merge", "add", plan.merges * op.m * op.n, op.out_bits) if plan.merges else None
+def _storage(plan: GroupedPlan, accel: Accelerator, bits: np.ndarray, operand: str) -> np.ndarray:
+    """Bits one element occupies in memory: the allocated width under requant on load, else its group's."""
+    if plan.requant:
+        return np.full(len(bits), plan.widths[0 if operand == "a" else 1])
+    return np.array([accel.memory.storage_bits(int(b), operand) for b in bits], dtype=np.int64)
 
 
-def grouped_transfers(plan: GroupedPlan, accel: Accelerator) -> list[Transfer]:
-    """The pipeline steps of one instance: every tile, then the merge of partial outputs (if any)."""
+def _tiles(plan: GroupedPlan, accel: Accelerator) -> dict[str, np.ndarray]:
+    """Per tile of one instance (all loop nests, in order): sizes, bits, fetches, compute, traffic, SRAM
+    accesses and MAC energy."""
     op, array = plan.op, accel.array
-    steps = []
-    for tile in _tiles(plan, accel):
-        sub = _sub_op(op, tile)
-        load = (tile.m * tile.k * _storage(plan, accel, tile.bits_a, "a") if tile.load_a else 0) + \
-            (tile.k * tile.n * _storage(plan, accel, tile.bits_b, "b") if tile.load_b else 0)
-        compute = array.tile_cycles(tile.m, tile.k, tile.n, sub, stream_start=tile.stream_start) + \
-            (array.instance_overhead_cycles(sub) if tile.first else 0)
-        store = tile.m * tile.n * plan.bits_out if tile.last_k else 0
-        steps.append(Transfer(load, compute, store, tile.first_k, tile.last_k))
-    merge = _merge(plan)
-    if merge is not None:
-        vector = plan_vector(merge, accel)
-        steps += [Transfer(2 * c * merge.bits, math.ceil(c * vector_rate(merge, accel) / accel.vector.lanes),
-                           c * merge.bits, True, True) for c in vector.chunks]
-    return steps
+    _, _, so, sp = plan.widths
+    out_bits = 0 if "out" in plan.onchip else so
+    tables = []
+    for loop in plan.loops:
+        size, bits, start = zip(*(_blocks(getattr(loop, d), tile) for d, tile in zip(DIMS, (plan.mt, plan.kt, plan.nt),
+                                                                                        strict=True)), strict=True)
+        counts = dict(zip(DIMS, (len(s) for s in size), strict=True))
+        shape = tuple(counts[d] for d in plan.order)
+        flat = np.indices(shape).reshape(3, -1)
+        index = {d: flat[plan.order.index(d)] for d in DIMS}
+        m, k, n = (size[i][index[d]] for i, d in enumerate(DIMS))
+        bits_a = bits[0][index["m"]]
+        bits_b = bits[1][index["k"]] if op.depth_groups else bits[2][index["n"]]
+        fits = _resident(_sub_op(loop.size("m"), loop.size("k"), loop.size("n"), op.bits_a, op.bits_b, op.count,
+                                 op.kind, op.out_bits), accel, plan.onchip)  # at the widest storage: never overfull
+        nest = dataclasses.replace(plan, resident=fits)
+        nm, nk, nn = (counts[d] for d in DIMS)
+        fetch_a = _fetches(index["m"] * nk + index["k"], "a", nest)
+        fetch_b = _fetches(index["k"] * nn + index["n"], "b", nest)
+        sa, sb = _storage(plan, accel, bits_a, "a"), _storage(plan, accel, bits_b, "b")
+        compute, mac_pj = np.zeros(len(m), dtype=np.int64), np.zeros(len(m))
+        folds = {d: np.ones(len(m), dtype=np.int64) for d in DIMS}
+        streamed_start = np.ones(len(m), dtype=bool)
+        for pair in {(int(a), int(b)) for a, b in zip(bits_a, bits_b, strict=True)}:
+            sub = _sub_op(loop.size("m"), loop.size("k"), loop.size("n"), *pair, op.count, op.kind, op.out_bits)
+            sel = (bits_a == pair[0]) & (bits_b == pair[1])
+            extents = array.extents(sub)
+            for i, (d, extent) in enumerate(zip(DIMS, extents, strict=True)):
+                if extent is None:
+                    streamed_start[sel] &= start[i][index[d]][sel]
+                else:
+                    folds[d][sel] = -(-np.array((m, k, n)[i][sel]) // extent)
+            compute[sel] = array.tile_cycles(m[sel], k[sel], n[sel], sub, streamed_start[sel])
+            mac_pj[sel] = m[sel] * k[sel] * n[sel] * array.mac_energy_pj(sub)
+        first_sub = _sub_op(loop.size("m"), loop.size("k"), loop.size("n"), int(bits_a[0]), int(bits_b[0]),
+                            op.count, op.kind, op.out_bits)
+        compute[0] += array.instance_overhead_cycles(first_sub)
+        block = index["m"] * nn + index["n"]
+        opens, closes = np.r_[True, block[1:] != block[:-1]], np.r_[block[1:] != block[:-1], True]
+        first_k, last_k = index["k"] == 0, index["k"] == nk - 1
+        spill = plan.psum == "dram" and bool(_revisits(nm, nk, nn, *(plan.order.index(d) for d in DIMS)))
+        spill_in = np.where(opens & ~first_k, m * n * sp, 0) if spill else np.zeros(len(m), dtype=np.int64)
+        spill_out = np.where(closes & ~last_k, m * n * sp, 0) if spill else np.zeros(len(m), dtype=np.int64)
+        a_in, b_in = fetch_a * m * k * sa, fetch_b * k * n * sb
+        tables.append({
+            "m": m, "k": k, "n": n, "bits_a": bits_a, "bits_b": bits_b, "fetch_a": fetch_a, "fetch_b": fetch_b,
+            "compute": compute, "mac_pj": mac_pj, "a_in": a_in, "b_in": b_in,
+            "load": a_in + b_in + spill_in, "store": np.where(closes & last_k, m * n * out_bits, 0) + spill_out,
+            "dram_write": np.where(closes & last_k, m * n * out_bits, 0) + spill_out,
+            "sram_read_ifmap": m * k * sa * folds["n"], "sram_read_filter": k * n * sb * folds["m"],
+            "sram_read_ofmap": m * n * (sp * folds["k"] - np.where(first_k, sp, 0) + np.where(last_k, so, 0))
+            + spill_in,
+            "sram_write_ifmap": a_in, "sram_write_filter": b_in, "sram_write_ofmap": m * n * sp * folds["k"] + spill_out,
+        })
+    return {key: np.concatenate([t[key] for t in tables]) for key in tables[0]}
 
 
-def _folds(size: int, extent: int | None) -> int:
-    return ceil_div(size, extent) if extent else 1
+def plan_grouped(op: Gemm, accel: Accelerator, objective: str = "cycles") -> GroupedPlan:
+    """The grouped GEMM's best plan on a token-aware preset for ``objective`` (cached per op and preset)."""
+    return dataclasses.replace(_search(dataclasses.replace(op, name="_"), accel, objective), op=op)
+
+
+@lru_cache(maxsize=2048)
+def _search(op: Gemm, accel: Accelerator, objective: str) -> GroupedPlan:
+    caps = capabilities(accel)
+    nominal = Gemm("_", op.m, op.k, op.n, op.bits_a, op.bits_b, op.count, op.kind, op.bits_out)
+    held = onchip(nominal, accel)
+    reduction = "grouped_reduction" in caps
+    template = GroupedPlan(op, 1, 1, 1, "mkn", "buffer", _loops(op, "shared_operand" in caps, reduction),
+                           widths(nominal, accel), held, "requant_on_load" in caps, "gather_on_chip" in caps,
+                           0 if reduction or len(op.depth_groups) < 2 else len(op.depth_groups) - 1)
+    grid = np.meshgrid(*(candidates(dim, align) for dim, align in zip((op.m, op.k, op.n), accel.array.alignment(),
+                                                                          strict=True)), indexing="ij")
+    orders = accel.array.loop_orders()
+    mt, kt, nt = (np.tile(axis.ravel(), len(orders)) for axis in grid)
+    pm, pk, pn = (np.repeat([order.index(d) for order in orders], grid[0].size) for d in DIMS)
+    resident = _resident(nominal, accel, held)
+    legal, spills = _legal(nominal, accel, mt, kt, nt, pm, pk, pn, held, resident)
+    if not legal.any():  # the ungrouped GEMM's mapper names the buffer that is too small
+        from hwsim.mapper import map_gemm
+
+        map_gemm(nominal, accel)
+    mt, kt, nt, pm, pk, pn, spills = (x[legal] for x in (mt, kt, nt, pm, pk, pn, spills))
+    compute = sum(gemm_metrics(part, accel, np.minimum(mt, part.m), np.minimum(kt, part.k), np.minimum(nt, part.n),
+                               pm, pk, pn, spill=spills, resident=resident, onchip=held,
+                               widths=widths(nominal, accel))["compute"] for part in op.parts())
+    traffic = gemm_metrics(nominal, accel, mt, kt, nt, pm, pk, pn, spill=spills, resident=resident, onchip=held,
+                           widths=widths(nominal, accel))
+    dram = traffic["dram_read"] + traffic["dram_write"]
+    key = np.maximum(op.count * compute, np.ceil(op.count * dram / accel.dram.bandwidth_bits_per_cycle))
+    best = None
+    for i in np.lexsort((dram, key))[:EXACT]:
+        order = "".join(sorted(DIMS, key=lambda d: {"m": pm[i], "k": pk[i], "n": pn[i]}[d]))
+        plan = dataclasses.replace(template, mt=int(mt[i]), kt=int(kt[i]), nt=int(nt[i]), order=order,
+                                   psum="dram" if spills[i] else "buffer")
+        cost = estimate_grouped(plan, accel)
+        rank = (_objective(cost, objective), cost.energy_pj if objective == "cycles" else cost.cycles, plan.label)
+        if best is None or rank < best[0]:
+            best = (rank, plan)
+    return best[1]
+
+
+def estimate_grouped(plan: GroupedPlan, accel: Accelerator) -> OpCost:
+    """Exact closed-form cost of a grouped plan (the pipeline time of its steps)."""
+    steps = plan.steps(accel)
+    return grouped_cost(plan, accel, pipeline_cycles(steps, accel), plan.op.count * int(steps.compute.sum()))
 
 
 def grouped_cost(plan: GroupedPlan, accel: Accelerator, cycles: int, compute_cycles: int) -> OpCost:
-    """The grouped GEMM's row: traffic, SRAM accesses and energy summed tile by tile (all instances)."""
-    op, array = plan.op, accel.array
-    caps = capabilities(accel)
-    reads, writes = dict.fromkeys(BUFFERS, 0), dict.fromkeys(BUFFERS, 0)
-    dram_read = dram_write = 0
-    mac_pj = token_pj = 0.0
-    a_grouped, b_grouped = bool(op.row_groups), bool(op.col_groups or op.depth_groups)
-    for tile in _tiles(plan, accel):
-        sub = _sub_op(op, tile)
-        em, ek, en = array.extents(sub)
-        sa, sb = _storage(plan, accel, tile.bits_a, "a"), _storage(plan, accel, tile.bits_b, "b")
-        a_in = tile.m * tile.k * sa if tile.load_a else 0
-        b_in = tile.k * tile.n * sb if tile.load_b else 0
-        passes = _folds(tile.k, ek)
-        reads["ifmap"] += tile.m * tile.k * sa * _folds(tile.n, en)
-        reads["filter"] += tile.k * tile.n * sb * _folds(tile.m, em)
-        reads["ofmap"] += tile.m * tile.n * (plan.psum_bits * (passes - (1 if tile.first_k else 0))
-                                             + (plan.bits_out if tile.last_k else 0))
-        writes["ifmap"] += a_in
-        writes["filter"] += b_in
-        writes["ofmap"] += tile.m * tile.n * plan.psum_bits * passes
-        dram_read += a_in + b_in
-        dram_write += tile.m * tile.n * plan.bits_out if tile.last_k else 0
-        mac_pj += tile.m * tile.k * tile.n * array.mac_energy_pj(sub)
-        token_pj += _fetch_pj(plan, caps, op, tile, a_grouped, b_grouped)
-    merge = _merge(plan)
-    vector_pj = token_pj
+    """The grouped GEMM's row: traffic, SRAM accesses and energy summed over its tiles (all instances)."""
+    op, count = plan.op, plan.op.count
+    t = _tiles(plan, accel)
+    reads = {b: int(t[f"sram_read_{b}"].sum()) for b in BUFFERS}
+    writes = {b: int(t[f"sram_write_{b}"].sum()) for b in BUFFERS}
+    dram_read, dram_write = int(t["load"].sum()), int(t["dram_write"].sum())
+    vector_pj = _fetch_pj(plan, accel, t)
+    merge = plan.merge_op()
     if merge is not None:
+        merged = plan_vector(merge, accel).steps(accel)
         load, store = 2 * merge.elements * merge.bits, merge.elements * merge.bits
         reads["ifmap"], writes["ifmap"] = reads["ifmap"] + load, writes["ifmap"] + load
         reads["ofmap"], writes["ofmap"] = reads["ofmap"] + store, writes["ofmap"] + store
-        dram_read, dram_write = dram_read + load, dram_write + store
+        dram_read, dram_write = dram_read + int(merged.load_bits.sum()), dram_write + int(merged.store_bits.sum())
         vector_pj += merge.elements * accel.vector.energy_pj_per_element[merge.kind]
-    count = op.count
     reads = {b: v * count for b, v in reads.items()}
     writes = {b: v * count for b, v in writes.items()}
-    capacity = sum(_capacity(plan, accel))
+    macs = t["m"] * t["k"] * t["n"]
+    peak = np.array([accel.array.peak_macs_per_cycle(_sub_op(op.m, op.k, op.n, int(a), int(b), op.count, op.kind,
+                                                             op.out_bits)) for a, b in zip(t["bits_a"], t["bits_b"],
+                                                                                           strict=True)])
+    capacity = float((peak * macs).sum() / macs.sum())
     return OpCost(
         name=op.name, kind=op.kind, count=count, bits_a=op.bits_a, bits_b=op.bits_b, tile=plan.label,
         cycles=cycles, compute_cycles=compute_cycles, stall_cycles=cycles - compute_cycles,
@@ -269,68 +258,81 @@ def grouped_cost(plan: GroupedPlan, accel: Accelerator, cycles: int, compute_cyc
         **{f"sram_read_bits_{b}": reads[b] for b in BUFFERS},
         **{f"sram_write_bits_{b}": writes[b] for b in BUFFERS},
         dram_read_bits=dram_read * count, dram_write_bits=dram_write * count,
-        energy_mac_pj=mac_pj * count, energy_sram_pj=_sram_pj(accel, reads, writes),
+        energy_mac_pj=float(t["mac_pj"].sum()) * count, energy_sram_pj=sram_pj(accel, reads, writes),
         energy_dram_pj=(dram_read + dram_write) * count * accel.dram.energy_pj_per_bit,
         energy_vector_pj=vector_pj * count, energy_static_pj=_static_pj(accel, cycles),
         latency_s=cycles / accel.clock_hz,
     )
 
 
-def _capacity(plan: GroupedPlan, accel: Accelerator):
-    """Peak MACs per cycle weighted by each tile's share of the MACs (utilisation at each tile's own bits)."""
-    total = plan.op.m * plan.op.k * plan.op.n
-    for tile in _tiles(plan, accel):
-        yield accel.array.peak_macs_per_cycle(_sub_op(plan.op, tile)) * tile.m * tile.k * tile.n / total
-
-
-def _fetch_pj(plan: GroupedPlan, caps: dict, op: Gemm, tile: _Tile, a_grouped: bool, b_grouped: bool) -> float:
-    """Energy of the on-chip token hardware for one tile's fetches: index reads and load-path requantization."""
+def _fetch_pj(plan: GroupedPlan, accel: Accelerator, t: dict[str, np.ndarray]) -> float:
+    """Energy of the token hardware on one instance's fetches: index reads (gather) and load-path requantization."""
+    caps, op = capabilities(accel), plan.op
     energy = 0.0
-    for grouped, loaded, rows, elements, bits, nominal in (
-            (a_grouped, tile.load_a, tile.m, tile.m * tile.k, tile.bits_a, op.bits_a),
-            (b_grouped, tile.load_b, tile.k if op.depth_groups else tile.n, tile.k * tile.n, tile.bits_b, op.bits_b)):
-        if not (grouped and loaded):
+    for grouped, fetched, rows, elements, bits, nominal in (
+            (bool(op.row_groups), t["fetch_a"], t["m"], t["m"] * t["k"], t["bits_a"], op.bits_a),
+            (bool(op.col_groups or op.depth_groups), t["fetch_b"], t["k"] if op.depth_groups else t["n"],
+             t["k"] * t["n"], t["bits_b"], op.bits_b)):
+        if not grouped:
             continue
         if plan.gather:
-            energy += rows * caps["gather_on_chip"]["energy_pj_per_row"]
-        if plan.requant and bits != nominal:
-            energy += elements * caps["requant_on_load"]["energy_pj_per_element"]
+            energy += float((fetched * rows).sum()) * caps["gather_on_chip"]["energy_pj_per_row"]
+        if plan.requant:
+            energy += float((fetched * elements * (bits != nominal)).sum()) \
+                * caps["requant_on_load"]["energy_pj_per_element"]
     return energy
 
 
-def vector_transfers(op: VectorOp, accel: Accelerator) -> list[Transfer]:
-    """Steps of a token vector op on a token-aware preset (see the module docstring); [] when it moves nothing."""
+def _runs_plain(op: VectorOp, accel: Accelerator) -> bool:
+    """Whether the preset runs this token vector op as the vector-unit pass of a plain preset."""
     caps = capabilities(accel)
-    plan = plan_vector(op, accel)
-    compute = [math.ceil(c * vector_rate(op, accel) / accel.vector.lanes) for c in plan.chunks]
-    if op.kind == "token_score" and "fused_score" in caps:  # reads the class row in the softmax pass
-        return [Transfer(0, cycles, 0, True, True) for cycles in compute]
-    if op.kind == "regroup" and "requant_on_load" in caps:
-        if "gather_on_chip" in caps:
-            return []
-        return [Transfer(c * op.bits, 0, c * op.bits, True, True) for c in plan.chunks]  # DMA gather round trip
-    return [Transfer(c * op.bits * plan.inputs, cycles, c * op.bits, True, True)
-            for c, cycles in zip(plan.chunks, compute, strict=True)]
+    return not ((op.kind == "token_score" and "fused_score" in caps)
+                or (op.kind == "regroup" and "requant_on_load" in caps))
 
 
-def vector_op_cost(op: VectorOp, accel: Accelerator, steps: list[Transfer], cycles: int, compute_cycles: int) -> OpCost:
-    """The row of a token vector op run as ``steps``: DRAM and SRAM traffic of those steps, vector energy
-    for the elements the vector unit itself processed."""
-    load, store = sum(s.load_bits for s in steps), sum(s.store_bits for s in steps)
-    vector_busy = compute_cycles > 0
-    on_chip = op.elements * op.bits if vector_busy and not load else 0  # the fused score reads the output buffer
+def vector_steps(op: VectorOp, accel: Accelerator) -> Steps | None:
+    """Steps of a token vector op on a token-aware preset (see :mod:`hwsim.tokens`); ``None`` when it moves
+    nothing (gather on chip and requant on load: the GEMMs' fetches do the work)."""
+    plain = plan_vector(op, accel).steps(accel)
+    zeros = np.zeros_like(plain.compute)
+    if _runs_plain(op, accel):
+        return plain
+    if op.kind == "token_score":  # fused: reads the class row in the softmax pass
+        return Steps(zeros, plain.compute, zeros)
+    if "gather_on_chip" in capabilities(accel):
+        return None
+    return Steps(plain.store_bits, zeros, plain.store_bits)  # a DMA gather round trip at the stored width
+
+
+def vector_op_cost(op: VectorOp, accel: Accelerator, steps: Steps | None, cycles: int, compute_cycles: int) -> OpCost:
+    """The row of a token vector op run as ``steps``: its DRAM traffic, the SRAM it touches, and vector
+    energy for the elements the vector unit itself processed (a plain pass: as on a plain preset)."""
+    if _runs_plain(op, accel):
+        return vector_cost(plan_vector(op, accel), accel, cycles, compute_cycles)
+    load = int(steps.load_bits.sum()) if steps is not None else 0
+    store = int(steps.store_bits.sum()) if steps is not None else 0
+    on_chip = op.elements * op.bits if compute_cycles and not load else 0  # read from the output buffer
     reads = {"ifmap": load, "filter": 0, "ofmap": store + on_chip}
     writes = {"ifmap": load, "filter": 0, "ofmap": store}
     return OpCost(
         name=op.name, kind=op.kind, count=1, bits_a=op.bits, bits_b=op.bits,
-        tile=f"{len(steps)} chunk(s)" if steps else "on chip (index gather, load-path requant)",
+        tile=f"{len(steps.compute)} chunk(s)" if steps is not None else "on chip (index gather, load-path requant)",
         cycles=cycles, compute_cycles=compute_cycles, stall_cycles=cycles - compute_cycles,
         utilization=compute_cycles / cycles if cycles else 0.0, macs=0, bops=0,
         **{f"sram_read_bits_{b}": reads[b] for b in BUFFERS},
         **{f"sram_write_bits_{b}": writes[b] for b in BUFFERS},
-        dram_read_bits=load, dram_write_bits=store, energy_mac_pj=0.0,
-        energy_sram_pj=_sram_pj(accel, reads, writes),
+        dram_read_bits=load, dram_write_bits=store, energy_mac_pj=0.0, energy_sram_pj=sram_pj(accel, reads, writes),
         energy_dram_pj=(load + store) * accel.dram.energy_pj_per_bit,
-        energy_vector_pj=op.elements * accel.vector.energy_pj_per_element[op.kind] if vector_busy else 0.0,
+        energy_vector_pj=op.elements * accel.vector.energy_pj_per_element[op.kind] if compute_cycles else 0.0,
         energy_static_pj=_static_pj(accel, cycles), latency_s=cycles / accel.clock_hz,
     )
+
+
+def estimate_token_op(op: Gemm | VectorOp, accel: Accelerator, objective: str = "cycles") -> OpCost:
+    """Closed-form cost of a grouped GEMM or token vector op on a token-aware preset."""
+    if isinstance(op, Gemm):
+        return estimate_grouped(plan_grouped(op, accel, objective), accel)
+    steps = vector_steps(op, accel)
+    cycles = pipeline_cycles(steps, accel) if steps is not None else 0
+    return vector_op_cost(op, accel, steps, cycles, int(steps.compute.sum()) if steps is not None else 0)
+
