@@ -4,7 +4,8 @@
 A grouped GEMM is one mappable unit for the mapper (:mod:`hwsim.mapper`): the same search grid of
 tiles × loop orders × partial-sum placement, with resident operands and on-chip data decided by the
 preset's facts, except that tile boundaries are aligned to the groups (a tile runs at one pair of
-bits). With ``shared_operand`` the groups share one loop nest, so residency and the loop order keep
+bits) — or, a mapping choice too, a dimension's groups run together at the op's own bits (a bit-serial
+array whose columns would otherwise be split between key groups keeps them whole). With ``shared_operand`` the groups share one loop nest, so residency and the loop order keep
 an operand shared by several groups on chip as in the plain GEMM (else one nest per group pair, each
 fetching its own operands); with ``grouped_reduction`` depth groups accumulate into the same partial
 sums (else a nest per depth group, partial outputs written back and added by the vector unit). The
@@ -15,6 +16,7 @@ time, and the most promising ones are costed exactly — the steps ``simulate`` 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -61,12 +63,19 @@ class GroupedPlan:
     requant: bool
     gather: bool
     merges: int  # depth groups whose partial outputs the vector unit adds (0 with grouped_reduction)
+    merged: frozenset[str] = frozenset()  # grouped dimensions run together at the op's own bits
     resident: frozenset[str] = frozenset()
+
+    def grouped(self, dim: str) -> bool:
+        """Whether the tiles along ``dim`` run at their token groups' bits (gathered, requantized on load)."""
+        groups = {"m": self.op.row_groups, "k": self.op.depth_groups, "n": self.op.col_groups}[dim]
+        return bool(groups) and dim not in self.merged
 
     @property
     def label(self) -> str:
         spill = "/psum-dram" if self.psum == "dram" else ""
-        return f"{self.mt}x{self.kt}x{self.nt}/{self.order}{spill}, {len(self.loops)} loop(s)"
+        grouped = "".join(d for d in DIMS if self.grouped(d)) or "-"
+        return f"{self.mt}x{self.kt}x{self.nt}/{self.order}{spill}, {len(self.loops)} loop(s), groups on {grouped}"
 
     def merge_op(self) -> VectorOp | None:
         """Per instance: the adds of depth groups' partial outputs when they cannot stay in the output buffer."""
@@ -85,11 +94,12 @@ class GroupedPlan:
         return Steps(load, compute, store, self.op.count)
 
 
-def _loops(op: Gemm, shared: bool, reduction: bool) -> tuple[Loop, ...]:
-    """The loop nests: one for the whole GEMM when the groups share it, else one per group (pair)."""
-    m = tuple(op.row_groups) or ((op.m, op.bits_a),)
-    k = tuple(op.depth_groups) or ((op.k, op.bits_b),)
-    n = tuple(op.col_groups) or ((op.n, op.bits_b),)
+def _loops(op: Gemm, shared: bool, reduction: bool, merged: frozenset[str] = frozenset()) -> tuple[Loop, ...]:
+    """The loop nests: one for the whole GEMM when the groups share it, else one per group (pair). A
+    ``merged`` dimension runs its groups together at the op's own bits (tiles may then span groups)."""
+    m = (() if "m" in merged else tuple(op.row_groups)) or ((op.m, op.bits_a),)
+    k = (() if "k" in merged else tuple(op.depth_groups)) or ((op.k, op.bits_b),)
+    n = (() if "n" in merged else tuple(op.col_groups)) or ((op.n, op.bits_b),)
     outer = [(m, n)] if shared else [((row,), (col,)) for row in m for col in n]
     depth = [k] if reduction else [(seg,) for seg in k]
     return tuple(Loop(rows, ks, cols) for rows, cols in outer for ks in depth)
@@ -188,9 +198,16 @@ def _search(op: Gemm, accel: Accelerator, objective: str) -> GroupedPlan:
     nominal = Gemm("_", op.m, op.k, op.n, op.bits_a, op.bits_b, op.count, op.kind, op.bits_out)
     held = onchip(nominal, accel)
     reduction = "grouped_reduction" in caps
-    template = GroupedPlan(op, 1, 1, 1, "mkn", "buffer", _loops(op, "shared_operand" in caps, reduction),
-                           widths(nominal, accel), held, "requant_on_load" in caps, "gather_on_chip" in caps,
-                           0 if reduction or len(op.depth_groups) < 2 else len(op.depth_groups) - 1)
+    grouped = [d for d, groups in zip(DIMS, (op.row_groups, op.depth_groups, op.col_groups), strict=True) if groups]
+    templates = []
+    for size in range(len(grouped)):  # which grouped dimensions run their groups together (not all: plain GEMM)
+        for merged in itertools.combinations(grouped, size):
+            splits = len(op.depth_groups) if op.depth_groups and "k" not in merged else 1
+            templates.append(GroupedPlan(op, 1, 1, 1, "mkn", "buffer",
+                                         _loops(op, "shared_operand" in caps, reduction, frozenset(merged)),
+                                         widths(nominal, accel), held, "requant_on_load" in caps,
+                                         "gather_on_chip" in caps, 0 if reduction or splits < 2 else splits - 1,
+                                         frozenset(merged)))
     grid = np.meshgrid(*(candidates(dim, align) for dim, align in zip((op.m, op.k, op.n), accel.array.alignment(),
                                                                           strict=True)), indexing="ij")
     orders = accel.array.loop_orders()
@@ -211,7 +228,7 @@ def _search(op: Gemm, accel: Accelerator, objective: str) -> GroupedPlan:
     dram = traffic["dram_read"] + traffic["dram_write"]
     key = np.maximum(op.count * compute, np.ceil(op.count * dram / accel.dram.bandwidth_bits_per_cycle))
     best = None
-    for i in np.lexsort((dram, key))[:EXACT]:
+    for template, i in itertools.product(templates, np.lexsort((dram, key))[:EXACT]):
         order = "".join(sorted(DIMS, key=lambda d: {"m": pm[i], "k": pk[i], "n": pn[i]}[d]))
         plan = dataclasses.replace(template, mt=int(mt[i]), kt=int(kt[i]), nt=int(nt[i]), order=order,
                                    psum="dram" if spills[i] else "buffer")
@@ -270,8 +287,8 @@ def _fetch_pj(plan: GroupedPlan, accel: Accelerator, t: dict[str, np.ndarray]) -
     caps, op = capabilities(accel), plan.op
     energy = 0.0
     for grouped, fetched, rows, elements, bits, nominal in (
-            (bool(op.row_groups), t["fetch_a"], t["m"], t["m"] * t["k"], t["bits_a"], op.bits_a),
-            (bool(op.col_groups or op.depth_groups), t["fetch_b"], t["k"] if op.depth_groups else t["n"],
+            (plan.grouped("m"), t["fetch_a"], t["m"], t["m"] * t["k"], t["bits_a"], op.bits_a),
+            (plan.grouped("k") or plan.grouped("n"), t["fetch_b"], t["k"] if op.depth_groups else t["n"],
              t["k"] * t["n"], t["bits_b"], op.bits_b)):
         if not grouped:
             continue
