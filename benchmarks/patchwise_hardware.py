@@ -54,18 +54,24 @@ REMEDY = {  # the capability that would remove an attention op's remaining cost,
                            "(2 per lane at 4 bits, 4 at 2 bits), or more vector lanes",
     ("softmax", "dram"): "softmax fused on q·kᵀ's output buffer (scores never leave the chip) writing probability "
                          "rows at their group's bits",
-    ("matmul_qk", "dram"): "q·kᵀ scores kept on chip for the fused softmax (their DRAM write is 8-bit whatever the rows)",
+    ("matmul_qk", "dram"): "q·kᵀ scores kept on chip for a fused softmax (their write-back does not shrink with the "
+                           "token bits) or, at least, outputs requantized on chip instead of written at the psum width",
     ("matmul_av", "dram"): "attention probabilities stored at their row group's bits (requantized on the softmax's "
                            "write path, not on attn·v's load path)",
+    ("matmul_av", "sram"): "attention probabilities stored at their row group's bits (requantized on the softmax's "
+                           "write path), so attn·v reads demoted rows from the on-chip memory at their own width",
+    ("matmul_qk", "sram"): "q / k rows stored at their group's bits on chip (requantized when written, not when read)",
     ("class_rows", "dram"): "the class row scored on qkv's write-back (k is not read a second time)",
 }
 
 
-def uniform_patchwise(base: BitAllocation, setting: LayerSetting | None) -> BitAllocation:
+def uniform_patchwise(base: BitAllocation, setting: LayerSetting | None, score: str = "cls_attention",
+                      apply_to: tuple[str, ...] = DEFAULT_APPLY_TO) -> BitAllocation:
+    """``base`` with every layer at ``setting`` (``None``: ``base`` itself)."""
     if setting is None:
         return base
     layers = {name.rsplit(".attn", 1)[0]: setting for name in base.bits if name.endswith(".attn.matmul_qk")}
-    return BitAllocation(dict(base.bits), PatchwiseSpec(layers, apply_to=DEFAULT_APPLY_TO).to_dict())
+    return BitAllocation(dict(base.bits), PatchwiseSpec(layers, score, apply_to).to_dict())
 
 
 def is_attention(name: str) -> bool:
