@@ -18,7 +18,7 @@ Interface (used by ``hwsim.estimate``, ``hwsim.simulate`` and reference-mapping 
   plan exactly (it is what ``estimate`` reports).
 
 The search: tile sizes from a bits-independent grid (even splits of each dimension rounded up to
-the array's alignment) × every loop order the array allows; operands that fit their buffer whole
+the array's alignment; ``TileError`` when not even one alignment step fits) × every loop order the array allows; operands that fit their buffer whole
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
 the alternatives are pruned as dominated). Each candidate gets a closed-form lower bound of the
 objective (numpy, all at once: compute plus first load and last store, or all DRAM traffic),
@@ -39,12 +39,13 @@ import numpy as np
 from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.cost import PJ_PER_J, cost_plan, sram_pj
 from hwsim.errors import HwsimError
-from hwsim.plan import DIMS, GemmPlan, gemm_metrics, too_big
+from hwsim.plan import DIMS, GemmPlan, batch_cycles, batch_steps, gemm_metrics, too_big
 from hwsim.result import OpCost
 from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
 GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
+CHUNK, STEPS = 128, 4096  # candidates (and their tile steps) costed exactly per numpy batch, best bounds first
 
 
 class Mapper(Protocol):
@@ -82,19 +83,28 @@ DEFAULT_MAPPER = SearchMapper()
 
 def candidates(dim: int, align: int) -> np.ndarray:
     """Tile sizes tried along one dimension, largest first: even splits of ``dim`` rounded up to
-    ``align``, then halvings of ``align`` down to 1 (for buffers too small for an aligned tile)."""
+    ``align`` (a legal tile spans at least one alignment step of the array, or the whole dimension)."""
     align = min(align, dim)
     sizes, parts = set(), 1
     while True:
         size = min(dim, ceil_div(ceil_div(dim, parts), align) * align)
         sizes.add(size)
         if size <= align:
-            break
+            return np.array(sorted(sizes, reverse=True), dtype=np.int64)
         parts = parts + 1 if parts < 4 else int(parts * GROWTH)
-    while align > 1:
-        align = ceil_div(align, 2)
-        sizes.add(align)
-    return np.array(sorted(sizes, reverse=True), dtype=np.int64)
+
+
+@lru_cache(maxsize=1024)
+def _grid(m: int, k: int, n: int, accel: Accelerator) -> tuple[np.ndarray, ...]:
+    """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
+    orders that run the same steps."""
+    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), accel.array.alignment(), strict=True))
+    tiles = [axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij")]
+    orders = accel.array.loop_orders()
+    mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
+    pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
+    keep = _first_of_equivalents(m, k, n, mt, kt, nt, pm, pk, pn)
+    return tuple(x[keep] for x in (mt, kt, nt, pm, pk, pn))
 
 
 def widths(op: Gemm, accel: Accelerator) -> tuple[int, int, int, int]:
@@ -188,60 +198,97 @@ def _objective(cost: OpCost, objective: str) -> float:
 def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping:
     """The best plan of ``op`` on ``accel`` for ``objective`` and its exact cost (cached)."""
     SearchMapper(objective)  # validates the objective
-    key = dataclasses.replace(op, name="_")
-    found = _search(key, accel, objective)
+    found = _search(dataclasses.replace(op, name="_"), accel, objective)
+    if found is None:
+        raise _no_room(op, accel, *(min(align, dim) for align, dim in zip(accel.array.alignment(), (op.m, op.k, op.n),
+                                                                          strict=True)))
     plan = dataclasses.replace(found.plan, op=op)
     return dataclasses.replace(found, plan=plan, cost=dataclasses.replace(found.cost, name=op.name))
 
 
 @lru_cache(maxsize=8192)
-def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping:
-    array = accel.array
+def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping | None:
+    """The best plan (None when not even the smallest aligned tile fits)."""
     held = onchip(op, accel)
     resident = _resident(op, accel, held)
-    grid = np.meshgrid(*(candidates(dim, align) for dim, align in zip((op.m, op.k, op.n), array.alignment(),
-                                                                          strict=True)), indexing="ij")
-    tiles = [axis.ravel() for axis in grid]
-    orders = array.loop_orders()
-    mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
-    pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
+    mt, kt, nt, pm, pk, pn = _grid(op.m, op.k, op.n, accel)
     legal, spills = _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident)
     if not legal.any():
-        smallest = [int(axis.min()) for axis in tiles]
-        raise _no_room(op, accel, *smallest)
-    mt, kt, nt, pm, pk, pn, spills = (x[legal] for x in (mt, kt, nt, pm, pk, pn, spills))
-    lower = _lower_bounds(op, accel, objective, mt, kt, nt, pm, pk, pn, spills, held, resident)
-    best: tuple[float, float, Mapping] | None = None
-    evaluated = 0
-    for i in np.argsort(lower, kind="stable"):
-        if best is not None and lower[i] > best[0]:
-            break
-        order = "".join(sorted(DIMS, key=lambda d: {"m": pm[i], "k": pk[i], "n": pn[i]}[d]))
-        sa, sb, so, sp = widths(op, accel)
-        plan = GemmPlan(op, int(mt[i]), int(kt[i]), int(nt[i]), order, "dram" if spills[i] else "buffer",
-                        sa, sb, so, sp, resident, held)
-        cost = cost_plan(plan, accel)
-        evaluated += 1
-        rank = (_objective(cost, objective), cost.energy_pj if objective == "cycles" else cost.cycles)
-        if best is None or rank < best[:2]:
-            best = (*rank, Mapping(plan, cost, len(lower), 0))
-    return dataclasses.replace(best[2], evaluated=evaluated)
+        return None
+    plans = [x[legal] for x in (mt, kt, nt, pm, pk, pn, spills)]
+    known = widths(op, accel)
+    lower, energy = _lower_bounds(op, accel, objective, *plans, held, resident)
+    ranked = np.argsort(lower, kind="stable")
+    best_value, best, evaluated = np.inf, -1, 0
+    length = np.prod([ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), plans[:3], strict=True)], axis=0)
+    while evaluated < len(ranked) and lower[ranked[evaluated]] < best_value:
+        chunk = ranked[evaluated:evaluated + CHUNK]
+        chunk = chunk[(lower[chunk] < best_value) & (np.cumsum(length[chunk]) <= max(STEPS, length[chunk[0]]))]
+        steps = batch_steps(op, accel, *(x[chunk] for x in plans[:6]), spill=plans[6][chunk], resident=resident,
+                            onchip=held, widths=known)
+        cycles = batch_cycles(steps, op.count, accel)
+        total = energy[chunk] + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
+        value = {"cycles": cycles, "energy": total, "edp": total * cycles}[objective]
+        if value.min() < best_value:
+            best_value, best = value.min(), chunk[int(np.argmin(value))]
+        evaluated += len(chunk) if len(chunk) else len(ranked)
+    mt, kt, nt, pm, pk, pn, spill = (x[best] for x in plans)
+    order = "".join(d for _, d in sorted(zip((pm, pk, pn), DIMS, strict=True)))
+    plan = GemmPlan(op, int(mt), int(kt), int(nt), order, "dram" if spill else "buffer", *known, resident, held)
+    return Mapping(plan, cost_plan(plan, accel), len(lower), min(evaluated, len(lower)))
 
 
-def _lower_bounds(op, accel, objective, mt, kt, nt, pm, pk, pn, spills, held, resident) -> np.ndarray:
-    """Per candidate, a value the exact objective never goes below (see the module docstring)."""
+def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.ndarray:
+    """True for the first of each group of candidates whose loop orders differ only in loops of one
+    block (they run the very same steps)."""
+    counts = (ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt))
+    positions = (pm, pk, pn)
+    ranks = []
+    for d, (count, position) in enumerate(zip(counts, positions, strict=True)):
+        outer = sum((other_count > 1) & (other < position)
+                    for e, (other_count, other) in enumerate(zip(counts, positions, strict=True)) if e != d)
+        ranks.append(np.where(count > 1, outer, -1))
+    key = ((mt * (k + 1) + kt) * (n + 1) + nt) * 64 + (ranks[0] + 1) * 16 + (ranks[1] + 1) * 4 + ranks[2] + 1
+    first = np.zeros(len(mt), dtype=bool)
+    first[np.unique(key, return_index=True)[1]] = True
+    return first
+
+
+def _idle_ends(op, accel, mt, kt, nt, spills, held):
+    """Cycles the DRAM channel must idle at the two ends of a plan's pipeline: the first step computes
+    while only one step's fetch can overlap it, the last while only one write-back can (none of this
+    when the whole op is one step)."""
+    array, bandwidth = accel.array, accel.dram.bandwidth_bits_per_cycle
+    sa, sb, so, sp = widths(op, accel)
+    counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True)]
+    edges = [dim - (count - 1) * t for dim, count, t in zip((op.m, op.k, op.n), counts, (mt, kt, nt), strict=True)]
+    whole = np.ones(len(mt), dtype=bool)
+    for count, extent in zip(counts, array.extents(op), strict=True):
+        if extent is None:
+            whole &= count == 1
+    overhead = array.instance_overhead_cycles(op)
+    first = array.tile_cycles(mt, kt, nt, op, True) + overhead
+    last = array.tile_cycles(*edges, op, whole) + overhead * (counts[0] * counts[1] * counts[2] == 1)
+    load = (0 if "a" in held else mt * kt * sa) + (0 if "b" in held else kt * nt * sb) + spills * mt * nt * sp
+    store = mt * nt * np.maximum(0 if "out" in held else so, spills * sp)
+    idle = np.maximum(first - np.ceil(load / bandwidth), 0) + np.maximum(last - np.ceil(store / bandwidth), 0)
+    return np.where(op.count * counts[0] * counts[1] * counts[2] > 1, idle, 0)
+
+
+def _lower_bounds(op, accel, objective, mt, kt, nt, pm, pk, pn, spills, held, resident):
+    """Per candidate, a value the exact objective never goes below (see the module docstring), and its
+    energy without the static part (exact: only static energy depends on the pipelined cycles)."""
     metrics = gemm_metrics(op, accel, mt, kt, nt, pm, pk, pn, spill=spills, resident=resident, onchip=held,
                            widths=widths(op, accel))
     bandwidth = accel.dram.bandwidth_bits_per_cycle
     dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
-    cycles = np.maximum(np.ceil(metrics["first_load"] / bandwidth) + op.count * metrics["compute"]
-                        + np.ceil(metrics["last_store"] / bandwidth), np.ceil(dram / bandwidth))
-    if objective == "cycles":
-        return cycles
+    compute_bound = np.ceil(metrics["first_load"] / bandwidth) + op.count * metrics["compute"] \
+        + np.ceil(metrics["last_store"] / bandwidth)
+    cycles = np.maximum(compute_bound, np.ceil(dram / bandwidth) + _idle_ends(op, accel, mt, kt, nt, spills, held))
     sram = {name.split("_")[-1]: op.count * value for name, value in metrics.items() if name.startswith("sram_read")}
     sram_written = {name.split("_")[-1]: op.count * value for name, value in metrics.items()
                     if name.startswith("sram_write")}
     energy = (op.macs * accel.array.mac_energy_pj(op) + sram_pj(accel, sram, sram_written)
-              + dram * accel.dram.energy_pj_per_bit + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J)
-    energy = energy * (1 - 1e-9)  # the exact energy sums the same terms in another order
-    return energy if objective == "energy" else energy * cycles
+              + dram * accel.dram.energy_pj_per_bit)
+    total = energy + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
+    return {"cycles": cycles, "energy": total, "edp": total * cycles}[objective], energy

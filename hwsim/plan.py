@@ -92,43 +92,99 @@ class GemmPlan:
 
     def steps(self, accel: Accelerator) -> Steps:
         """The tiles of one instance in loop order, as the event simulation runs them."""
-        op, array = self.op, accel.array
-        sizes = {"m": blocks(op.m, self.mt), "k": blocks(op.k, self.kt), "n": blocks(op.n, self.nt)}
-        shape = tuple(len(sizes[d]) for d in self.order)
-        flat = np.indices(shape).reshape(3, -1)
-        index = {d: flat[self.order.index(d)] for d in DIMS}
-        m, k, n = (sizes[d][index[d]] for d in DIMS)
-        nm, nk, nn = (len(sizes[d]) for d in DIMS)
-        streamed = [d for d, extent in zip(DIMS, array.extents(op), strict=True) if extent is None]
-        start = np.ones_like(m, dtype=bool)
-        for d in streamed:
-            start &= index[d] == 0
-        compute = np.asarray(array.tile_cycles(m, k, n, op, start), dtype=np.int64) * np.ones_like(m)
-        compute[0] += array.instance_overhead_cycles(op)
-        load = (_fetches(index["m"] * nk + index["k"], "a", self) * m * k * self.bits_a
-                + _fetches(index["k"] * nn + index["n"], "b", self) * k * n * self.bits_b)
-        block = index["m"] * nn + index["n"]
-        opens = np.r_[True, block[1:] != block[:-1]]
-        closes = np.r_[block[1:] != block[:-1], True]
-        final = index["k"] == nk - 1
-        out_bits = 0 if "out" in self.onchip else self.bits_out
-        store = np.where(closes & final, m * n * out_bits, 0)
-        if self.spills:
-            load = load + np.where(opens & (index["k"] > 0), m * n * self.psum_bits, 0)
-            store = store + np.where(closes & ~final, m * n * self.psum_bits, 0)
-        return Steps(load, compute, store, op.count)
+        batch = batch_steps(self.op, accel, *(np.array([x]) for x in (self.mt, self.kt, self.nt)),
+                            *(np.array([self.order.index(d)]) for d in DIMS), spill=np.array([self.spills]),
+                            resident=self.resident, onchip=self.onchip,
+                            widths=(self.bits_a, self.bits_b, self.bits_out, self.psum_bits))
+        return Steps(batch.load_bits, batch.compute, batch.store_bits, self.op.count)
 
 
-def _fetches(key: np.ndarray, operand: str, plan: GemmPlan) -> np.ndarray:
+@dataclass(frozen=True)
+class BatchSteps:
+    """The steps of many plans of one op, concatenated; plan ``c`` owns ``[start[c], start[c] + length[c])``."""
+
+    start: np.ndarray
+    length: np.ndarray
+    load_bits: np.ndarray
+    compute: np.ndarray
+    store_bits: np.ndarray
+
+
+def batch_steps(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, resident, onchip,
+                widths: tuple[int, int, int, int]) -> BatchSteps:
+    """Every tile step of every plan ``(mt, kt, nt, loop positions, spill)`` (equal-length arrays), in
+    loop order: a step fetches an operand tile when it differs from the previous step's (only at
+    first touch if resident, never if on chip), re-reads spilled partial sums when it reopens an output
+    block, and writes the block back when it leaves it (outputs after the last k-step, else spilled
+    partial sums)."""
+    array = accel.array
+    sa, sb, so, sp = widths
+    nm, nk, nn = ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)
+    per_position = [np.select([pm == p, pk == p], [nm, nk], nn) for p in range(3)]
+    length = nm * nk * nn
+    start = np.r_[0, np.cumsum(length)[:-1]]
+    plan = np.repeat(np.arange(len(length)), length)
+    step = np.arange(int(length.sum())) - start[plan]
+    inner, middle = per_position[2][plan], per_position[1][plan]
+    at = [step // (middle * inner), (step // inner) % middle, step % inner]
+    im, ik, in_ = (np.select([pos[plan] == 0, pos[plan] == 1], at[:2], at[2]) for pos in (pm, pk, pn))
+    nm, nk, nn, mt, kt, nt = (x[plan] for x in (nm, nk, nn, mt, kt, nt))
+    m = np.where(im == nm - 1, op.m - (nm - 1) * mt, mt)
+    k = np.where(ik == nk - 1, op.k - (nk - 1) * kt, kt)
+    n = np.where(in_ == nn - 1, op.n - (nn - 1) * nt, nt)
+    begins = step == 0
+    stream_start = np.ones_like(begins)
+    for index, extent in zip((im, ik, in_), array.extents(op), strict=True):
+        if extent is None:
+            stream_start &= index == 0
+    compute = np.asarray(array.tile_cycles(m, k, n, op, stream_start), dtype=np.int64) * np.ones_like(m)
+    compute = compute + np.where(begins, array.instance_overhead_cycles(op), 0)
+    load = (_fetches(plan, im * nk + ik, begins, "a", resident, onchip) * m * k * sa
+            + _fetches(plan, ik * nn + in_, begins, "b", resident, onchip) * k * n * sb)
+    block = im * nn + in_
+    opens = begins | np.r_[True, block[1:] != block[:-1]]
+    closes = np.r_[begins[1:], True] | np.r_[block[1:] != block[:-1], True]
+    final = ik == nk - 1
+    spilled = spill[plan]
+    load = load + np.where(spilled & opens & (ik > 0), m * n * sp, 0)
+    store = np.where(closes & final, m * n * (0 if "out" in onchip else so), 0)
+    store = store + np.where(spilled & closes & ~final, m * n * sp, 0)
+    return BatchSteps(start, length, load, compute, store)
+
+
+def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:
+    """Per plan, what :func:`pipeline_cycles` gives for its steps run ``repeat`` times (vectorised)."""
+    bandwidth = accel.dram.bandwidth_bits_per_cycle
+    loads = np.ceil(steps.load_bits / bandwidth).astype(np.int64)
+    stores = np.ceil(steps.store_bits / bandwidth).astype(np.int64)
+    compute = steps.compute
+    first, last = steps.start, steps.start + steps.length - 1
+    index = np.arange(len(compute))
+    following = index + 1
+    following[last] = first  # the next instance's first step
+    previous = index - 1
+    previous[first] = last  # the previous instance's last step
+    next_load, previous_store = loads[following], stores[previous]
+    period = np.add.reduceat(np.maximum(compute, next_load + previous_store), first)
+    head = np.maximum(compute[first], next_load[first] + previous_store[first]) - \
+        np.maximum(compute[first], next_load[first])
+    tail = np.maximum(compute[last], next_load[last] + previous_store[last]) - \
+        np.maximum(compute[last], previous_store[last])
+    total = loads[first] + repeat * period - head - tail + stores[last]
+    single = loads[first] + compute[first] + stores[first]
+    return np.where(steps.length * repeat == 1, single, total)
+
+
+def _fetches(plan: np.ndarray, key: np.ndarray, begins: np.ndarray, operand: str, resident, onchip) -> np.ndarray:
     """1 where a step fetches its tile of ``operand``: never if on chip, at first touch if resident,
     else whenever the tile differs from the previous step's."""
-    if operand in plan.onchip:
+    if operand in onchip:
         return np.zeros_like(key)
-    if operand in plan.resident:
+    if operand in resident:
         first = np.zeros(len(key), dtype=np.int64)
-        first[np.unique(key, return_index=True)[1]] = 1
+        first[np.unique(plan * (int(key.max()) + 1) + key, return_index=True)[1]] = 1
         return first
-    return np.r_[1, (key[1:] != key[:-1]).astype(np.int64)]
+    return (begins | np.r_[True, key[1:] != key[:-1]]).astype(np.int64)
 
 
 def _revisits(nm, nk, nn, pm, pk, pn):
