@@ -64,7 +64,6 @@ class GroupedPlan:
     gather: bool
     merges: int  # depth groups whose partial outputs the vector unit adds (0 with grouped_reduction)
     merged: frozenset[str] = frozenset()  # grouped dimensions run together at the op's own bits
-    resident: frozenset[str] = frozenset()
 
     def grouped(self, dim: str) -> bool:
         """Whether the tiles along ``dim`` run at their token groups' bits (gathered, requantized on load)."""
@@ -145,10 +144,10 @@ def _tiles(plan: GroupedPlan, accel: Accelerator) -> dict[str, np.ndarray]:
         bits_b = bits[1][index["k"]] if op.depth_groups else bits[2][index["n"]]
         fits = _resident(_sub_op(loop.size("m"), loop.size("k"), loop.size("n"), op.bits_a, op.bits_b, op.count,
                                  op.kind, op.out_bits), accel, plan.onchip)  # at the widest storage: never overfull
-        nest = dataclasses.replace(plan, resident=fits)
         nm, nk, nn = (counts[d] for d in DIMS)
-        fetch_a = _fetches(index["m"] * nk + index["k"], "a", nest)
-        fetch_b = _fetches(index["k"] * nn + index["n"], "b", nest)
+        one_plan, begins = np.zeros(len(index["m"]), dtype=np.int64), np.arange(len(index["m"])) == 0
+        fetch_a = _fetches(one_plan, index["m"] * nk + index["k"], begins, "a", fits, plan.onchip)
+        fetch_b = _fetches(one_plan, index["k"] * nn + index["n"], begins, "b", fits, plan.onchip)
         sa, sb = _storage(plan, accel, bits_a, "a"), _storage(plan, accel, bits_b, "b")
         compute, mac_pj = np.zeros(len(m), dtype=np.int64), np.zeros(len(m))
         folds = {d: np.ones(len(m), dtype=np.int64) for d in DIMS}
