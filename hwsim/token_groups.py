@@ -25,9 +25,19 @@ import numpy as np
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.cost import _static_pj, sram_pj, vector_cost
 from hwsim.mapper import _legal, _objective, _resident, candidates, onchip, widths
-from hwsim.plan import DIMS, Steps, _fetches, _revisits, blocks, gemm_metrics, pipeline_cycles, plan_vector
+from hwsim.plan import (
+    DIMS,
+    Steps,
+    _fetches,
+    _revisits,
+    blocks,
+    gemm_metrics,
+    pipeline_cycles,
+    plan_vector,
+    vector_rate,
+)
 from hwsim.result import OpCost
-from hwsim.tokens import capabilities
+from hwsim.tokens import capabilities, subword_factor
 from hwsim.workload import Gemm, VectorOp
 
 EXACT = 32  # candidates costed exactly per grouped GEMM, best-ordered first
@@ -303,7 +313,11 @@ def _runs_plain(op: VectorOp, accel: Accelerator) -> bool:
     """Whether the preset runs this token vector op as the vector-unit pass of a plain preset."""
     caps = capabilities(accel)
     return not ((op.kind == "token_score" and "fused_score" in caps)
-                or (op.kind == "regroup" and "requant_on_load" in caps))
+                or (op.kind == "regroup" and "requant_on_load" in caps) or _subword(op, accel) < 1)
+
+
+def _subword(op: VectorOp, accel: Accelerator) -> float:
+    return subword_factor(op) if "subword_vector" in capabilities(accel) else 1.0
 
 
 def vector_steps(op: VectorOp, accel: Accelerator) -> Steps | None:
@@ -313,6 +327,10 @@ def vector_steps(op: VectorOp, accel: Accelerator) -> Steps | None:
     zeros = np.zeros_like(plain.compute)
     if _runs_plain(op, accel):
         return plain
+    if _subword(op, accel) < 1:  # demoted rows at sub-word width: the same traffic, fewer lane-cycles
+        chunks = blocks(op.elements, plan_vector(op, accel).chunk)
+        compute = np.ceil(chunks * vector_rate(op, accel) * _subword(op, accel) / accel.vector.lanes)
+        return Steps(plain.load_bits, compute.astype(np.int64), plain.store_bits)
     if op.kind == "token_score":  # fused: reads the class row in the softmax pass
         return Steps(zeros, plain.compute, zeros)
     if "gather_on_chip" in capabilities(accel):
@@ -325,6 +343,10 @@ def vector_op_cost(op: VectorOp, accel: Accelerator, steps: Steps | None, cycles
     energy for the elements the vector unit itself processed (a plain pass: as on a plain preset)."""
     if _runs_plain(op, accel):
         return vector_cost(plan_vector(op, accel), accel, cycles, compute_cycles)
+    if _subword(op, accel) < 1:
+        plain = vector_cost(plan_vector(op, accel), accel, cycles, compute_cycles)
+        return dataclasses.replace(plain, tile=f"{plain.tile}, sub-word {_subword(op, accel):.3g}",
+                                   energy_vector_pj=plain.energy_vector_pj * _subword(op, accel))
     load = int(steps.load_bits.sum()) if steps is not None else 0
     store = int(steps.store_bits.sum()) if steps is not None else 0
     on_chip = op.elements * op.bits if compute_cycles and not load else 0  # read from the output buffer

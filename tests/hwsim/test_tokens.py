@@ -39,7 +39,8 @@ def block_ops(batch: int = 1) -> list:
         hwsim.VectorOp("regroup", "regroup", 3 * batch * tokens * 384),
         hwsim.Gemm("qk", 196, hd, tokens, 8, 8, count=count, kind="matmul",
                    row_groups=((98, 8), (98, 4)), col_groups=((99, 8), (98, 4))),
-        hwsim.VectorOp("softmax", "softmax", count * tokens * tokens),
+        hwsim.VectorOp("softmax", "softmax", count * tokens * tokens,
+                       groups=((count * tokens * 99, 8), (count * tokens * 98, 4))),
         hwsim.Gemm("av", tokens, tokens, hd, 8, 8, count=count, kind="matmul",
                    row_groups=((99, 8), (98, 4)), depth_groups=((99, 8), (98, 4))),
     ]
@@ -173,3 +174,21 @@ def test_extends_merges_the_base_and_errors_name_the_problem(tmp_path):
         with pytest.raises(hwsim.ConfigError, match=fragment) as info:
             accelerators.load(path)
         assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", list(TOKEN_PRESETS))
+def test_subword_vector_runs_demoted_softmax_rows_at_their_width_and_nothing_else_changes(presets, name):
+    accel, base = presets[name], presets[TOKEN_PRESETS[name]]
+    grouped = block_ops()[4]
+    plain = dataclasses.replace(grouped, groups=())
+    full, half = hwsim.estimate(plain, accel), hwsim.estimate(grouped, accel)
+    assert hwsim.estimate(grouped, base).as_row() == hwsim.estimate(plain, base).as_row()  # plain presets ignore groups
+    assert full.as_row() == hwsim.estimate(plain, base).as_row()
+    # 99 rows at full width, 98 at two per lane-cycle: (99 + 98 / 2) / 197 of the lane-cycles and vector energy
+    share = (99 + 98 / 2) / 197
+    assert half.compute_cycles == pytest.approx(share * full.compute_cycles, rel=1e-3)  # per-chunk rounding
+    assert half.energy_vector_pj == pytest.approx(share * full.energy_vector_pj)
+    assert (half.dram_read_bits, half.dram_write_bits) == (full.dram_read_bits, full.dram_write_bits)
+    assert hwsim.simulate(chain(grouped), accel).cycles == half.cycles
+    with pytest.raises(hwsim.WorkloadError, match="groups sizes"):
+        hwsim.VectorOp("s", "softmax", 10, groups=((4, 8), (4, 4)))
