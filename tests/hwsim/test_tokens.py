@@ -4,6 +4,7 @@ import copy
 import dataclasses
 
 import pytest
+from test_row_groups import chain
 
 import accelerators
 import hwsim
@@ -12,14 +13,6 @@ from hwsim.mapper import onchip
 from hwsim.tokens import CAPABILITIES
 
 TOKEN_PRESETS = {"bitfusion_tokens": "bitfusion", "loom_tokens": "loom"}
-
-
-def chain(*ops) -> hwsim.Workload:
-    workload, previous = hwsim.Workload(), []
-    for op in ops:
-        workload.add(op, after=previous)
-        previous = [op.name]
-    return workload
 
 
 def without(accel: hwsim.Accelerator, *capabilities: str) -> hwsim.Accelerator:
