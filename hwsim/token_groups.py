@@ -155,9 +155,11 @@ def _tiles(plan: GroupedPlan, accel: Accelerator) -> dict[str, np.ndarray]:
         fits = _resident(_sub_op(loop.size("m"), loop.size("k"), loop.size("n"), op.bits_a, op.bits_b, op.count,
                                  op.kind, op.out_bits), accel, plan.onchip)  # at the widest storage: never overfull
         nm, nk, nn = (counts[d] for d in DIMS)
-        one_plan, begins = np.zeros(len(index["m"]), dtype=np.int64), np.arange(len(index["m"])) == 0
-        fetch_a = _fetches(one_plan, index["m"] * nk + index["k"], begins, "a", fits, plan.onchip)
-        fetch_b = _fetches(one_plan, index["k"] * nn + index["n"], begins, "b", fits, plan.onchip)
+        begins = np.arange(len(index["m"])) == 0
+        fetch_a = _fetches(key=index["m"] * nk + index["k"], begins=begins, first_pass=index["n"] == 0, operand="a",
+                           resident=fits, onchip=plan.onchip)
+        fetch_b = _fetches(key=index["k"] * nn + index["n"], begins=begins, first_pass=index["m"] == 0, operand="b",
+                           resident=fits, onchip=plan.onchip)
         sa, sb = _storage(plan, accel, bits_a, "a"), _storage(plan, accel, bits_b, "b")
         compute, mac_pj = np.zeros(len(m), dtype=np.int64), np.zeros(len(m))
         folds = {d: np.ones(len(m), dtype=np.int64) for d in DIMS}
