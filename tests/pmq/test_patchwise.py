@@ -216,6 +216,7 @@ def test_run_patchwise_picks_settings_within_the_budget():
         run_patchwise(experiment, base, None, "bops", "0.5x", choices=choices, omega_images=16, evaluate=False)
 
 
+@pytest.mark.slow
 def test_patchwise_without_a_budget_is_always_feasible_and_token_hardware_turns_bits_into_time():
     """No budget: 0.9x of the base, or the cheapest setting when 0.9x lies below it (and the summary says
     which). On loom_tokens demoted tokens save simulated time, so a latency search picks layers; on plain
