@@ -54,8 +54,8 @@ SWEEP_RHOS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
 SWEEP_LEVELS = ((8, 4), (8, 2))
 ATTENTION = (".attn.matmul_qk", ".attn.softmax", ".attn.matmul_av", ".attn.token_score", ".attn.regroup")
 REMEDY = {  # the capability that would remove an attention op's remaining cost, by op and what dominates it
-    ("softmax", "cycles"): "a precision-scalable softmax: demoted probability rows computed at sub-word width "
-                           "(2 per lane at 4 bits, 4 at 2 bits), or more vector lanes",
+    ("softmax", "cycles"): "more vector lanes, or a sub-word vector unit where the preset has none (demoted "
+                           "probability rows at 2 per lane-cycle at 4 bits, 4 at 2 bits)",
     ("softmax", "dram"): "softmax fused on q·kᵀ's output buffer (scores never leave the chip) writing probability "
                          "rows at their group's bits",
     ("matmul_qk", "dram"): "q·kᵀ scores kept on chip for a fused softmax (their write-back does not shrink with the "
@@ -202,11 +202,11 @@ def _blocker(row: dict) -> str:
         target = (1 - GOAL[metric]) * total_base
         needed = total_pw - target
         remedy = REMEDY.get((kind, part), "")
-        lines.append(f"{metric}: {kind} is {100 * op[field] / total_pw:.0f}% of the patch-wise attention "
-                     f"{'cycles' if metric == 'latency' else 'energy'} ({part} {100 * op[part] / op[field]:.0f}% of it "
-                     f"where energy), {'unchanged' if abs(op[field] - base['ops'].get(kind, op)[field]) < 0.01 * op[field] else 'changed'} "
-                     f"by token bits; the goal needs {needed / total_pw:.0%} of the attention "
-                     f"{'cycles' if metric == 'latency' else 'energy'} removed"
+        what = "cycles" if metric == "latency" else f"energy ({part} {100 * op[part] / op[field]:.0f}% of it)"
+        before = base["ops"].get(kind, {field: 0})[field]
+        lines.append(f"{metric}: {kind} is {100 * op[field] / total_pw:.0f}% of the patch-wise attention {what}, "
+                     f"{pct(op[field], before) if before else 'new'} against the base; the goal needs "
+                     f"{needed / total_pw:.0%} of the patch-wise attention {metric} removed"
                      + (f" — would be removed by {remedy}" if remedy else ""))
     return "; ".join(lines) if lines else "goal met"
 
@@ -253,7 +253,7 @@ def codesign(report: dict, out: Path) -> None:
     print("wrote", *plot_codesign(points, out))
 
 
-PRESET_LOOK = {"plain": ("--", "plain preset"), "tokens": ("-", "token-aware")}
+PRESET_LOOK = {"plain": ("--", "plain"), "tokens": ("-", "token-aware")}
 SEQ_COLOURS = {SEQUENCES[0][0]: OKABE_ITO["blue"], SEQUENCES[1][0]: OKABE_ITO["vermillion"]}
 LEVEL_MARKERS = {"8/4": "o", "8/2": "^"}
 METRICS = (("latency", "attention latency"), ("energy", "attention energy"), ("latency_area", "attention latency × area"))
@@ -276,7 +276,7 @@ def plot_codesign(points: list[dict], out: Path) -> list[Path]:
                                              == (kind == "tokens")), key=lambda p: -p["rho"])
                             ax.plot([p["rho"] for p in series], [p[metric] for p in series], linestyle=line,
                                     marker=marker, color=colour, fillstyle="full" if kind == "tokens" else "none",
-                                    label=f"{kind_label}, {sequence}, {levels}")
+                                    label=f"{kind_label}, {sequence.split(', ')[1]}, {levels}")
                 ax.axhline(1.0, color="black", linewidth=0.8)
                 ax.invert_xaxis()
                 ax.set_title(f"{pair}: {title}")
