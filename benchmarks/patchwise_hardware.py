@@ -60,6 +60,8 @@ REMEDY = {  # the capability that would remove an attention op's remaining cost,
                          "rows at their group's bits",
     ("matmul_qk", "dram"): "q·kᵀ scores kept on chip for a fused softmax (their write-back does not shrink with the "
                            "token bits) or, at least, outputs requantized on chip instead of written at the psum width",
+    ("matmul_qk", "cycles"): "outputs requantized on chip, or scores kept on chip for a fused softmax (q·kᵀ waits "
+                             "on writing its scores back, whatever the token bits)",
     ("matmul_av", "dram"): "attention probabilities stored at their row group's bits (requantized on the softmax's "
                            "write path, not on attn·v's load path)",
     ("matmul_av", "sram"): "attention probabilities stored at their row group's bits (requantized on the softmax's "
