@@ -4,6 +4,10 @@
 validated :class:`hwsim.Accelerator`. The ``kind`` key picks the PE-array model from the registry
 (:func:`register_pe_model`, or the ``pmq.pe_models`` entry points); the model fixes which keys
 ``array`` and ``energy.mac`` take. Every key is checked; an error names the file and the key path.
+
+``extends: NAME`` (a preset name, or a YAML path relative to the file) starts a description from
+another one: its keys are merged in, mapping by mapping, and only what the new design adds or
+changes is written (a derived design keeps every fact, and source, of its base).
 """
 
 from __future__ import annotations
@@ -83,10 +87,20 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
     )
 
 
-def load(name_or_path: str | os.PathLike) -> Accelerator:
-    """A preset by name (see :func:`available`) or a YAML file path."""
+def _merged(base: dict, changes: dict) -> dict:
+    """``changes`` over ``base``: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def _read(name_or_path: str | os.PathLike, relative_to: Path | None = None, chain: tuple[Path, ...] = ()) -> tuple[dict, Path]:
+    """The parsed description of a preset name or YAML path, with its ``extends`` chain merged in."""
     text = str(name_or_path)
     path = Path(text)
+    if relative_to is not None and not path.is_absolute() and path.suffix in (".yaml", ".yml"):
+        path = relative_to / path
     if not (path.suffix in (".yaml", ".yml") or path.is_file()):
         path = PRESET_DIR / f"{text}.yaml"
         if not path.is_file():
@@ -102,4 +116,21 @@ def load(name_or_path: str | os.PathLike) -> Accelerator:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"accelerator '{path}': malformed YAML{where} ({problem}); fix the syntax") from None
+    if not isinstance(data, dict) or "extends" not in data:
+        return data, path
+    base_name = data.pop("extends")
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ConfigError(f"accelerator '{path}': extends must name a preset or a YAML path, got {base_name!r}")
+    if path.resolve() in chain:
+        raise ConfigError(f"accelerator '{path}': extends {base_name!r} loops back to this file; break the cycle")
+    try:
+        base, _ = _read(base_name, path.parent, (*chain, path.resolve()))
+    except UnknownAcceleratorError as err:
+        raise ConfigError(f"accelerator '{path}': extends {base_name!r}: {err}") from None
+    return _merged(base, data), path
+
+
+def load(name_or_path: str | os.PathLike) -> Accelerator:
+    """A preset by name (see :func:`available`) or a YAML file path (``extends`` resolved)."""
+    data, path = _read(name_or_path)
     return from_dict(data, source=str(path))

@@ -16,9 +16,10 @@ than a top-1 difference, which is what separates the token rankings.
 2. the importance score (class-token attention averaged over heads) against a random ranking and
    a cheaper proxy (value-vector norm) at the same ρ, also at harsher settings (2-bit, and the
    inputs of qkv / proj / fc1 / fc2 too) where the ranking matters more;
-3. BOPs, simulated latency and energy of the attention part (q·kᵀ, softmax, attn·v and the
-   patch-wise scoring / regrouping) and of the whole model, with and without patch-wise, on
-   bitfusion and loom (and the same settings on DeiT-S shapes, hardware only);
+3. latency and energy of the attention part and of the whole model against the same preset's W8A8,
+   on bitfusion / loom and their token-aware versions, and what stops the missed goals
+   (``patchwise_hardware.goal_table``; ``python benchmarks/patchwise_hardware.py`` runs it alone, with
+   the co-design sweep);
 4. the per-layer Pareto search (``run_patchwise``) under a BOPs budget, and its Ω method
    (Fisher vs measured loss increase, Spearman over all layer × choice pairs);
 5. a figure of a few test images with each patch coloured by its bits in each layer.
@@ -35,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from patchwise_hardware import goal_table, uniform_patchwise
 
 import accelerators
-import hwsim
 from pmq.allocation import BitAllocation
 from pmq.data import FASHION_MNIST_CLASSES, subset
 from pmq.errors import PMQError
@@ -45,7 +46,7 @@ from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
 from pmq.patchwise.maps import token_bit_maps, token_bits_record
 from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices, run_patchwise
-from pmq.patchwise.spec import DEFAULT_APPLY_TO, OPERANDS, LayerSetting, PatchwiseSpec
+from pmq.patchwise.spec import DEFAULT_APPLY_TO, OPERANDS, LayerSetting
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
 from pmq.plots.tokens import save_token_bits
 from pmq.workload import model_workload
@@ -59,35 +60,9 @@ HARSH = (("attention rows", DEFAULT_APPLY_TO, (8, 2), (0.1,)),  # settings that 
          ("all token rows", tuple(OPERANDS), (8, 4), (0.25,)),
          ("all token rows", tuple(OPERANDS), (8, 2), (0.5,)),
          ("all token rows", tuple(OPERANDS), (8, 2), (0.25,)))
-HARDWARE_SETTINGS = (("8/4", (0.5,), DEFAULT_APPLY_TO), ("8/4", (0.35,), DEFAULT_APPLY_TO),
-                     ("8/2", (0.5,), DEFAULT_APPLY_TO), ("8/4/2", (0.25, 0.5), DEFAULT_APPLY_TO),
-                     ("8/4", (0.5,), ("q", "k", "attn")))  # V kept: no reduction split, no partial-sum merge
-ACCELERATORS = ("bitfusion", "loom")
-ATTENTION = (".attn.matmul_qk", ".attn.softmax", ".attn.matmul_av", ".attn.token_score", ".attn.regroup")
-
-
-def uniform_patchwise(base: BitAllocation, setting: LayerSetting, score: str = "cls_attention",
-                      apply_to: tuple[str, ...] = DEFAULT_APPLY_TO) -> BitAllocation:
-    layers = {name.rsplit(".attn", 1)[0]: setting for name in base.bits if name.endswith(".attn.matmul_qk")}
-    return BitAllocation(dict(base.bits), PatchwiseSpec(layers, score, apply_to).to_dict())
-
-
-def is_attention(name: str) -> bool:
-    return ".attn.matmul_qk" in name or any(name.endswith(part) for part in ATTENTION)
-
-
 def attention_bops(model, allocation: BitAllocation) -> int:
     return sum(op.bops for op in model_workload(model, allocation).ops
                if ".attn.matmul_qk" in op.name or op.name.endswith(".attn.matmul_av"))
-
-
-def hardware_row(model, allocation: BitAllocation, accel, simulate: bool = True) -> dict:
-    workload = model_workload(model, allocation)
-    result = hwsim.simulate(workload, accel) if simulate else hwsim.estimate_workload(workload, accel)
-    attention = [op for op in result.ops if is_attention(op.name)]
-    return {"bops": result.bops, "latency_s": result.latency_s, "energy_pj": result.energy_pj,
-            "attn_bops": sum(op.bops for op in attention), "attn_latency_s": sum(op.latency_s for op in attention),
-            "attn_energy_pj": sum(op.energy_pj for op in attention)}
 
 
 def _versus(rows: list[dict], other: str) -> str:
@@ -211,44 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3: hardware
     print("## 2. Hardware: attention part and whole model, with and without patch-wise\n")
-    deit = None
-    try:
-        import timm
-
-        deit = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
-    except Exception as exc:  # noqa: BLE001 - the DeiT-S shapes are optional context
-        print(f"(DeiT-S shapes skipped: {type(exc).__name__})")
-    hardware = []
-    print("| model | accelerator | setting | attn BOPs (M) | attn latency (µs) | attn energy (nJ) | "
-          "model GBOPs | model latency (µs) | model energy (µJ) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for model_name, net in (("demo", model), ("deit_s", deit)):
-        if net is None:
-            continue
-        net_names = names if model_name == "demo" else _component_names(net)
-        net_base = BitAllocation.uniform(args.base, net_names)
-        for accel_name in ACCELERATORS:
-            accel = accelerators.load(accel_name)
-            simulate = model_name == "demo"  # DeiT-S by the closed-form estimate (within 5%), for time
-            plain = hardware_row(net, net_base, accel, simulate)
-            rows = [("plain", plain)]
-            for label, rho, apply_to in HARDWARE_SETTINGS:
-                setting = LayerSetting(rho, LEVEL_SETS[label][0])
-                name = str(setting) + ("" if apply_to == DEFAULT_APPLY_TO else f" on {'/'.join(apply_to)}")
-                rows.append((name, hardware_row(net, uniform_patchwise(net_base, setting, apply_to=apply_to), accel,
-                                                simulate)))
-            for label, row in rows:
-                hardware.append({"model": model_name, "accelerator": accel_name, "setting": label, **row})
-                ref = "" if label == "plain" else " ({})"
-                print(f"| {model_name} | {accel_name} | {label} | {row['attn_bops'] / 1e6:.1f}"
-                      f"{ref.format(pct(row['attn_bops'], plain['attn_bops']))} | "
-                      f"{row['attn_latency_s'] * 1e6:.1f}{ref.format(pct(row['attn_latency_s'], plain['attn_latency_s']))} | "
-                      f"{row['attn_energy_pj'] / 1e3:.1f}{ref.format(pct(row['attn_energy_pj'], plain['attn_energy_pj']))} | "
-                      f"{row['bops'] / 1e9:.3f}{ref.format(pct(row['bops'], plain['bops']))} | "
-                      f"{row['latency_s'] * 1e6:.1f}{ref.format(pct(row['latency_s'], plain['latency_s']))} | "
-                      f"{row['energy_pj'] / 1e6:.2f}{ref.format(pct(row['energy_pj'], plain['energy_pj']))} |",
-                      flush=True)
-    report["hardware"] = hardware
+    goal_table(report)
 
     # 4: Pareto search and its Ω
     print(f"\n## 3. Per-layer Pareto search (BOPs budget {args.budget} of the base)\n")
@@ -293,12 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}/patchwise.json, top1_vs_attention_bops.png/pdf, token_bits.png "
           f"({report['wall_s']:.0f} s)")
     return 0
-
-
-def _component_names(model) -> list[str]:
-    from pmq.quant import component_specs
-
-    return [spec.name for spec in component_specs(model)]
 
 
 SWEEP_COLOURS = {"8/4": OKABE_ITO["blue"], "8/2": OKABE_ITO["vermillion"], "8/4/2": OKABE_ITO["green"]}

@@ -25,6 +25,7 @@ from hwsim.config import (
     Text,
 )
 from hwsim.errors import ConfigError
+from hwsim.tokens import TOKENS_SCHEMA
 from hwsim.workload import MAX_BITS, Gemm
 
 BUFFERS = ("ifmap", "filter", "ofmap")
@@ -294,5 +295,6 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
             "static_power_w": NON_NEGATIVE,
         },
         "area": Optional(AREA_SCHEMA, None),
+        "tokens": Optional(TOKENS_SCHEMA, None),
         "sources": Optional(MapOf(Text()), {}),
     }

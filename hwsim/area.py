@@ -8,7 +8,9 @@ is only the arithmetic that makes area follow the parameters a co-design sweep v
   precision support of the array is priced in ``unit_um2``;
 * SRAM: ``KiB × area.sram_mm2_per_kib[buffer]`` per buffer (CACTI-style linear density; eDRAM
   buffers simply carry a denser figure);
-* vector unit: ``vector.lanes × area.vector_lane_um2``.
+* vector unit: ``vector.lanes × area.vector_lane_um2``;
+* token capabilities (patch-wise precision in hardware): the ``area_um2`` of each ``tokens`` key
+  (:mod:`hwsim.tokens`), 0 on a plain preset.
 
 Not modelled: DRAM PHY, NoC/control and clock-dependent sizing (a faster clock is free here).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hwsim import tokens
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.errors import ConfigError
 
@@ -31,19 +34,22 @@ class AreaBreakdown:
     array_mm2: float
     sram_mm2: dict[str, float]
     vector_mm2: float
+    tokens_mm2: float = 0.0
 
     @property
     def total_mm2(self) -> float:
-        return self.array_mm2 + sum(self.sram_mm2.values()) + self.vector_mm2
+        return self.array_mm2 + sum(self.sram_mm2.values()) + self.vector_mm2 + self.tokens_mm2
 
     @staticmethod
     def columns() -> tuple[str, ...]:
         """The keys of :meth:`as_dict`, for table headers."""
-        return ("area_mm2", "area_array_mm2", *(f"area_sram_{b}_mm2" for b in BUFFERS), "area_vector_mm2")
+        return ("area_mm2", "area_array_mm2", *(f"area_sram_{b}_mm2" for b in BUFFERS), "area_vector_mm2",
+                "area_tokens_mm2")
 
     def as_dict(self) -> dict[str, float]:
         """Flat columns for tables: ``area_mm2`` (total) then each block."""
-        values = (self.total_mm2, self.array_mm2, *(self.sram_mm2[b] for b in BUFFERS), self.vector_mm2)
+        values = (self.total_mm2, self.array_mm2, *(self.sram_mm2[b] for b in BUFFERS), self.vector_mm2,
+                  self.tokens_mm2)
         return dict(zip(self.columns(), values, strict=True))
 
 
@@ -64,4 +70,5 @@ def area(accel: Accelerator) -> AreaBreakdown:
         array_mm2=accel.array.area_units() * constants["unit_um2"] / UM2_PER_MM2,
         sram_mm2={b: getattr(accel.buffers, b) / BYTES_PER_KIB * density[b] for b in BUFFERS},
         vector_mm2=accel.vector.lanes * constants["vector_lane_um2"] / UM2_PER_MM2,
+        tokens_mm2=tokens.area_mm2(accel),
     )

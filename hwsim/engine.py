@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from hwsim import token_groups, tokens
 from hwsim.accelerator import Accelerator
 from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
 from hwsim.mapper import DEFAULT_MAPPER, Mapper
@@ -59,6 +60,14 @@ def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Acc
                 mapper: Mapper = DEFAULT_MAPPER):
     """simpy process: run one op with the plan ``mapper`` picks, return its :class:`OpCost`."""
     start = env.now
+    if tokens.handles(op, accel):  # a grouped GEMM or token vector op on a token-aware preset
+        if isinstance(op, Gemm):
+            plan = token_groups.plan_grouped(op, accel, getattr(mapper, "objective", "cycles"))
+            busy = yield from _pipeline(env, dram, accel, plan.steps(accel))
+            return token_groups.grouped_cost(plan, accel, int(env.now - start), busy)
+        steps = token_groups.vector_steps(op, accel)
+        busy = (yield from _pipeline(env, dram, accel, steps)) if steps is not None else 0
+        return token_groups.vector_op_cost(op, accel, steps, int(env.now - start), busy)
     if isinstance(op, Gemm) and op.grouped:  # row groups etc.: sub-GEMMs back to back, each at its own bits
         merge = op.merge_op()
         parts = []

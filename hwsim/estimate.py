@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hwsim import token_groups, tokens
 from hwsim.accelerator import Accelerator
 from hwsim.cost import cost_plan, grouped_gemm_cost, vector_cost
 from hwsim.mapper import DEFAULT_MAPPER, Mapper, SearchMapper, mapped_cost
@@ -13,8 +14,11 @@ from hwsim.workload import Gemm, Op, VectorOp, Workload
 def estimate(op: Op, accel: Accelerator, mapper: Mapper | None = None) -> OpCost:
     """Cost of one op in closed form: the plan ``mapper`` picks (default: the search mapper, by
     cycles), run lock-step through the pipeline exactly as ``simulate`` runs it, so cycles agree.
-    A grouped (patch-wise) GEMM is the sum of its sub-GEMMs, as in ``simulate``."""
+    A grouped (patch-wise) GEMM is the sum of its sub-GEMMs, as in ``simulate`` (one mappable unit on a
+    token-aware preset, see :mod:`hwsim.token_groups`)."""
     mapper = DEFAULT_MAPPER if mapper is None else mapper
+    if tokens.handles(op, accel):
+        return token_groups.estimate_token_op(op, accel, getattr(mapper, "objective", "cycles"))
     if isinstance(op, Gemm) and op.grouped:
         merge = op.merge_op()
         parts = [estimate(part, accel, mapper) for part in op.parts()]

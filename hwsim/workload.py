@@ -200,12 +200,17 @@ class Gemm:
 
 @dataclass(frozen=True)
 class VectorOp:
-    """An elementwise/row-wise op on the vector unit over ``elements`` values of ``bits`` each."""
+    """An elementwise/row-wise op on the vector unit over ``elements`` values of ``bits`` each.
+
+    ``groups`` (patch-wise): ``((elements, bits), ...)`` summing to ``elements``, the bits each part's
+    output rows are requantized to (e.g. softmax rows of demoted tokens); only a preset with a sub-word
+    vector unit (``tokens.subword_vector``) prices them, at their own width."""
 
     name: str
     kind: str
     elements: int
     bits: int = 8
+    groups: Groups = ()
 
     def __post_init__(self) -> None:
         if self.kind not in VECTOR_KINDS:
@@ -215,6 +220,7 @@ class VectorOp:
             )
         _check_positive(self.name, "elements", self.elements)
         _check_bits(self.name, "bits", self.bits)
+        object.__setattr__(self, "groups", _check_groups(self.name, "groups", self.groups, "elements", self.elements))
 
     @property
     def macs(self) -> int:

@@ -169,6 +169,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"{s['model_tag']} [{args.metric}, {args.objective} <= {args.budget}]: top-1 {100 * s['top1']:.2f}%, "
               f"{s['size_mb']:.3f} MB, {s['gbops']:.3f} GBOPs, {1e3 * s['latency_s']:.3f} ms and "
               f"{s['energy_pj'] / 1e6:.2f} uJ on {accel.name}; frontier of {s['frontier_points']} points  ({out})")
+        if args.patchwise:
+            p = s["patchwise"]
+            print(f"patch-wise [{p['objective']} <= {p['budget']}]: {p['cost'] / p['base_cost']:.4f}x the base's "
+                  f"{p['objective']}; layers: {', '.join(f'{k} {v}' for k, v in p['layers'].items()) or 'none'}")
     return 0
 
 
@@ -290,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patchwise", action="store_true",
                    help="then reallocate token activation bits per layer (patch-wise) on the chosen allocation")
     p.add_argument("--patchwise-objective", help="cost the patch-wise step minimises under (default: --objective; bops when that is size)")
-    p.add_argument("--patchwise-budget", default="0.9x",
-                   help="patch-wise budget: a share of the chosen allocation's own cost (0.9x), 0.5x:W8A8, or absolute")
+    p.add_argument("--patchwise-budget",
+                   help="patch-wise budget: a share of the chosen allocation's own cost (0.9x), 0.5x:W8A8, or absolute "
+                   "(default: 0.9x, or the cheapest patch-wise setting when 0.9x is below it)")
     p.add_argument("--out", type=Path, help="results folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_search)

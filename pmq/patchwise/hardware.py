@@ -14,6 +14,8 @@ own bits) and add the work of ranking and regrouping tokens on the vector unit:
   vector unit produces itself (softmax → attention probabilities, LayerNorm → qkv / fc1 inputs,
   GELU → fc2 input) and attn·v's output (already in group order, → proj) are written in group
   order at their group's bits as part of that op: no extra pass;
+- the softmax carries the attention-probability rows' groups (``hwsim.VectorOp.groups``): a preset
+  with a sub-word vector unit runs demoted rows at their own width, any other ignores them;
 - attn·v runs grouped by probability rows and by value rows (its reduction; the partial outputs
   are added by the GEMM's merge, see ``hwsim.Gemm.merge_op``); qkv / proj / fc1 / fc2 rows when
   ``apply_to`` names them (qkv ranked by the previous block's score,
@@ -58,8 +60,10 @@ def patchwise_ops(ops: list[hwsim.Gemm | hwsim.VectorOp], spec: PatchwiseSpec,
     for op in ops:
         layer = ".".join(op.name.split(".")[:2])
         setting, shape = spec.layers.get(layer), attention.get(f"{layer}.attn")
-        if setting is None or shape is None or not isinstance(op, hwsim.Gemm):
+        if setting is None or shape is None:
             out.append(op)
+        elif isinstance(op, hwsim.VectorOp):
+            out.append(_LayerOps(spec, setting, layer, shape, prefix, bits_of).softmax(op))
         else:
             out += _LayerOps(spec, setting, layer, shape, prefix, bits_of).rewrite(op)
     return out
@@ -93,6 +97,14 @@ class _LayerOps:
         if with_prefix:
             sizes[0] += self.prefix
         return _groups(sizes, self.setting.operand_levels(self.bits(operand)), self.bits(operand), scale)
+
+    def softmax(self, op: hwsim.VectorOp) -> hwsim.VectorOp:
+        """The softmax with its rows grouped by the bits their probabilities are requantized to (the
+        ``attn`` operand's groups); other vector ops unchanged."""
+        if op.name != f"{self.layer}.attn.softmax":
+            return op
+        batch, tokens, heads, _ = self.shape
+        return dataclasses.replace(op, groups=self.groups("attn", with_prefix=True, scale=batch * heads * tokens))
 
     def score(self, name: str) -> hwsim.VectorOp:
         batch, tokens, heads, _ = self.shape

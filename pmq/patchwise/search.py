@@ -51,6 +51,7 @@ OBJECTIVES = ("bops", "latency", "energy")
 OMEGA_METHODS = ("fisher", "loss")
 DEFAULT_LEVEL_SETS = ((8, 4), (8, 2), (8, 4, 2))
 DEFAULT_RHOS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
+DEFAULT_SHARE = 0.9  # no budget given: 0.9x of the base's own cost, or the cheapest reachable cost above it
 Key = tuple[tuple[float, ...], tuple[int, ...]]
 
 
@@ -244,16 +245,25 @@ def loss_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices
     return omega
 
 
+def default_budget(base_total: float, lo: float) -> tuple[float, str]:
+    """The budget when none is given, always feasible: 0.9x of the base's cost, or the cheapest patch-wise
+    cost when 0.9x lies below it (the base cost is always reachable: ρ = 1 everywhere); and what was picked."""
+    share = DEFAULT_SHARE * base_total
+    if share >= lo * (1 - 1e-9):
+        return share, f"default {DEFAULT_SHARE:g}x of the base"
+    return lo, f"default: the cheapest setting ({lo / base_total:.4g}x of the base; {DEFAULT_SHARE:g}x is below it)"
+
+
 def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator: hwsim.Accelerator | None,
-                  objective: str, budget: str | float, *, choices: Sequence[LayerSetting] | None = None,
+                  objective: str, budget: str | float | None = None, *, choices: Sequence[LayerSetting] | None = None,
                   score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO,
                   omega_method: str = "fisher", omega_images: int = DEFAULT_SENSITIVITY_IMAGES, seed: int = 0,
                   evaluate: bool = True, evaluate_base: bool = True, limit: int | None = None,
                   progress: bool = True) -> PatchwiseSearch:
     """Search ρ (and levels) per layer for ``allocation`` under ``budget`` on ``objective``.
 
-    ``budget``: ``"0.8x"`` (of ``allocation``'s own cost without patch-wise), ``"0.5x:W8A8"`` or an
-    absolute value in base units (BOPs, s, pJ). Returns the allocation with ``patchwise`` filled
+    ``budget``: ``"0.8x"`` (of ``allocation``'s own cost without patch-wise), ``"0.5x:W8A8"``, an
+    absolute value in base units (BOPs, s, pJ), or ``None`` (:func:`default_budget`, always feasible). Returns the allocation with ``patchwise`` filled
     (and metadata), the frontier, and Ω / cost tables; with ``evaluate`` also its top-1 (on
     ``limit`` test images) and simulated cost, next to the base allocation's, in ``summary``
     (``evaluate_base=False`` skips the base's top-1 when the caller has it already).
@@ -278,7 +288,10 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     options: dict[str, Any] = {"base_cost": base_total, "clamp_high": True,
                                "uniform_cost": lambda setting: total(BitAllocation.uniform(setting, names))}
     layer_table = CostTable({objective: costs}, {objective: fixed})
-    target = resolve_budget(layer_table, objective, budget, list(costs), **options)  # fail before Ω
+    if budget is None:
+        target, budget = default_budget(base_total, layer_table.feasible_range(objective)[0])
+    else:
+        target = resolve_budget(layer_table, objective, budget, list(costs), **options)  # fail before Ω
 
     experiment.calibrate()
     qv = experiment.qv.apply(base)

@@ -12,7 +12,7 @@ from accelerators.systolic import SystolicArray
 
 
 def test_every_preset_loads_and_names_its_sources():
-    assert accelerators.available() == ["bitfusion", "int8_systolic", "loom", "stripes"]
+    assert accelerators.available() == ["bitfusion", "bitfusion_tokens", "int8_systolic", "loom", "loom_tokens", "stripes"]
     for name in accelerators.available():
         accel = accelerators.load(name)
         assert isinstance(accel, hwsim.Accelerator) and accel.name == name

@@ -24,7 +24,9 @@ def test_every_preset_has_a_sourced_area(presets):
         parts = area.as_dict()
         assert list(parts) == list(hwsim.AreaBreakdown.columns())
         assert parts["area_mm2"] == pytest.approx(sum(v for k, v in parts.items() if k != "area_mm2"))
+        tokens = parts.pop("area_tokens_mm2")
         assert all(value > 0 for value in parts.values()), name
+        assert (tokens > 0) == bool(accel.config["tokens"]), name  # token hardware only on token-aware presets
         assert {"area.unit_um2", "area.sram_mm2_per_kib", "area.vector_lane_um2"} <= set(accel.sources), name
 
 

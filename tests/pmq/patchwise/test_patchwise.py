@@ -217,3 +217,28 @@ def test_run_patchwise_picks_settings_within_the_budget():
     assert everything.allocation.patchwise["layers"] == {}  # no budget pressure: Ω 0, nothing demoted
     with pytest.raises(PMQError, match="below the cheapest"):
         run_patchwise(experiment, base, None, "bops", "0.5x", choices=choices, omega_images=16, evaluate=False)
+
+
+@pytest.mark.slow
+def test_patchwise_without_a_budget_is_always_feasible_and_token_hardware_turns_bits_into_time():
+    """No budget: 0.9x of the base, or the cheapest setting when 0.9x lies below it (and the summary says
+    which). On loom_tokens demoted tokens save simulated time, so a latency search picks layers; on plain
+    loom at W4A4 base (q·kᵀ/attn·v already at 4 bits) nothing can reach 0.9x: the cheapest setting is taken."""
+    experiment = Experiment("demo", calibration_images=16)
+    names = experiment.component_names
+    choices = [LayerSetting((1.0,)), LayerSetting((0.5,), (8, 2)), LayerSetting((0.25,), (8, 2))]
+    tokens = accelerators.load("loom_tokens")
+    base = BitAllocation.uniform("W8A8", names)
+    search = run_patchwise(experiment, base, tokens, "latency", None, choices=choices, omega_images=16,
+                           evaluate=False)
+    s = search.summary
+    assert s["layers"] and s["cost"] < s["base_cost"]
+    assert s["budget"].startswith("default") and s["cost"] <= max(s["budget_base_units"], s["base_cost"])
+    model = experiment.loaded.model
+    simulated = hwsim.estimate_workload(model_workload(model, search.allocation), tokens).latency_s
+    assert simulated == pytest.approx(s["cost"])
+    low = BitAllocation.uniform("W4A4", names)
+    cheapest = run_patchwise(experiment, low, accelerators.load("loom"), "latency", None, choices=choices,
+                             omega_images=16, evaluate=False)
+    assert "cheapest setting" in cheapest.summary["budget"]
+    assert cheapest.summary["cost"] == pytest.approx(cheapest.summary["budget_base_units"])
