@@ -4,13 +4,13 @@ import copy
 import dataclasses
 
 import pytest
-from test_row_groups import chain
 
 import accelerators
 import hwsim
 from hwsim import token_groups
 from hwsim.mapper import onchip
 from hwsim.tokens import CAPABILITIES
+from tests.hwsim.test_row_groups import chain
 
 TOKEN_PRESETS = {"bitfusion_tokens": "bitfusion", "loom_tokens": "loom"}
 
