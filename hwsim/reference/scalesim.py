@@ -20,7 +20,7 @@ GEMM whose A entries are input-pixel addresses (repeated across windows, as SCAL
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,7 @@ from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.plan import Steps
 from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
 from hwsim.reference.scalesim_ports import PortResult, ReadStream, simulate_ports
-from hwsim.workload import Gemm
+from hwsim.workload import Conv2d, Gemm
 
 WORD_BITS = 8
 
@@ -73,23 +73,20 @@ def _streamed(ids: np.ndarray, tile: int, other_folds: int, fold_lines: int, lea
     col = (sr // t) * tile + sc
     keep = col < d
     fetch = (sr[keep] % t, col[keep])
+    copies, word_of = _catalogue(ids, fetch)
     line, j = np.indices((fold_lines, tile)).reshape(2, -1)
     row = line - j - lead
-    lines, flat = [], []
+    lines, words = [], []
     for f in range(folds):
         ok = (row >= 0) & (row < t) & (f * tile + j < d)
-        lines.append(line[ok] + f * fold_lines)
-        flat.append(row[ok] * d + f * tile + j[ok])
-    if inner:
-        sweep_lines, sweep_flat = np.concatenate(lines), np.concatenate(flat)
-        period = folds * fold_lines
-        all_lines = np.concatenate([sweep_lines + o * period for o in range(other_folds)])
-        all_flat = np.tile(sweep_flat, other_folds)
-    else:
-        all_lines = np.concatenate([line_f - f * fold_lines + (f * other_folds + o) * fold_lines
-                                    for f, line_f in enumerate(lines) for o in range(other_folds)])
-        all_flat = np.concatenate([flat_f for flat_f in flat for _ in range(other_folds)])
-    return _read(ids, fetch, folds * t * tile, all_lines, all_flat)
+        lines.append(line[ok])
+        words.append(word_of[ids[row[ok], f * tile + j[ok]]])
+    # fold order: block f's o-th repeat is fold o * folds + f (inner) or f * other_folds + o
+    index = [(o * folds + f if inner else f * other_folds + o, f) for f in range(folds) for o in range(other_folds)]
+    index.sort()
+    all_lines = np.concatenate([lines[f] + position * fold_lines for position, f in index])
+    all_words = np.concatenate([words[f] for _, f in index])
+    return ReadStream(folds * t * tile, len(fetch[0]), all_lines, all_words, copies)
 
 
 def _loaded(ids: np.ndarray, rows: int, cols: int, fold_lines: int) -> ReadStream:
@@ -101,30 +98,32 @@ def _loaded(ids: np.ndarray, rows: int, cols: int, fold_lines: int) -> ReadStrea
     col = (fr // k) * cols + fc
     keep = col < s
     fetch = (fr[keep] % k, col[keep])
-    lines, flat = [], []
-    for c in range(col_folds):
-        width = min(cols, s - c * cols)
-        for r in range(row_folds):
-            base = (c * row_folds + r) * fold_lines
-            for t in range(rows):
-                kk = r * rows + rows - 1 - t
-                if kk < k:
-                    lines.append(np.full(width, base + t))
-                    flat.append(kk * s + c * cols + np.arange(width))
-    return _read(ids, fetch, col_folds * k * cols, np.concatenate(lines), np.concatenate(flat))
+    copies, word_of = _catalogue(ids, fetch)
+    fold, step = np.divmod(np.arange(col_folds * row_folds * rows), rows)  # one block row per line
+    c, r = np.divmod(fold, row_folds)
+    kk = r * rows + rows - 1 - step
+    use = kk < k
+    fold, step, c, kk = fold[use], step[use], c[use], kk[use]
+    width = np.minimum(cols, s - c * cols)
+    lines = np.repeat(fold * fold_lines + step, width)
+    offset = np.arange(len(lines)) - np.repeat(np.cumsum(width) - width, width)  # column within the block
+    flat_col = np.repeat(c * cols, width) + offset
+    words = word_of[ids[np.repeat(kk, width), flat_col]]
+    return ReadStream(col_folds * k * cols, len(fetch[0]), lines, words, copies)
 
 
-def _read(ids: np.ndarray, fetch: tuple[np.ndarray, np.ndarray], fetch_words: int,
-          lines: np.ndarray, flat: np.ndarray) -> ReadStream:
-    """A read operand: every place in the fetch order of each distinct word (an im2col address has
-    several), and each demanded word as an index into those."""
+def _catalogue(ids: np.ndarray, fetch: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(every place in the fetch order of each distinct word, padded -1; the row of each id): an im2col
+    address has several places, any of which serves it."""
     order = ids[fetch[0], fetch[1]]
     by_word = np.argsort(order, kind="stable")
     words, starts, counts = np.unique(order[by_word], return_index=True, return_counts=True)
     copies = np.full((len(words), int(counts.max())), -1, dtype=np.int64)
     group = np.repeat(np.arange(len(words)), counts)
     copies[group, np.arange(len(order)) - starts[group]] = by_word
-    return ReadStream(fetch_words, len(order), lines, np.searchsorted(words, ids.ravel()[flat]), copies)
+    word_of = np.zeros(int(order.max()) + 1, dtype=np.int64)
+    word_of[words] = np.arange(len(words))
+    return copies, word_of
 
 
 def _writes(t: int, width: int, cols: int, col_folds: int, row_folds: int, fold_lines: int, lead: int) -> np.ndarray:
@@ -153,11 +152,9 @@ def _writes_once(m: int, n: int, k: int, rows: int, cols: int, fold_lines: int) 
     return np.concatenate(per_line)
 
 
-def _operands(op: Gemm) -> tuple[np.ndarray, np.ndarray]:
+def _operands(m: int, k: int, n: int, conv: Conv2d | None) -> tuple[np.ndarray, np.ndarray]:
     """Word ids of A (``m × k``) and B (``k × n``); a convolution's A holds input-pixel addresses."""
-    m, k, n = op.m, op.k, op.n
     b = np.arange(k * n, dtype=np.int64).reshape(k, n)
-    conv = op.conv
     if conv is None:
         return np.arange(m * k, dtype=np.int64).reshape(m, k), b
     width = (conv.out_w - 1) * conv.stride + conv.kernel_w  # input columns the windows reach
@@ -174,8 +171,15 @@ def _operands(op: Gemm) -> tuple[np.ndarray, np.ndarray]:
 def port_model(op: Gemm, rows: int, cols: int, dataflow: str, buffers: dict[str, int], read_bw: int,
                write_bw: int) -> PortResult:
     """SCALE-Sim's DRAM words and stall cycles for one instance of ``op`` (sizes in 1-byte words)."""
-    m, k, n = op.m, op.k, op.n
-    a, b = _operands(op)
+    sizes = (buffers["ifmap"], buffers["filter"], buffers["ofmap"])
+    return _port_model(op.m, op.k, op.n, op.conv, rows, cols, dataflow, sizes, read_bw, write_bw)
+
+
+@functools.lru_cache(maxsize=256)
+def _port_model(m: int, k: int, n: int, conv: Conv2d | None, rows: int, cols: int, dataflow: str,
+                sizes: tuple[int, int, int], read_bw: int, write_bw: int) -> PortResult:
+    """:func:`port_model`, cached by shape (a ViT repeats each block's GEMMs)."""
+    a, b = _operands(m, k, n, conv)
     if dataflow in ("ws", "is"):  # stream T x K rows through stationary K x S columns
         streamed, stationary, t, s = (a, b, m, n) if dataflow == "ws" else (b.T, a.T, n, m)
         fold_lines = 2 * rows + t + cols - 2
@@ -190,7 +194,8 @@ def port_model(op: Gemm, rows: int, cols: int, dataflow: str, buffers: dict[str,
         reads = {"ifmap": _streamed(np.ascontiguousarray(a.T), rows, col_folds, fold_lines, 0),
                  "filter": _streamed(b, cols, row_folds, fold_lines, 0, inner=False)}
         writes = _writes_once(m, n, k, rows, cols, fold_lines)
-    return simulate_ports(reads, writes, buffers, read_bw, write_bw)
+    return simulate_ports(reads, writes, dict(zip(("ifmap", "filter", "ofmap"), sizes, strict=True)),
+                          read_bw, write_bw)
 
 
 def replay(op: Gemm, accel: Accelerator) -> ScaleSimPlan:
