@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
+from hwsim.errors import HwsimError
 from hwsim.plan import Steps
 from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
-from hwsim.reference.scalesim_ports import PortResult, ReadStream, simulate_ports
+from hwsim.reference.scalesim_ports import PortResult, ReadStream, runs, set_words, simulate_ports
 from hwsim.workload import Conv2d, Gemm
 
 WORD_BITS = 8
@@ -62,7 +63,7 @@ def _antidiagonal(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return r[order], c[order]
 
 
-def _streamed(ids: np.ndarray, tile: int, other_folds: int, fold_lines: int, lead: int,
+def _streamed(ids: np.ndarray, tile: int, other_folds: int, fold_lines: int, lead: int, size: int,
               inner: bool = True) -> ReadStream:
     """An operand that streams skewed: ``ids`` is ``T × D``, folded in ``tile``-column blocks; with
     ``inner`` the sweep over them repeats ``other_folds`` times, otherwise each block runs ``other_folds``
@@ -73,23 +74,24 @@ def _streamed(ids: np.ndarray, tile: int, other_folds: int, fold_lines: int, lea
     col = (sr // t) * tile + sc
     keep = col < d
     fetch = (sr[keep] % t, col[keep])
-    copies, word_of = _catalogue(ids, fetch)
+    held_by = _catalogue(ids, fetch, size)
     line, j = np.indices((fold_lines, tile)).reshape(2, -1)
     row = line - j - lead
-    lines, words = [], []
-    for f in range(folds):
+    lines, helds = [], []
+    for f in range(folds):  # each block's demand once, cut to runs, then laid out in fold order
         ok = (row >= 0) & (row < t) & (f * tile + j < d)
-        lines.append(line[ok])
-        words.append(word_of[ids[row[ok], f * tile + j[ok]]])
+        block_lines, block_held = runs(line[ok], held_by[ids[row[ok], f * tile + j[ok]]])
+        lines.append(block_lines)
+        helds.append(block_held)
     # fold order: block f's o-th repeat is fold o * folds + f (inner) or f * other_folds + o
     index = [(o * folds + f if inner else f * other_folds + o, f) for f in range(folds) for o in range(other_folds)]
     index.sort()
     all_lines = np.concatenate([lines[f] + position * fold_lines for position, f in index])
-    all_words = np.concatenate([words[f] for _, f in index])
-    return ReadStream(folds * t * tile, len(fetch[0]), all_lines, all_words, copies)
+    all_held = np.concatenate([helds[f] for _, f in index])
+    return ReadStream(folds * t * tile, len(fetch[0]), all_lines, all_held)
 
 
-def _loaded(ids: np.ndarray, rows: int, cols: int, fold_lines: int) -> ReadStream:
+def _loaded(ids: np.ndarray, rows: int, cols: int, fold_lines: int, size: int) -> ReadStream:
     """An operand loaded into the array: ``ids`` is ``K × S``, column blocks of ``cols`` outer, row
     blocks of ``rows`` inner; a fold reads its block's rows last first, one per line."""
     k, s = ids.shape
@@ -98,7 +100,7 @@ def _loaded(ids: np.ndarray, rows: int, cols: int, fold_lines: int) -> ReadStrea
     col = (fr // k) * cols + fc
     keep = col < s
     fetch = (fr[keep] % k, col[keep])
-    copies, word_of = _catalogue(ids, fetch)
+    held_by = _catalogue(ids, fetch, size)
     fold, step = np.divmod(np.arange(col_folds * row_folds * rows), rows)  # one block row per line
     c, r = np.divmod(fold, row_folds)
     kk = r * rows + rows - 1 - step
@@ -108,22 +110,20 @@ def _loaded(ids: np.ndarray, rows: int, cols: int, fold_lines: int) -> ReadStrea
     lines = np.repeat(fold * fold_lines + step, width)
     offset = np.arange(len(lines)) - np.repeat(np.cumsum(width) - width, width)  # column within the block
     flat_col = np.repeat(c * cols, width) + offset
-    words = word_of[ids[np.repeat(kk, width), flat_col]]
-    return ReadStream(col_folds * k * cols, len(fetch[0]), lines, words, copies)
+    lines, held = runs(lines, held_by[ids[np.repeat(kk, width), flat_col]])
+    return ReadStream(col_folds * k * cols, len(fetch[0]), lines, held)
 
 
-def _catalogue(ids: np.ndarray, fetch: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(every place in the fetch order of each distinct word, padded -1; the row of each id): an im2col
-    address has several places, any of which serves it."""
+def _catalogue(ids: np.ndarray, fetch: tuple[np.ndarray, np.ndarray], size: int) -> np.ndarray:
+    """Per id: the sets (of ``size`` words of the fetch order) holding a copy of it, -1 filled; an
+    im2col address has several copies, any of which serves it."""
     order = ids[fetch[0], fetch[1]]
     by_word = np.argsort(order, kind="stable")
     words, starts, counts = np.unique(order[by_word], return_index=True, return_counts=True)
-    copies = np.full((len(words), int(counts.max())), -1, dtype=np.int64)
+    held = np.full((int(order.max()) + 1, int(counts.max())), -1, dtype=np.int64)
     group = np.repeat(np.arange(len(words)), counts)
-    copies[group, np.arange(len(order)) - starts[group]] = by_word
-    word_of = np.zeros(int(order.max()) + 1, dtype=np.int64)
-    word_of[words] = np.arange(len(words))
-    return copies, word_of
+    held[words[group], np.arange(len(order)) - starts[group]] = by_word // size
+    return held
 
 
 def _writes(t: int, width: int, cols: int, col_folds: int, row_folds: int, fold_lines: int, lead: int) -> np.ndarray:
@@ -180,19 +180,23 @@ def _port_model(m: int, k: int, n: int, conv: Conv2d | None, rows: int, cols: in
                 sizes: tuple[int, int, int], read_bw: int, write_bw: int) -> PortResult:
     """:func:`port_model`, cached by shape (a ViT repeats each block's GEMMs)."""
     a, b = _operands(m, k, n, conv)
+    if sizes[0] != sizes[1]:
+        raise HwsimError(f"the SCALE-Sim replay needs equal ifmap and filter buffers, got {sizes[0]} and "
+                         f"{sizes[1]} bytes; set buffers.ifmap = buffers.filter")
+    size = set_words(sizes[0])
     if dataflow in ("ws", "is"):  # stream T x K rows through stationary K x S columns
         streamed, stationary, t, s = (a, b, m, n) if dataflow == "ws" else (b.T, a.T, n, m)
         fold_lines = 2 * rows + t + cols - 2
         col_folds = ceil_div(s, cols)
-        first = _streamed(np.ascontiguousarray(streamed), rows, col_folds, fold_lines, rows)
-        second = _loaded(np.ascontiguousarray(stationary), rows, cols, fold_lines)
+        first = _streamed(np.ascontiguousarray(streamed), rows, col_folds, fold_lines, rows, size)
+        second = _loaded(np.ascontiguousarray(stationary), rows, cols, fold_lines, size)
         reads = {"ifmap": first, "filter": second} if dataflow == "ws" else {"ifmap": second, "filter": first}
         writes = _writes(t, s, cols, col_folds, ceil_div(k, rows), fold_lines, 2 * rows - 1)
     else:  # os: A^T (K x M) and B (K x N) stream; outputs leave once per fold
         fold_lines = k + rows + cols - 2
         row_folds, col_folds = ceil_div(m, rows), ceil_div(n, cols)
-        reads = {"ifmap": _streamed(np.ascontiguousarray(a.T), rows, col_folds, fold_lines, 0),
-                 "filter": _streamed(b, cols, row_folds, fold_lines, 0, inner=False)}
+        reads = {"ifmap": _streamed(np.ascontiguousarray(a.T), rows, col_folds, fold_lines, 0, size),
+                 "filter": _streamed(b, cols, row_folds, fold_lines, 0, size, inner=False)}
         writes = _writes_once(m, n, k, rows, cols, fold_lines)
     return simulate_ports(reads, writes, dict(zip(("ifmap", "filter", "ofmap"), sizes, strict=True)),
                           read_bw, write_bw)

@@ -36,13 +36,24 @@ SETS_PER_BUFFER = 100  # read_buffer.prepare_hashed_buffer: a set is ceil(buffer
 
 @dataclass(frozen=True)
 class ReadStream:
-    """One read operand: its padded fetch-matrix size, and its demand as (line, word) in order."""
+    """One read operand: its padded fetch-matrix size, and its demand in order as (line, sets holding
+    the word); runs of demands held by the same sets may be cut to their first (:func:`runs`)."""
 
     fetch_words: int  # prefetch-matrix entries, padding included (sizes the first window's fetch)
     valid_words: int  # fetch-matrix entries that are real addresses
-    lines: np.ndarray  # demand line of each demanded word, in demand order
-    words: np.ndarray  # each demanded word, as a row of ``copies``
-    copies: np.ndarray  # per distinct word: its places in the fetch order (padding dropped), -1 filled
+    lines: np.ndarray  # demand line of each demand
+    held: np.ndarray  # demands x copies: the sets holding a copy of the word (im2col repeats it), -1 filled
+
+
+def set_words(buffer_words: int) -> int:
+    """Words per set of a read buffer (its window moves a set at a time)."""
+    return math.ceil(buffer_words / SETS_PER_BUFFER)
+
+
+def runs(lines: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first demand of each run held by the same sets: the window can only move on a change."""
+    keep = np.r_[True, np.any(held[1:] != held[:-1], axis=1)] if len(held) else np.zeros(0, dtype=bool)
+    return lines[keep], held[keep]
 
 
 @dataclass(frozen=True)
@@ -53,17 +64,16 @@ class PortResult:
 
 def _window_slides(stream: ReadStream, buffer_words: int, bandwidth: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(demand lines that slide the window, slides at each, DRAM words) for one read buffer."""
-    set_words = math.ceil(buffer_words / SETS_PER_BUFFER)
+    size = set_words(buffer_words)
     active = math.ceil(buffer_words * 0.5)
     prefetch = buffer_words - active
-    n_sets = stream.valid_words // set_words + 1
-    window = min(math.ceil(active / set_words), n_sets)
-    step = min(math.ceil(prefetch / set_words), n_sets - window)
+    n_sets = stream.valid_words // size + 1
+    window = min(math.ceil(active / size), n_sets)
+    step = min(math.ceil(prefetch / size), n_sets - window)
     first = min(math.ceil(active / bandwidth), math.ceil(stream.fetch_words / bandwidth)) * bandwidth
-    held = np.where(stream.copies >= 0, stream.copies // set_words, -1)[stream.words]  # sets holding each demand
-    keep = np.r_[True, np.any(held[1:] != held[:-1], axis=1)] if len(held) else np.zeros(0, dtype=bool)
+    lines, held = runs(stream.lines, stream.held)
     start, slide_lines, slide_counts = 0, [], []
-    for sets, line in zip(held[keep].tolist(), stream.lines[keep].tolist(), strict=True):
+    for sets, line in zip(held.tolist(), lines.tolist(), strict=True):
         sets = [s for s in sets if s >= 0]
         slides = 0
         while all((s - start) % n_sets >= window for s in sets):
