@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
-from hwsim.errors import HwsimError
 from hwsim.plan import Steps
 from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
 from hwsim.reference.scalesim_ports import PortResult, ReadStream, runs, set_words, simulate_ports
@@ -180,23 +179,21 @@ def _port_model(m: int, k: int, n: int, conv: Conv2d | None, rows: int, cols: in
                 sizes: tuple[int, int, int], read_bw: int, write_bw: int) -> PortResult:
     """:func:`port_model`, cached by shape (a ViT repeats each block's GEMMs)."""
     a, b = _operands(m, k, n, conv)
-    if sizes[0] != sizes[1]:
-        raise HwsimError(f"the SCALE-Sim replay needs equal ifmap and filter buffers, got {sizes[0]} and "
-                         f"{sizes[1]} bytes; set buffers.ifmap = buffers.filter")
-    size = set_words(sizes[0])
+    size_a, size_b = set_words(sizes[0]), set_words(sizes[1])
     if dataflow in ("ws", "is"):  # stream T x K rows through stationary K x S columns
         streamed, stationary, t, s = (a, b, m, n) if dataflow == "ws" else (b.T, a.T, n, m)
         fold_lines = 2 * rows + t + cols - 2
         col_folds = ceil_div(s, cols)
-        first = _streamed(np.ascontiguousarray(streamed), rows, col_folds, fold_lines, rows, size)
-        second = _loaded(np.ascontiguousarray(stationary), rows, cols, fold_lines, size)
+        streamed_size, stationary_size = (size_a, size_b) if dataflow == "ws" else (size_b, size_a)
+        first = _streamed(np.ascontiguousarray(streamed), rows, col_folds, fold_lines, rows, streamed_size)
+        second = _loaded(np.ascontiguousarray(stationary), rows, cols, fold_lines, stationary_size)
         reads = {"ifmap": first, "filter": second} if dataflow == "ws" else {"ifmap": second, "filter": first}
         writes = _writes(t, s, cols, col_folds, ceil_div(k, rows), fold_lines, 2 * rows - 1)
     else:  # os: A^T (K x M) and B (K x N) stream; outputs leave once per fold
         fold_lines = k + rows + cols - 2
         row_folds, col_folds = ceil_div(m, rows), ceil_div(n, cols)
-        reads = {"ifmap": _streamed(np.ascontiguousarray(a.T), rows, col_folds, fold_lines, 0, size),
-                 "filter": _streamed(b, cols, row_folds, fold_lines, 0, size, inner=False)}
+        reads = {"ifmap": _streamed(np.ascontiguousarray(a.T), rows, col_folds, fold_lines, 0, size_a),
+                 "filter": _streamed(b, cols, row_folds, fold_lines, 0, size_b, inner=False)}
         writes = _writes_once(m, n, k, rows, cols, fold_lines)
     return simulate_ports(reads, writes, dict(zip(("ifmap", "filter", "ofmap"), sizes, strict=True)),
                           read_bw, write_bw)

@@ -12,6 +12,7 @@ import functools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import accelerators
@@ -97,3 +98,21 @@ def test_event_simulation_runs_the_replayed_stalls():
     workload.add(op)
     assert hwsim.simulate(workload, _accel(spec), mapper=hwsim.ReferenceMapper()).ops[0].cycles == cost.cycles
     assert cost.stall_cycles == layer["stall_cycles"]
+
+
+def test_read_window_slides_round_the_operand_for_a_demand_behind_it():
+    # 200-word buffer: 2-word sets, a 50-set window sliding by 50; a 300-word operand has 151 sets
+    from hwsim.reference.scalesim_ports import ReadStream, simulate_ports
+
+    sets = np.r_[np.arange(150), 0][:, None]  # one pass forward, then the first word again
+    stream = ReadStream(300, 300, np.arange(151), sets)
+    buffers = {"ifmap": 200, "ofmap": 200}
+    result = simulate_ports({"ifmap": stream}, np.zeros(151, dtype=np.int64), buffers, 10, 10)
+    # first window 100 words, then slides at sets 50 and 100, and one more to reach set 0 again
+    assert result.dram_words == {"ifmap": 100 + 3 * 100, "ofmap": 0}
+    # slides finish 11 cycles apart from cycle -1; a line that waits p cycles for one stalls 2p:
+    # line 50 (t=50) finds slide 1 done at 10 (no wait), line 100 slide 2 at 21, line 150 slide 3 at 32
+    assert result.stall_cycles == 0
+    fast = ReadStream(300, 300, np.array([0, 1]), np.array([[0], [50]]))
+    result = simulate_ports({"ifmap": fast}, np.zeros(2, dtype=np.int64), buffers, 10, 10)
+    assert result.stall_cycles == 2 * (10 - (1 + 1))  # line 1 waits for the slide done at cycle 10
