@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
+from hwsim.errors import HwsimError
 from hwsim.plan import Steps
 from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
 from hwsim.reference.scalesim_ports import PortResult, ReadStream, runs, set_words, simulate_ports
@@ -202,7 +203,8 @@ def _port_model(m: int, k: int, n: int, conv: Conv2d | None, rows: int, cols: in
 def replay(op: Gemm, accel: Accelerator) -> ScaleSimPlan:
     """SCALE-Sim's folds of ``op`` on a ``systolic`` preset (rows = ArrayHeight, cols = ArrayWidth),
     its ifmap / filter read ports at ``dram.read_bandwidth_bits_per_cycle`` (default: the channel's
-    rate) and its ofmap write port at ``dram.bandwidth_bits_per_cycle``."""
+    rate) and its ofmap write port at ``dram.bandwidth_bits_per_cycle``. An operand stored as two words
+    (9..16 bits) moves at that width; its stalls are those of one pass (SCALE-Sim has no such operands)."""
     array = accel.config["array"]
     r, c, dataflow = array["rows"], array["cols"], array["dataflow"]
     m, k, n = op.m, op.k, op.n
@@ -221,8 +223,11 @@ def replay(op: Gemm, accel: Accelerator) -> ScaleSimPlan:
     dram = accel.dram
     write_bw = int(dram.bandwidth_bits_per_cycle // WORD_BITS)
     read_bw = int((dram.read_bandwidth_bits_per_cycle or dram.bandwidth_bits_per_cycle) // WORD_BITS)
+    if min(read_bw, write_bw) < 1:
+        raise HwsimError(f"accelerator '{accel.name}': SCALE-Sim's ports move whole {WORD_BITS}-bit words; set "
+                         f"dram.bandwidth_bits_per_cycle and dram.read_bandwidth_bits_per_cycle >= {WORD_BITS}")
     buffers = {name: accel.buffers.bits(name) // WORD_BITS for name in ("ifmap", "filter", "ofmap")}
     ports = port_model(op, r, c, dataflow, buffers, read_bw, write_bw)
     label = f"scalesim: {dataflow} folds " + " x ".join(f"{loop.name}{loop.count}" for loop in loops)
     return ScaleSimPlan(op, "scalesim", loops, tile, tensors, out_loaded=False, label=label, ports=ports,
-                        word_bits=(bits_a // WORD_BITS * WORD_BITS, bits_b // WORD_BITS * WORD_BITS))
+                        word_bits=(bits_a, bits_b))

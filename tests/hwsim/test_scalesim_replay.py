@@ -116,3 +116,11 @@ def test_read_window_slides_round_the_operand_for_a_demand_behind_it():
     fast = ReadStream(300, 300, np.array([0, 1]), np.array([[0], [50]]))
     result = simulate_ports({"ifmap": fast}, np.zeros(2, dtype=np.int64), buffers, 10, 10)
     assert result.stall_cycles == 2 * (10 - (1 + 1))  # line 1 waits for the slide done at cycle 10
+
+
+def test_replay_refuses_ports_narrower_than_a_word():
+    config = copy.deepcopy(accelerators.load("int8_systolic").config)
+    config["dram"]["read_bandwidth_bits_per_cycle"] = 4
+    accel = accelerators.from_dict(config, "int8_systolic (4-bit read port)")
+    with pytest.raises(hwsim.errors.HwsimError, match="dram.read_bandwidth_bits_per_cycle >= 8"):
+        hwsim.ReferenceMapper().plan(hwsim.Gemm("g", m=4, k=4, n=4, bits_a=8, bits_b=8), accel)
