@@ -89,6 +89,74 @@ def _window_slides(stream: ReadStream, buffer_words: int, bandwidth: int) -> tup
     return np.array(slide_lines, dtype=np.int64), np.array(slide_counts, dtype=np.int64), words
 
 
+class _WriteBuffer:
+    """SCALE-Sim's ofmap write buffer, word by word where something happens (``write_buffer.py``).
+
+    Words are packed into ``bw``-word lines; a drain first closes the line being filled (so a short
+    line joins the queue), then sends the next ``ceil(half / bw)`` queued lines and frees, at once,
+    their full width less the empty slots of the last one (a short line inside the batch counts whole).
+    """
+
+    def __init__(self, total: int, bandwidth: int) -> None:
+        self.total, self.active, self.bw = total, math.ceil(total * 0.5), bandwidth
+        self.batch = math.ceil((total - self.active) / bandwidth)  # lines per drain
+        self.freed = 0  # words the drains have credited back
+        self.closed, self.sent = 0, 0  # lines queued so far, lines drained so far
+        self.packed = 0  # words packed into closed lines
+        self.short: dict[int, int] = {}  # closed line -> its words, for lines closed short
+        self.drain_end = 0
+        self.words = 0  # DRAM writes
+
+    def _drain(self, upto: int, now: int) -> None:
+        """Close the lines holding words up to ``upto`` and drain the next batch starting at ``now``."""
+        if upto > self.packed:
+            lines, rest = divmod(upto - self.packed, self.bw)
+            self.closed += lines + (rest > 0)
+            if rest:
+                self.short[self.closed - 1] = rest
+            self.packed = upto
+        count = min(self.batch, self.closed - self.sent)
+        if count <= 0:
+            return
+        last = self.sent + count - 1
+        moved = count * self.bw - (self.bw - self.short[last] if last in self.short else 0)
+        self.sent += count
+        self.freed += moved
+        self.words += moved
+        self.drain_end = now + count - 1
+
+    def service(self, first: int, last: int, now: int) -> int:
+        """Store words ``first + 1 .. last`` (a demand line at ``now``); return its wait."""
+        start, position = now, first
+        while position < last:
+            if now < self.drain_end:
+                full = max(position + 1, self.freed + self.total)  # the word that leaves no room
+                if full > last:
+                    break
+                now, position = self.drain_end, full  # that word waits for the drain
+            else:
+                over = max(position + 1, self.freed + self.active + 1)  # the word past the active half
+                if over > last:
+                    break
+                self._drain(over, now)
+                position = over
+        return now - start
+
+    def finish(self, written: int) -> None:
+        """Drain everything left once the array is done (SCALE-Sim's ``empty_all_buffers``)."""
+        self._drain(written, self.drain_end)
+        while self.sent < self.closed:
+            self._drain(written, self.drain_end + 1)
+
+    def next_line(self, written: np.ndarray, line: int, stalls: int) -> int:
+        """The first line from ``line`` at which it stores a word that waits or starts a drain."""
+        free_line = max(self.drain_end - stalls, line)  # first line whose time reaches the drain's end
+        over = int(np.searchsorted(written, self.freed + self.active, side="right"))
+        candidate = max(over, free_line)
+        full = int(np.searchsorted(written, self.freed + self.total - 1, side="right"))
+        return min(candidate, max(full, line)) if full < free_line else candidate
+
+
 def simulate_ports(reads: dict[str, ReadStream], writes: np.ndarray, buffer_words: dict[str, int],
                    read_bw: int, write_bw: int) -> PortResult:
     """Stalls and DRAM words of one layer: ``reads`` per read buffer, ``writes`` outputs per demand line."""
@@ -99,48 +167,32 @@ def simulate_ports(reads: dict[str, ReadStream], writes: np.ndarray, buffer_word
     slide_cycles = {name: math.ceil((buffer_words[name] - math.ceil(buffer_words[name] * 0.5)) / read_bw) + 1
                     for name in reads}
     done = {name: -1 for name in reads}
-    total = buffer_words["ofmap"]
-    active = math.ceil(total * 0.5)
-    drain_words = math.ceil((total - active) / write_bw) * write_bw
+    out = _WriteBuffer(buffer_words["ofmap"], write_bw)
     written = np.cumsum(writes)
-    drained, drain_end, stalls = 0, 0, 0
+    stalls = 0
     read_events = sorted(set().union(*(s.keys() for s in slides.values())))
     next_read = 0
     line = 0
     n_lines = len(writes)
     while line < n_lines:
-        # next line where something happens: a window slide, or the write buffer crossing a threshold
-        candidates = [read_events[next_read]] if next_read < len(read_events) else []
-        over_active = int(np.searchsorted(written, drained + active, side="right"))
-        full = int(np.searchsorted(written, drained + total, side="left"))
-        free_line = max(drain_end - stalls, line)  # first line whose time reaches the drain's end
-        candidates.append(max(over_active, free_line, line))
-        if full < free_line:
-            candidates.append(max(full, line))
-        line = min(candidates)
+        # next line where something happens: a window slide, or a word that waits or starts a drain
+        line = min([out.next_line(written, line, stalls)] + read_events[next_read:next_read + 1])
         if line >= n_lines:
             break
         now = line + stalls
         wait = 0
         for name in reads:
-            count = slides[name].get(line, 0)
             offset = 1
-            for _ in range(count):
+            for _ in range(slides[name].get(line, 0)):
                 done[name] += slide_cycles[name]
                 p = done[name] - (now + offset)
                 offset += 2 * p if p > 0 else p
             wait = max(wait, offset - 1)
-        occupancy = int(written[line]) - drained
-        if now < drain_end and occupancy >= total:
-            wait = max(wait, drain_end - now)
-            now = drain_end
-        if now >= drain_end and occupancy > active:
-            moved = min(drain_words, occupancy)
-            drained += moved
-            drain_end = now + math.ceil(moved / write_bw) - 1
+        wait = max(wait, out.service(int(written[line - 1]) if line else 0, int(written[line]), now))
         if next_read < len(read_events) and read_events[next_read] == line:
             next_read += 1
         stalls += wait
         line += 1
-    words["ofmap"] = int(written[-1]) if n_lines else 0
+    out.finish(int(written[-1]) if n_lines else 0)
+    words["ofmap"] = out.words
     return PortResult(words, stalls)
