@@ -2,9 +2,9 @@
 
 Reference: ``tests/hwsim/data/scalesim_user_reference.json`` (SCALE-Sim unmodified, its repository's
 topologies, ws/os/is, 32x32 and 16x64 arrays, read/write port bandwidths 10/10, 10/50 and 50/50 words
-per cycle, InterfaceBandwidth USER). Asserted on every layer: compute cycles exact (SCALE-Sim reports
-the last cycle's 0-based index), ifmap and filter DRAM reads exact (its circular prefetch windows),
-ofmap writes, DRAM words and total cycles within the issue's ±10%.
+per cycle, InterfaceBandwidth USER). Asserted on every layer, exactly: compute cycles (SCALE-Sim reports
+the last cycle's 0-based index), ifmap and filter DRAM reads (its circular prefetch windows), ofmap DRAM
+writes (its write buffer's drains), stall cycles and so total cycles (the issue's goal is ±10%).
 """
 
 import copy
@@ -64,22 +64,15 @@ def test_replayed_compute_cycles_are_scalesims(index):
 
 
 @pytest.mark.parametrize("index", RUNS, ids=RUN_IDS)
-def test_replayed_reads_are_scalesims_prefetch_windows(index):
-    for spec, op, layer, plan, _ in _replay(index):
+def test_replayed_dram_words_and_stalls_are_scalesims(index):
+    # the issue asks for +-10% on total cycles and DRAM words; the replay gives SCALE-Sim's own counts
+    for spec, op, layer, plan, cost in _replay(index):
         bits = plan.dram_bits()
         assert bits["a"] // 8 == layer["dram_ifmap_reads"], (spec, op.name)
         assert bits["b"] // 8 == layer["dram_filter_reads"], (spec, op.name)
-
-
-@pytest.mark.parametrize("index", RUNS, ids=RUN_IDS)
-def test_replayed_writes_total_cycles_and_dram_words_within_ten_percent(index):
-    for spec, op, layer, _, cost in _replay(index):
-        writes = cost.dram_write_bits // 8
-        assert abs(writes / layer["dram_ofmap_writes"] - 1) <= 0.10, (spec, op.name, writes)
-        theirs = layer["dram_ifmap_reads"] + layer["dram_filter_reads"] + layer["dram_ofmap_writes"]
-        ours = (cost.dram_read_bits + cost.dram_write_bits) // 8
-        assert abs(ours / theirs - 1) <= 0.10, (spec, op.name, ours, theirs)
-        assert abs(cost.cycles / layer["total_cycles"] - 1) <= 0.10, (spec, op.name, cost.cycles)
+        assert cost.dram_write_bits // 8 == layer["dram_ofmap_writes"], (spec, op.name)
+        assert cost.stall_cycles == layer["stall_cycles"], (spec, op.name)
+        assert cost.cycles == layer["total_cycles"] + 1, (spec, op.name)  # its last cycle's 0-based index
 
 
 @pytest.mark.parametrize("index", [i for i in RUNS if REFERENCE["runs"][i]["spec"]["dataflow"] == "ws"],
@@ -87,8 +80,9 @@ def test_replayed_writes_total_cycles_and_dram_words_within_ten_percent(index):
                               if REFERENCE["runs"][i]["spec"]["dataflow"] == "ws"])
 def test_weight_stationary_writes_partial_sums_every_fold(index):
     for spec, op, _, plan, _ in _replay(index):
-        words = plan.dram_bits()["out"] // 8
-        assert words == op.m * op.n * -(-op.k // spec["rows"]), (spec, op.name, words)
+        words, rule = plan.dram_bits()["out"] // 8, op.m * op.n * -(-op.k // spec["rows"])
+        # every fold writes its partial-sum block; SCALE-Sim counts short lines whole (a few words a drain)
+        assert 0 <= words - rule <= 1e-3 * rule, (spec, op.name, words, rule)
 
 
 def test_event_simulation_runs_the_replayed_stalls():
