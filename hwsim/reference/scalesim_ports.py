@@ -17,9 +17,10 @@ What SCALE-Sim's ``memory/`` package does (read from ``read_buffer.py``, ``write
   apart from cycle -1, whenever they are requested. A demand line that slides the window at time
   ``t`` waits ``p = done - (t + offset)``; SCALE-Sim adds ``p`` to the line's offset and, when
   ``p > 0``, adds it once more (so a wait counts twice, an early slide pulls the offset back).
-* **Write buffer.** Outputs fill the ofmap buffer; when more than the active half is occupied and no
-  drain is running, a drain of ``ceil(drain / bw)`` lines starts (its space is freed at once) and ends
-  that many cycles later; a line that finds the buffer full while a drain runs waits for its end.
+* **Write buffer.** Outputs fill the ofmap buffer in ``bw``-word lines; when more than the active half
+  is occupied and no drain is running, the line being filled is closed and the next ``ceil(drain / bw)``
+  lines drain, one a cycle, their full width freed (and counted) at once less the empty slots of the
+  last one; a word that finds the buffer full while a drain runs waits for its end.
 * **Stalls.** Each demand line ``i`` runs at ``i + stalls so far`` and adds the largest of the three
   operands' waits (never less than 0). DRAM words are the windows' counts and every output written.
 """
