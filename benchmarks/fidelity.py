@@ -178,15 +178,17 @@ def scalesim_tables(data: dict) -> None:
     import hwsim
 
     base = accelerators.load("int8_systolic").config
-    print("\nSCALE-Sim 3.0.0 (USER bandwidth) vs hwsim on SCALE-Sim's folds (int8_systolic; DRAM in 1-byte words;"
-          " hwsim: one channel at the read-port bandwidth)")
+    print("\nSCALE-Sim 3.0.0 (USER bandwidth) vs hwsim replaying SCALE-Sim's folds, ports and prefetch windows"
+          " (int8_systolic; DRAM in 1-byte words)")
     print(f"{'run':<34}{'layer':<10}{'compute':>9}{'hwsim':>9}{'total':>10}{'hwsim':>10}{'diff':>8}"
           f"{'DRAM words':>12}{'hwsim':>11}{'diff':>8}{'ofmap wr':>10}{'hwsim':>10}{'diff':>8}")
+    summary: dict[str, list] = {}  # run -> [layers, worst |total diff|, worst |DRAM diff|]
     for run in data["runs"]:
         spec = run["spec"]
         config = copy.deepcopy(base)
         config["array"].update(rows=spec["rows"], cols=spec["cols"], dataflow=spec["dataflow"])
-        config["dram"]["bandwidth_bits_per_cycle"] = 8 * spec["read_bandwidth"]
+        config["dram"].update(bandwidth_bits_per_cycle=8 * spec["bandwidth"],
+                              read_bandwidth_bits_per_cycle=8 * spec["read_bandwidth"])
         accel = accelerators.from_dict(config, "int8_systolic (SCALE-Sim run)")
         workload = hwsim.Workload.from_topology_csv(TOPOLOGIES / Path(spec["topology"]).name)
         tag = (f"{Path(spec['topology']).stem} {spec['rows']}x{spec['cols']} {spec['dataflow']} "
@@ -200,6 +202,15 @@ def scalesim_tables(data: dict) -> None:
                   f"{layer['total_cycles']:>10,}{cost.cycles:>10,}{_pct(cost.cycles, layer['total_cycles']):>8}"
                   f"{theirs:>12,}{ours:>11,}{_pct(ours, theirs):>8}{layer['dram_ofmap_writes']:>10,}"
                   f"{cost.dram_write_bits // 8:>10,}{_pct(cost.dram_write_bits // 8, layer['dram_ofmap_writes']):>8}")
+            worst = summary.setdefault(tag, [0, 0.0, 0.0])
+            worst[0] += 1
+            worst[1] = max(worst[1], abs(cost.cycles / layer["total_cycles"] - 1))
+            worst[2] = max(worst[2], abs(ours / theirs - 1))
+    within = sum(1 for w in summary.values() if max(w[1], w[2]) <= 0.10)
+    print(f"\nper configuration, largest |diff| over its layers ({within}/{len(summary)} configurations within 10%)")
+    print(f"{'run':<34}{'layers':>7}{'total':>8}{'DRAM':>8}")
+    for tag, (layers, total, dram) in summary.items():
+        print(f"{tag[:34]:<34}{layers:>7}{100 * total:>7.1f}%{100 * dram:>7.1f}%")
 
 
 def _write(path: Path, payload: dict) -> None:

@@ -4,8 +4,8 @@ Shapes come from a real forward of timm's deit_small_patch16_224 (random init: w
 shapes); every component runs at the setting. Both columns are priced by the same cost model
 (``hwsim.estimate_workload``, equal to the event simulation); only the mapping differs: ``search``
 is :class:`hwsim.SearchMapper`, ``reference`` is :class:`hwsim.ReferenceMapper` (BitFusion's
-simulator's tiling for ``bitfusion``, SCALE-Sim's folds for ``int8_systolic``; Stripes/Loom have no
-reference simulator to replay). Where the mapper is more than 10% faster, the second table names
+simulator's tiling for ``bitfusion``, SCALE-Sim's folds, ports and prefetch windows for
+``int8_systolic``; Stripes/Loom have no reference simulator to replay). Where the mapper is more than 10% faster, the second table names
 the reference's DRAM traffic it avoids (totals over the network's GEMMs).
 
     python benchmarks/reference_mapping_table.py [--batch 1]

@@ -169,8 +169,14 @@ class Memory:
 
 @dataclass(frozen=True)
 class Dram:
+    """The DRAM interface. ``read_bandwidth_bits_per_cycle``: a reference whose operands each read over
+    their own port (SCALE-Sim: ifmap and filter at ``IfmapSRAMBankBandwidth`` /
+    ``FilterSRAMBankBandwidth``, outputs written at ``Bandwidth``) states that per-port rate here; only
+    that reference's replay reads it. None: one shared channel at ``bandwidth_bits_per_cycle``."""
+
     bandwidth_bits_per_cycle: float
     energy_pj_per_bit: float
+    read_bandwidth_bits_per_cycle: float | None = None
 
     def cycles(self, bits: int) -> int:
         return math.ceil(bits / self.bandwidth_bits_per_cycle) if bits else 0
@@ -287,7 +293,8 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
         "array": array_schema,
         "buffers": {"ifmap": POSITIVE_INT, "filter": POSITIVE_INT, "ofmap": POSITIVE_INT},
         "memory": MEMORY_SCHEMA,
-        "dram": {"bandwidth_bits_per_cycle": POSITIVE, "energy_pj_per_bit": NON_NEGATIVE},
+        "dram": {"bandwidth_bits_per_cycle": POSITIVE, "energy_pj_per_bit": NON_NEGATIVE,
+                 "read_bandwidth_bits_per_cycle": Optional(POSITIVE, None)},
         "vector": VECTOR_SCHEMA,
         "energy": {
             "mac": mac_energy_schema,

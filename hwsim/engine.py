@@ -37,6 +37,7 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
     loads = [cycles(int(bits)) for bits in np.tile(steps.load_bits, steps.repeat)]
     stores = [cycles(int(bits)) for bits in np.tile(steps.store_bits, steps.repeat)]
     compute = [int(c) for c in np.tile(steps.compute, steps.repeat)]
+    stalls = [0] * len(compute) if steps.stall is None else [int(c) for c in np.tile(steps.stall, steps.repeat)]
 
     def channel(bits_cycles: int):
         """The DRAM channel's work during one step: fetch the next tile, then write back the previous."""
@@ -47,6 +48,8 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
 
     yield env.process(channel(loads[0]))
     for i, busy in enumerate(compute):
+        if stalls[i]:  # the step waits on a reference's own ports before it computes
+            yield env.timeout(stalls[i])
         transfer = (loads[i + 1] if i + 1 < len(compute) else 0) + (stores[i - 1] if i > 0 else 0)
         if transfer:
             yield env.all_of([env.timeout(busy), env.process(channel(transfer))])

@@ -38,12 +38,14 @@ def blocks(dim: int, tile: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Steps:
     """The pipeline of one op instance: per step, bits fetched before it, busy cycles, bits written
-    back after it; the op runs them ``repeat`` times."""
+    back after it; the op runs them ``repeat`` times. ``stall``: cycles the array waits before each
+    step on ports outside the shared channel (a replayed reference's own port model), or None."""
 
     load_bits: np.ndarray
     compute: np.ndarray
     store_bits: np.ndarray
     repeat: int = 1
+    stall: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -266,12 +268,13 @@ def pipeline_cycles(steps: Steps, accel: Accelerator) -> int:
     loads = np.ceil(steps.load_bits / dram.bandwidth_bits_per_cycle).astype(np.int64)
     stores = np.ceil(steps.store_bits / dram.bandwidth_bits_per_cycle).astype(np.int64)
     compute, repeat, n = steps.compute, steps.repeat, len(steps.compute)
+    waits = 0 if steps.stall is None else repeat * int(steps.stall.sum())
     if n * repeat == 1:
-        return int(loads[0] + compute[0] + stores[0])
+        return int(loads[0] + compute[0] + stores[0]) + waits
     period = int(np.maximum(compute, np.roll(loads, -1) + np.roll(stores, 1)).sum())
     first = max(compute[0], loads[1 % n] + stores[-1]) - max(compute[0], loads[1 % n])
     last = max(compute[-1], loads[0] + stores[n - 2]) - max(compute[-1], stores[n - 2])
-    return int(loads[0] + repeat * period - first - last + stores[-1])
+    return int(loads[0] + repeat * period - first - last + stores[-1]) + waits
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the search mapper's plans, so the model is checked on exactly the reference's ma
 (``benchmarks/fidelity.py``):
 
 * ``bitfusion`` kind: the public BitFusion simulator (:mod:`hwsim.reference.bitfusion`);
-* ``systolic`` kind: SCALE-Sim 3.0.0's folds (:mod:`hwsim.reference.scalesim`).
+* ``systolic`` kind: SCALE-Sim 3.0.0's folds, ports and prefetch windows (:mod:`hwsim.reference.scalesim`).
 
 ``mapper_for("search" | "reference")`` names the two for the CLI and scripts.
 """

@@ -8,8 +8,8 @@ as :class:`hwsim.GemmPlan` does): :func:`hwsim.cost_plan` / ``hwsim.estimate`` a
 price it with the array's ``tile_cycles``, the DRAM channel, the double-buffered pipeline and the
 preset's energy constants, exactly as they price the search mapper's plans.
 
-Reuse rule (shared by BitFusion's simulator and SCALE-Sim's folds): a tensor's on-chip block spans
-the ``reuse`` innermost loops; it is (re)loaded whenever those loops all restart, and its size is
+Reuse rule (BitFusion's simulator; SCALE-Sim's replay keeps the nest but counts traffic on its own
+ports): a tensor's on-chip block spans the ``reuse`` innermost loops; it is (re)loaded whenever those loops all restart, and its size is
 one tile times the counts of the spanned loops that index the tensor. The output block is stored
 when the spanned loops all finish; with ``out_loaded`` it is also loaded (at ``psum_bits``) when they
 start, so a reduction split outside the output's block moves partial sums to DRAM and back.
