@@ -16,6 +16,7 @@ import yaml
 from accelerators.bitfusion import BitFusionArray
 from accelerators.bitserial import LoomArray, StripesArray
 from accelerators.systolic import SystolicArray
+from hwsim import memory
 from hwsim.accelerator import (
     BUFFERS,
     Accelerator,
@@ -63,6 +64,8 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
     for path in config["sources"]:
         if not _key_exists(config, path):
             raise ConfigError(f"accelerator '{source}': sources.{path} names no key of this description; fix the path")
+    config["memory"] = memory.resolve(config["memory"], config["buffers"])
+    scale = memory.scales(config["memory"], config["buffers"], source)
     energy, vector = config["energy"], config["vector"]
     return Accelerator(
         name=config["name"],
@@ -70,16 +73,25 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
         clock_hz=float(config["clock_hz"]),
         array=model(config["array"], energy["mac"]),
         buffers=Buffers(**config["buffers"]),
-        dram=Dram(**config["dram"]),
+        dram=Dram(config["dram"]["bandwidth_bits_per_cycle"], _dram_energy(config["dram"], source)),
         vector=VectorUnit(vector["lanes"], dict(vector["cycles_per_element"]), dict(vector["energy_pj_per_element"])),
         sram_energy=SramEnergy(
-            {b: energy["sram_pj_per_bit"][b]["read"] for b in BUFFERS},
-            {b: energy["sram_pj_per_bit"][b]["write"] for b in BUFFERS},
+            {b: energy["sram_pj_per_bit"][b]["read"] * scale[b].read for b in BUFFERS},
+            {b: energy["sram_pj_per_bit"][b]["write"] * scale[b].write for b in BUFFERS},
         ),
         static_power_w=float(energy["static_power_w"]),
         sources=dict(config["sources"]),
         config=config,
     )
+
+
+def _dram_energy(dram: dict, source: str) -> float:
+    """DRAM pJ/bit as stated, or the figure of ``dram.technology`` (one of the two, not both)."""
+    stated, technology = dram["energy_pj_per_bit"], dram["technology"]
+    if (stated is None) == (technology is None):
+        raise ConfigError(f"accelerator '{source}': dram needs exactly one of energy_pj_per_bit or technology "
+                          f"({', '.join(memory.DRAM_TECHNOLOGIES)}); got {'both' if technology else 'neither'}")
+    return stated if technology is None else memory.dram_energy_pj_per_bit(technology, source)
 
 
 def load(name_or_path: str | os.PathLike) -> Accelerator:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hwsim.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, MapOf, Number, Optional, Text
+from hwsim.memory import BUFFERS, MEMORY_SCHEMA
 from hwsim.workload import Gemm
-
-BUFFERS = ("ifmap", "filter", "ofmap")
 
 
 class PEArray(ABC):
@@ -167,13 +166,18 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
             "ofmap": POSITIVE_INT,
             "psum_bits": Number(integer=True, maximum=64),
         },
-        "dram": {"bandwidth_bits_per_cycle": POSITIVE, "energy_pj_per_bit": NON_NEGATIVE},
+        "dram": {  # energy per bit, or a technology whose figure hwsim.memory.DRAM_TECHNOLOGIES gives
+            "bandwidth_bits_per_cycle": POSITIVE,
+            "energy_pj_per_bit": Optional(NON_NEGATIVE, None),
+            "technology": Optional(Text(), None),
+        },
         "vector": VECTOR_SCHEMA,
         "energy": {
             "mac": mac_energy_schema,
             "sram_pj_per_bit": SRAM_ENERGY_SCHEMA,
             "static_power_w": NON_NEGATIVE,
         },
+        "memory": Optional(MEMORY_SCHEMA, None),  # size-dependent SRAM figures (hwsim.memory)
         "area": Optional(AREA_SCHEMA, None),
         "sources": Optional(MapOf(Text()), {}),
     }

@@ -6,8 +6,9 @@ is only the arithmetic that makes area follow the parameters a co-design sweep v
 * array: ``array.area_units() × area.unit_um2``; a unit is whatever the PE model replicates (an
   8-bit MAC PE, a BitFusion Fusion Unit, one lane of a bit-serial inner-product unit), so the
   precision support of the array is priced in ``unit_um2``;
-* SRAM: ``KiB × area.sram_mm2_per_kib[buffer]`` per buffer (CACTI-style linear density; eDRAM
-  buffers simply carry a denser figure);
+* SRAM: ``area.sram_mm2_per_kib[buffer]`` is the density at the geometry the description states
+  (``memory.stated_at``; eDRAM buffers carry a denser figure); other sizes, bankings and word widths
+  scale that area by CACTI's (:mod:`hwsim.memory`);
 * vector unit: ``vector.lanes × area.vector_lane_um2``.
 
 Not modelled: DRAM PHY, NoC/control and clock-dependent sizing (a faster clock is free here).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hwsim import memory
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.errors import ConfigError
 
@@ -59,9 +61,10 @@ def area(accel: Accelerator) -> AreaBreakdown:
             f"accelerator '{accel.name}' has no area section; add area.unit_um2, area.sram_mm2_per_kib and "
             f"area.vector_lane_um2 to its YAML (see accelerators/presets/*.yaml)"
         )
-    density = constants["sram_mm2_per_kib"]
+    density, stated = constants["sram_mm2_per_kib"], accel.config["memory"]["stated_at"]
+    scale = memory.scales(accel.config["memory"], accel.config["buffers"], accel.name)
     return AreaBreakdown(
         array_mm2=accel.array.area_units() * constants["unit_um2"] / UM2_PER_MM2,
-        sram_mm2={b: getattr(accel.buffers, b) / BYTES_PER_KIB * density[b] for b in BUFFERS},
+        sram_mm2={b: stated[b]["bytes"] / BYTES_PER_KIB * density[b] * scale[b].area for b in BUFFERS},
         vector_mm2=accel.vector.lanes * constants["vector_lane_um2"] / UM2_PER_MM2,
     )
