@@ -40,11 +40,9 @@ from pmq.allocation import BitAllocation, Bits
 from pmq.cost import bops
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
-from pmq.pareto import frontier
 from pmq.plots.pareto import label_points
 from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, OKABE_ITO, new_figure, save, style
-from pmq.search import CostTable, bit_pairs, choose, cost_table, pareto_table
-from pmq.sensitivity import compute_sensitivity
+from pmq.search import CostTable, ModelSearch, bit_pairs
 from pmq.workload import model_workload
 
 OBJECTIVES = ("bops", "latency")
@@ -107,19 +105,13 @@ class Bench:
         self.names = self.experiment.component_names
         self.choices = bit_pairs()
         self.accelerator = accelerators.load(ACCELERATOR)
-        model = self.experiment.loaded.model
-        workload = model_workload(model, BitAllocation.uniform("W8A8", self.names))
-        self.costs = cost_table(self.experiment.costs, sum(p.numel() for p in model.parameters()), self.choices,
-                                OBJECTIVES, workload, self.accelerator)
-        images, labels = self.experiment.calibration_set
-        n = args.sensitivity_images
-        self.omega = {}
-        self.sensitivity_s = {}
-        for metric in METRICS:
-            sens = compute_sensitivity(self.experiment.qv, images[:n], labels[:n], metric, bits=(2, 3, 4, 6, 8),
-                                       progress=True)
-            self.omega[metric] = {name: {b: sens.omega(name, b) for b in self.choices} for name in self.names}
-            self.sensitivity_s[metric] = sens.wall_time_s
+        search = ModelSearch(self.experiment, self.accelerator, OBJECTIVES,
+                             sensitivity_images=args.sensitivity_images)
+        self.costs = search.costs
+        self.problems = {(metric, objective): search.problem(metric, (objective,))
+                         for metric in METRICS for objective in OBJECTIVES}
+        self.omega = {metric: self.problems[(metric, OBJECTIVES[0])].omega for metric in METRICS}
+        self.sensitivity_s = dict(search.sensitivity_s)
         test = len(self.experiment.test_set)
         self.report = Report([], test if args.limit is None else min(args.limit, test))
 
@@ -137,8 +129,6 @@ class Bench:
     def run(self) -> Report:
         args = self.args
         plans = {objective: budget_factors(self.costs, objective, self.names, args.budgets) for objective in OBJECTIVES}
-        fronts = {(metric, objective): frontier(pareto_table(self.omega[metric], self.costs, [objective]), [objective])
-                  for metric in METRICS for objective in OBJECTIVES}
         total = len(self.choices) + sum(len(f) for f in plans.values()) * (len(METRICS) + args.random)
         with tqdm(total=total, desc="evaluate allocations", unit="alloc") as bar:
             for b in self.choices:
@@ -150,7 +140,7 @@ class Bench:
                 for factor in factors:
                     budget = factor * full
                     for metric in METRICS:
-                        allocation = choose(fronts[(metric, objective)], self.costs, objective, budget)
+                        allocation = self.problems[(metric, objective)].choose(budget)
                         self.measure(allocation, metric, objective, factor, f"{metric}-{objective}-{factor:.3f}x")
                         bar.update()
                     for i in range(args.random):

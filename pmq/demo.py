@@ -31,7 +31,7 @@ from pmq.io import provenance
 from pmq.patchwise.search import DEFAULT_LEVEL_SETS, DEFAULT_RHOS
 from pmq.quant import DEFAULT_OBSERVER
 from pmq.results import REPORT_FILE, Measured, ResultsWriter, allocation_label
-from pmq.search import OBJECTIVES, run_search
+from pmq.search import OBJECTIVES, ModelSearch
 from pmq.workload import model_workload
 
 DEFAULT_OUT = Path("results") / "demo"
@@ -155,6 +155,7 @@ class _DemoRun:
         self.writer = ResultsWriter(out_dir, self._run_info(limit))
         self.highlight: list[str] = []
         self.chosen: dict[str, BitAllocation] = {}
+        self.search: ModelSearch | None = None  # built at the first search
         self.bar.update()
 
     def step(self, what: str) -> None:
@@ -199,14 +200,16 @@ class _DemoRun:
             self.bar.update()
 
     def searches(self, metric: str) -> None:
-        """Every budget of every objective with one sensitivity metric (Ω is computed once, then cached)."""
+        """Every budget of every objective with one sensitivity metric: workload and cost table are
+        built once per run, Ω once per metric, the frontier once per (metric, objective)."""
         cfg, accel = self.cfg, self.accels[self.cfg.search_accelerator]
+        if self.search is None:
+            self.search = ModelSearch(self.experiment, accel, list(cfg.budgets), cfg.bit_choices,
+                                      cfg.sensitivity_images, progress=False)
         for objective, budgets in cfg.budgets.items():
             for i, budget in enumerate(budgets):
                 self.step(f"{metric} search, {objective} <= {budget}")
-                result = run_search(self.experiment, accel, objective, budget, metric=metric,
-                                    bit_choices=cfg.bit_choices, sensitivity_images=cfg.sensitivity_images,
-                                    limit=self.test_images, progress=False)
+                result = self.search.run(metric, (objective,), budget, limit=self.test_images)
                 s = result.summary
                 if i == 0:  # one frontier per (metric, objective): the budgets only pick points on it
                     self.writer.add_frontier(

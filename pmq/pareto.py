@@ -45,7 +45,6 @@ import csv
 import io
 import json
 import math
-import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -328,45 +327,8 @@ def uniform_cost(table: Table, key: Hashable, objective: str = DEFAULT_OBJECTIVE
     return total
 
 
-_RELATIVE = re.compile(r"^\s*(?P<factor>[^\sxX:]+)\s*[xX]\s*:\s*(?P<setting>\S+)\s*$")
-_BUDGET_FORMS = "give an absolute cost (e.g. 2.5e9) or a multiple of a uniform setting (e.g. 0.5x:W8A8)"
-
-
-def parse_budget(text: str, cost_of_uniform: Callable[[str], float]) -> float:
-    """A budget from the command line: ``"2.5e9"`` (absolute) or ``"0.5x:W8A8"`` (half the cost of
-    the uniform W8A8 allocation, priced by ``cost_of_uniform("W8A8")``)."""
-    relative = _RELATIVE.match(text)
-    if relative:
-        factor = _finite(relative["factor"], text)
-        if factor <= 0:
-            raise PMQError(f"budget {text!r} has factor {relative['factor']}: the factor must be > 0")
-        try:
-            base = float(cost_of_uniform(relative["setting"]))
-        except KeyError:
-            raise PMQError(
-                f"budget {text!r} names an unknown uniform setting {relative['setting']!r}: {_BUDGET_FORMS}"
-            ) from None
-        return factor * base
-    value = _finite(text, text)
-    if value < 0:
-        raise PMQError(f"budget {text!r} is negative: {_BUDGET_FORMS}")
-    return value
-
-
-def _finite(word: str, text: str) -> float:
-    try:
-        value = float(word)
-    except ValueError:
-        raise PMQError(f"budget {text!r} is not understood: {_BUDGET_FORMS}") from None
-    if not math.isfinite(value):
-        raise PMQError(f"budget {text!r} is not finite: {_BUDGET_FORMS}")
-    return value
-
-
 def _check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(objectives, str):
-        objectives = (objectives,)
-    objectives = tuple(objectives)
+    objectives = (objectives,) if isinstance(objectives, str) else tuple(objectives)
     if not 1 <= len(objectives) <= 2 or len(set(objectives)) != len(objectives):
         raise PMQError(
             f"objectives {list(objectives)} must be one or two distinct cost names (2-D or 3-D frontier)"
@@ -534,8 +496,4 @@ def _jsonable(key: Any) -> Any:
 
 
 def _key_text(key: Hashable) -> str:
-    return key if isinstance(key, str) else _json_text(_jsonable(key))
-
-
-def _json_text(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+    return key if isinstance(key, str) else json.dumps(_jsonable(key), separators=(",", ":"))

@@ -32,6 +32,7 @@ from typing import Any
 
 from hwsim.result import ENERGY_PARTS
 from pmq.allocation import BitAllocation
+from pmq.budget import Budget
 from pmq.errors import PMQError
 from pmq.io import write_json, write_text
 
@@ -61,13 +62,14 @@ POINT_FIELDS = (
 )
 _TEXT_FIELDS = {"label", "method", "metric", "objective", "budget", "accelerator", "allocation_file", "ops_file"}
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
-_RELATIVE_BUDGET = re.compile(r"^\s*([0-9.eE+-]+)\s*[xX]\s*:")
 
 
 def budget_factor(budget: str) -> float | None:
-    """``"0.4x:W8A8"`` → 0.4; an absolute budget has no factor (None)."""
-    match = _RELATIVE_BUDGET.match(budget or "")
-    return float(match[1]) if match else None
+    """``"0.4x:W8A8"`` → 0.4; an absolute or base-relative (``0.97x``) budget has no factor (None)."""
+    try:
+        return Budget.parse(budget).of_setting
+    except PMQError:
+        return None
 
 
 def allocation_label(method: str, objective: str, budget: str) -> str:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import hwsim
 from pmq.allocation import BitAllocation, Bits
+from pmq.budget import Budget
+from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
-from pmq.pareto import Choice, Frontier, frontier, parse_budget
+from pmq.pareto import Choice, Frontier, FrontierPoint, frontier
 
 if TYPE_CHECKING:  # torch-side types; importing this module stays torch-free (sweep workers use it)
     from pmq.cost import ComponentCost
@@ -31,8 +33,9 @@ OBJECTIVES = {
 }
 """Objective → the unit totals are reported in (tables hold bytes, BOPs, seconds, pJ)."""
 _TO_UNIT = {"size": 1e-6, "bops": 1e-9, "latency": 1e3, "energy": 1e-6}
-DEFAULT_BIT_CHOICES = (2, 3, 4, 6, 8)
 HARDWARE_OBJECTIVES = ("latency", "energy")
+FEASIBLE_RTOL = 1e-9
+"""Slack of the feasible-range check: a budget summed in another order than the table still fits."""
 
 
 def check_objective(objective: str) -> str:
@@ -112,7 +115,7 @@ def _hardware_costs(workload: hwsim.Workload, accelerator: hwsim.Accelerator, co
     return table, fixed
 
 
-def pareto_table(omega: dict[str, dict[Bits, float]], costs: CostTable, objectives: Sequence[str]) -> dict[str, list[Choice]]:
+def pareto_table(omega: Mapping[str, Mapping[Hashable, float]], costs: CostTable, objectives: Sequence[str]) -> dict[str, list[Choice]]:
     """The pareto module's input: per component, one Choice per bit pair with Ω and its costs."""
     return {
         name: [Choice(bits, omega[name][bits], {o: costs.per_choice[o][name][bits] for o in objectives})
@@ -121,28 +124,79 @@ def pareto_table(omega: dict[str, dict[Bits, float]], costs: CostTable, objectiv
     }
 
 
-def resolve_budget(costs: CostTable, objective: str, budget_text: str, component_names: Sequence[str]) -> float:
-    """The budget in base units (bytes, BOPs, s, pJ), checked against the feasible whole-model range."""
+def resolve_budget(costs: CostTable, objective: str, budget: str | float | Budget, component_names: Sequence[str],
+                   *, base_cost: float | None = None, uniform_cost: Callable[[str], float] | None = None,
+                   clamp_high: bool = False) -> float:
+    """The budget in base units (bytes, BOPs, s, pJ), checked against the feasible whole-model range.
+
+    ``uniform_cost`` prices ``0.5x:W8A8`` (default: from the table), ``base_cost`` is what ``0.8x`` is a
+    multiple of; with ``clamp_high`` a budget above the dearest allocation is allowed (it selects it).
+    """
     def uniform_total(setting: str) -> float:
         return costs.total(objective, BitAllocation.uniform(setting, component_names))
 
-    budget = parse_budget(budget_text, uniform_total)
+    parsed = Budget.parse(budget)
+    value = parsed.resolve(uniform_cost or uniform_total, base_cost)
     lo, hi = costs.feasible_range(objective)
     unit, scale = OBJECTIVES[objective], _TO_UNIT[objective]
-    feasible = f"use a budget in [{lo * scale:.6g}, {hi * scale:.6g}] {unit} (e.g. 0.5x:W8A8 or an absolute value)"
-    if budget < lo * (1 - 1e-9):
-        raise PMQError(f"budget {budget_text} = {budget * scale:.6g} {unit} is below the cheapest allocation "
+    example = "0.8x" if base_cost is not None else "0.5x:W8A8"
+    feasible = f"use a budget in [{lo * scale:.6g}, {hi * scale:.6g}] {unit} (e.g. {example} or an absolute value)"
+    if value < lo * (1 - FEASIBLE_RTOL):
+        raise PMQError(f"budget {parsed.text} = {value * scale:.6g} {unit} is below the cheapest allocation "
                        f"({lo * scale:.6g} {unit}): {feasible}")
-    if budget > hi * (1 + 1e-9):
-        raise PMQError(f"budget {budget_text} = {budget * scale:.6g} {unit} is above the dearest allocation "
+    if value > hi * (1 + FEASIBLE_RTOL) and not clamp_high:
+        raise PMQError(f"budget {parsed.text} = {value * scale:.6g} {unit} is above the dearest allocation "
                        f"({hi * scale:.6g} {unit}), so it constrains nothing: {feasible}")
-    return budget
+    return value
 
 
-def choose(front: Frontier, costs: CostTable, objective: str, budget: float) -> BitAllocation:
-    """The least-Ω allocation on the frontier whose whole-model cost fits ``budget`` (base units)."""
-    within = min(max(budget - costs.fixed[objective], front.cost_min[0]), front.cost_max[0])
-    return BitAllocation(dict(front.best_under(within).allocation))
+@dataclass
+class SearchProblem:
+    """One search, built once: Ω per component and choice, the cost table, the exact frontier.
+
+    Every budget is then a lookup (:meth:`choose`): the demo, sweeps and benchmarks pick many
+    allocations from one problem. Choice keys are opaque (``Bits`` here, (ρ, levels) patch-wise).
+    ``base_cost``, ``uniform_cost`` and ``clamp_high`` are passed to :func:`resolve_budget`.
+    """
+
+    omega: Mapping[str, Mapping[Hashable, float]]
+    costs: CostTable
+    objectives: tuple[str, ...]
+    frontier: Frontier
+    base_cost: float | None = None
+    uniform_cost: Callable[[str], float] | None = None
+    clamp_high: bool = False
+
+    @classmethod
+    def build(cls, omega: Mapping[str, Mapping[Hashable, float]], costs: CostTable, objectives: Sequence[str],
+              **options: Any) -> SearchProblem:
+        """Ω and costs → the exact frontier over ``objectives`` (the first one is budgeted)."""
+        objectives = tuple(objectives)
+        return cls(omega, costs, objectives, frontier(pareto_table(omega, costs, objectives), objectives), **options)
+
+    @property
+    def objective(self) -> str:
+        return self.objectives[0]
+
+    def resolve(self, budget: str | float | Budget) -> float:
+        """The whole-model budget in base units, checked against the feasible range."""
+        return resolve_budget(self.costs, self.objective, budget, list(self.omega), base_cost=self.base_cost,
+                              uniform_cost=self.uniform_cost, clamp_high=self.clamp_high)
+
+    def point(self, budget: str | float | Budget) -> FrontierPoint:
+        """The least-Ω frontier point whose whole-model cost (fixed part included) fits ``budget``."""
+        front = self.frontier
+        within = min(max(self.resolve(budget) - self.costs.fixed[self.objective], front.cost_min[0]),
+                     front.cost_max[0])
+        return front.best_under(within)
+
+    def choose(self, budget: str | float | Budget) -> BitAllocation:
+        """The least-Ω allocation under ``budget`` (text as in :mod:`pmq.budget`, or base units)."""
+        return BitAllocation(dict(self.point(budget).allocation))
+
+    def omega_of(self, allocation: Mapping[str, Hashable]) -> float:
+        """Σ Ω of an allocation, summed in component order (the search's own sum)."""
+        return sum(self.omega[name][key] for name, key in allocation.items())
 
 
 @dataclass
@@ -153,39 +207,74 @@ class SearchResult:
     summary: dict
 
 
+class ModelSearch:
+    """The model side of the search, prepared once: the W8A8 workload priced into one cost table for
+    every objective, Ω per metric (computed once, then cached) and one :class:`SearchProblem` per
+    (metric, objectives); :meth:`run` evaluates and simulates the allocation a budget picks."""
+
+    def __init__(self, experiment: Experiment, accelerator: hwsim.Accelerator, objectives: Sequence[str],
+                 bit_choices: Sequence[int] = DEFAULT_BIT_CHOICES,
+                 sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES, progress: bool = True) -> None:
+        from pmq.workload import model_workload
+
+        self.experiment, self.accelerator, self.progress = experiment, accelerator, progress
+        self.bit_choices, self.sensitivity_images = tuple(bit_choices), sensitivity_images
+        self.choices = bit_pairs(bit_choices)
+        objectives = list(dict.fromkeys(check_objective(o) for o in objectives))
+        workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", experiment.component_names))
+        self.costs = cost_table(experiment.costs, sum(p.numel() for p in experiment.loaded.model.parameters()),
+                                self.choices, objectives, workload, accelerator)
+        self._problems: dict[tuple[str, tuple[str, ...]], SearchProblem] = {}
+        self.sensitivity_s: dict[str, float] = {}
+
+    def problem(self, metric: str, objectives: Sequence[str]) -> SearchProblem:
+        key = (metric, tuple(objectives))
+        if key not in self._problems:
+            from pmq.sensitivity import compute_sensitivity
+
+            images, labels = self.experiment.calibration_set
+            n = self.sensitivity_images
+            sensitivity = compute_sensitivity(self.experiment.qv, images[:n], labels[:n], metric=metric,
+                                              bits=self.bit_choices, progress=self.progress)
+            self.sensitivity_s[metric] = sensitivity.wall_time_s
+            omega = {name: {b: sensitivity.omega(name, b) for b in self.choices}
+                     for name in self.experiment.component_names}
+            self._problems[key] = SearchProblem.build(omega, self.costs, objectives)
+        return self._problems[key]
+
+    def run(self, metric: str, objectives: Sequence[str], budget: str, limit: int | None = None) -> SearchResult:
+        """The allocation ``budget`` picks on the (metric, objectives) frontier, evaluated and simulated."""
+        from pmq.workload import model_workload
+
+        objective = objectives[0]
+        resolve_budget(self.costs, objective, budget, self.experiment.component_names)  # fail before any pass
+        problem = self.problem(metric, objectives)
+        budget_base = problem.resolve(budget)
+        allocation = problem.choose(budget_base)
+        experiment, accelerator = self.experiment, self.accelerator
+        evaluated = experiment.evaluate(allocation, limit, progress=self.progress)
+        simulated = hwsim.simulate(model_workload(experiment.loaded.model, allocation), accelerator)
+        allocation.metadata.update({"metric": metric, "objective": objective, "budget": budget,
+                                    "model": experiment.loaded.tag, "accelerator": accelerator.name})
+        second = objectives[1] if len(objectives) > 1 else None
+        summary = {
+            "model": experiment.loaded.name, "model_tag": experiment.loaded.tag, "data": experiment.source.describe(),
+            "metric": metric, "objective": objective, "second_objective": second,
+            "budget": budget, f"budget_{OBJECTIVES[objective]}": self.costs.in_units(objective, budget_base),
+            "bit_choices": list(self.bit_choices), "frontier_points": len(problem.frontier),
+            "sensitivity_s": self.sensitivity_s[metric], "omega": problem.omega_of(allocation),
+            "top1": evaluated.top1, "images": evaluated.images, "size_mb": evaluated.size_mb,
+            "gbops": evaluated.gbops, "latency_s": simulated.latency_s, "energy_pj": simulated.energy_pj,
+            "cycles": simulated.cycles, "accelerator": accelerator.name, "accelerator_config": accelerator.config,
+        }
+        return SearchResult(allocation, problem.frontier, self.costs, summary)
+
+
 def run_search(experiment: Experiment, accelerator: hwsim.Accelerator, objective: str, budget: str,
                metric: str = "pmq", bit_choices: Sequence[int] = DEFAULT_BIT_CHOICES,
-               second_objective: str | None = None, sensitivity_images: int = 64,
+               second_objective: str | None = None, sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES,
                limit: int | None = None, progress: bool = True) -> SearchResult:
     """Sensitivity → cost tables → frontier → chosen allocation, evaluated and simulated."""
-    from pmq.sensitivity import compute_sensitivity
-    from pmq.workload import model_workload
-
     objectives = [check_objective(objective)] + ([check_objective(second_objective)] if second_objective else [])
-    choices = bit_pairs(bit_choices)
-    names = experiment.component_names
-    workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", names))
-    costs = cost_table(experiment.costs, sum(p.numel() for p in experiment.loaded.model.parameters()),
-                       choices, objectives, workload, accelerator)
-    budget_base = resolve_budget(costs, objectives[0], budget, names)  # fail fast, before any pass
-    images, labels = experiment.calibration_set
-    sensitivity = compute_sensitivity(experiment.qv, images[:sensitivity_images], labels[:sensitivity_images],
-                                      metric=metric, bits=tuple(bit_choices), progress=progress)
-    omega = {name: {b: sensitivity.omega(name, b) for b in choices} for name in names}
-    front = frontier(pareto_table(omega, costs, objectives), objectives)
-    allocation = choose(front, costs, objectives[0], budget_base)
-    evaluated = experiment.evaluate(allocation, limit, progress=progress)
-    simulated = hwsim.simulate(model_workload(experiment.loaded.model, allocation), accelerator)
-    allocation.metadata.update({"metric": metric, "objective": objective, "budget": budget,
-                                "model": experiment.loaded.tag, "accelerator": accelerator.name})
-    summary = {
-        "model": experiment.loaded.name, "model_tag": experiment.loaded.tag, "data": experiment.source.describe(),
-        "metric": metric, "objective": objective, "second_objective": second_objective,
-        "budget": budget, f"budget_{OBJECTIVES[objective]}": costs.in_units(objective, budget_base),
-        "bit_choices": list(bit_choices), "frontier_points": len(front),
-        "sensitivity_s": sensitivity.wall_time_s, "omega": sum(omega[n][allocation[n]] for n in names),
-        "top1": evaluated.top1, "images": evaluated.images, "size_mb": evaluated.size_mb, "gbops": evaluated.gbops,
-        "latency_s": simulated.latency_s, "energy_pj": simulated.energy_pj, "cycles": simulated.cycles,
-        "accelerator": accelerator.name, "accelerator_config": accelerator.config,
-    }
-    return SearchResult(allocation, front, costs, summary)
+    search = ModelSearch(experiment, accelerator, objectives, bit_choices, sensitivity_images, progress)
+    return search.run(metric, objectives, budget, limit)

@@ -66,18 +66,10 @@ import accelerators
 import hwsim
 from hwsim.errors import HwsimError
 from pmq.allocation import BitAllocation, Bits
+from pmq.budget import Budget
 from pmq.errors import PMQError
 from pmq.io import write_json, write_text
-from pmq.pareto import frontier, parse_budget
-from pmq.search import (
-    DEFAULT_BIT_CHOICES,
-    HARDWARE_OBJECTIVES,
-    bit_pairs,
-    choose,
-    cost_table,
-    pareto_table,
-    resolve_budget,
-)
+from pmq.search import DEFAULT_BIT_CHOICES, HARDWARE_OBJECTIVES, SearchProblem, bit_pairs, cost_table
 
 if TYPE_CHECKING:
     from pmq.experiment import Experiment
@@ -375,12 +367,12 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
         # hardware objectives read only the component names from the per-component costs
         costs = cost_table(dict.fromkeys(names), 0, bit_pairs_of(inputs.omega), [objective],
                            inputs.workload, accel)
-        front = frontier(pareto_table(inputs.omega, costs, [objective]), [objective])
+        problem = SearchProblem.build(inputs.omega, costs, [objective])
     except (HwsimError, PMQError) as err:
         return [_failed(row, err) for row in rows]
     for row in rows:
         try:
-            allocation = choose(front, costs, objective, resolve_budget(costs, objective, row["budget"], names))
+            allocation = problem.choose(row["budget"])
             result = _run(_at_allocation(inputs.workload, allocation), accel, inputs.method)
         except (HwsimError, PMQError) as err:
             _failed(row, err)
@@ -624,7 +616,7 @@ def _check_budgets(budgets: Sequence[str], pairs: Sequence[Bits]) -> None:
         return 1.0
 
     for budget in budgets:
-        parse_budget(budget, uniform)
+        Budget.parse(budget).resolve(uniform)
 
 
 def _digest(obj: Any) -> str:

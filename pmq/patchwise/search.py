@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ import hwsim
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
-from pmq.pareto import Choice, Frontier, frontier, parse_budget
+from pmq.pareto import Frontier
 from pmq.patchwise.runtime import SCORES, ScoreInputs, assign_groups, prefix_tokens, token_bits
 from pmq.patchwise.spec import (
     DEFAULT_APPLY_TO,
@@ -42,13 +43,13 @@ from pmq.patchwise.spec import (
     layer_names,
 )
 from pmq.quant import QuantViT
+from pmq.search import CostTable, SearchProblem, resolve_budget
 from pmq.workload import model_workload
 
 OBJECTIVES = ("bops", "latency", "energy")
 OMEGA_METHODS = ("fisher", "loss")
 DEFAULT_LEVEL_SETS = ((8, 4), (8, 2), (8, 4, 2))
 DEFAULT_RHOS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
-_RELATIVE_TO_BASE = re.compile(r"^\s*([0-9.eE+-]+)\s*x\s*$")
 Key = tuple[tuple[float, ...], tuple[int, ...]]
 
 
@@ -242,24 +243,6 @@ def loss_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices
     return omega
 
 
-def resolve_patchwise_budget(budget: str | float, objective: str, base_total: float,
-                             uniform_total) -> float:
-    """``0.8x`` = 80% of the base allocation's cost, ``0.5x:W8A8`` = half of uniform W8A8, or absolute."""
-    if isinstance(budget, int | float) and not isinstance(budget, bool):
-        return float(budget)
-    relative = _RELATIVE_TO_BASE.match(str(budget))
-    if relative:
-        try:
-            factor = float(relative[1])
-        except ValueError:
-            raise PMQError(f"budget {budget!r} is not understood: use e.g. 0.8x (of the base allocation's "
-                           f"{objective}), 0.5x:W8A8 or an absolute value") from None
-        if factor <= 0:
-            raise PMQError(f"budget {budget!r} has factor {factor:g}: the factor must be > 0")
-        return factor * base_total
-    return parse_budget(str(budget), uniform_total)
-
-
 def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator: hwsim.Accelerator | None,
                   objective: str, budget: str | float, *, choices: Sequence[LayerSetting] | None = None,
                   score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO,
@@ -290,13 +273,11 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
         return sum(price(op) for op in model_workload(model, alloc).ops)
 
     base_total = total(base)
-    target = resolve_patchwise_budget(budget, objective, base_total,
-                                      lambda setting: total(BitAllocation.uniform(setting, names)))
-    lo = fixed + sum(min(row.values()) for row in costs.values())
-    hi = fixed + sum(max(row.values()) for row in costs.values())
-    if not lo * (1 - 1e-9) <= target:
-        raise PMQError(f"patch-wise budget {budget} = {target:.6g} is below the cheapest setting ({lo:.6g} "
-                       f"{objective} in base units): use a budget in [{lo:.6g}, {hi:.6g}] (e.g. 0.8x)")
+    # "0.8x" is a share of the base allocation's cost; above the dearest setting every layer stays off
+    options: dict[str, Any] = {"base_cost": base_total, "clamp_high": True,
+                               "uniform_cost": lambda setting: total(BitAllocation.uniform(setting, names))}
+    layer_table = CostTable({objective: costs}, {objective: fixed})
+    target = resolve_budget(layer_table, objective, budget, list(costs), **options)  # fail before Ω
 
     experiment.calibrate()
     qv = experiment.qv.apply(base)
@@ -307,10 +288,8 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     omega = method(qv, images, labels, choices, spec.score, spec.apply_to, spec.seed)
     omega_s = time.perf_counter() - start
 
-    table = {layer: [Choice(c.key, omega[layer][c.key], {objective: costs[layer][c.key]}) for c in choices]
-             for layer in costs}
-    front = frontier(table, (objective,))
-    point = front.best_under(min(max(target - fixed, front.cost_min[0]), front.cost_max[0]))
+    problem = SearchProblem.build(omega, layer_table, (objective,), **options)
+    front, point = problem.frontier, problem.point(target)
     settings = {c.key: c for c in choices}
     patches = model.patch_embed.num_patches
     chosen = {layer: settings[key] for layer, key in point.allocation.items()  # "off" layers are left out

@@ -134,6 +134,7 @@ def test_evaluate_json_keys(capsys):
     assert 0 <= result["top1"] <= 1 and result["size_mb"] > 0 and result["gbops"] > 0
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and timm
 def test_real_process_prints_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "pmq.cli", "evaluate", "--model", "demo", "--bits", "W9A8"],
                           capture_output=True, text=True, timeout=120)

@@ -38,6 +38,7 @@ def demo_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # shares the 16 s end-to-end demo run
 def test_folder_is_complete(demo_dir):
     results = load_results(demo_dir)  # raises if any file the manifest names is missing
     run = results.run
@@ -56,6 +57,7 @@ def test_folder_is_complete(demo_dir):
     assert not list(demo_dir.rglob("*.tmp"))
 
 
+@pytest.mark.slow  # shares the 16 s end-to-end demo run
 def test_searched_allocations_meet_their_budgets(demo_dir):
     results = load_results(demo_dir)
     w8 = results.point("W8A8", "bitfusion")
@@ -66,6 +68,7 @@ def test_searched_allocations_meet_their_budgets(demo_dir):
     assert patchwise["gbops"] <= 0.97 * results.point("pmq-latency-0.8x", "bitfusion")["gbops"] * (1 + 1e-9)
 
 
+@pytest.mark.slow  # shares the 16 s end-to-end demo run
 def test_report_states_model_data_versions_and_allocations(demo_dir):
     report = (demo_dir / "report.md").read_text()
     run = json.loads((demo_dir / RUN_FILE).read_text())
@@ -88,7 +91,7 @@ def test_ctrl_c_leaves_finished_files(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pmq.demo, "run_search", interrupt)
+    monkeypatch.setattr(pmq.demo, "ModelSearch", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_demo(tmp_path / "out", limit=32, progress=False, config=TINY)
     results = load_results(tmp_path / "out")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pareto import ilp_best_under
 
 import accelerators
 from pmq.allocation import BitAllocation
@@ -13,9 +12,10 @@ from pmq.cli import main
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.pareto import frontier
-from pmq.search import bit_pairs, choose, cost_table, pareto_table, resolve_budget
+from pmq.search import SearchProblem, bit_pairs, cost_table, pareto_table, resolve_budget
 from pmq.sensitivity import compute_sensitivity
 from pmq.workload import model_workload
+from tests.pmq.test_pareto import ilp_best_under
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,30 @@ def test_relative_budget_and_feasible_range(demo_tables):
     with pytest.raises(PMQError, match="above the dearest allocation"):
         resolve_budget(costs, "bops", "3x:W8A8", names)
     # the chosen allocation respects the whole-model budget, fixed costs included
-    front = frontier(pareto_table(omega, costs, ("latency",)), ("latency",))
+    problem = SearchProblem.build(omega, costs, ("latency",))
     budget = resolve_budget(costs, "latency", "0.8x:W8A8", names)
-    chosen = choose(front, costs, "latency", budget)
+    chosen = problem.choose("0.8x:W8A8")
     assert costs.total("latency", chosen) <= budget * (1 + 1e-9)
+    assert problem.choose(budget) == chosen
+
+
+def test_one_problem_answers_every_budget(demo_tables):
+    """The frontier is built once; each budget picks the least-Ω point whose whole-model cost fits."""
+    experiment, omega, costs = demo_tables
+    problem = SearchProblem.build(omega, costs, ("bops",))
+    front, fixed = problem.frontier, costs.fixed["bops"]
+    picked = []
+    for text in ("0.1x:W8A8", "0.25x:W8A8", "0.5x:W8A8", "1x:W8A8"):
+        budget = problem.resolve(text)
+        chosen = problem.choose(text)
+        affordable = front.omega[front.costs[:, 0] + fixed <= budget * (1 + 1e-12)]
+        assert problem.omega_of(chosen) == pytest.approx(affordable.min(), rel=1e-12)
+        assert costs.total("bops", chosen) <= budget * (1 + 1e-12)
+        picked.append(problem.omega_of(chosen))
+    assert picked == sorted(picked, reverse=True) and picked[0] > picked[-1]
+    assert problem.frontier is front  # choosing never rebuilt it
+    with pytest.raises(PMQError, match="multiple of a base allocation"):
+        problem.choose("0.5x")
 
 
 def test_search_cli_writes_a_loadable_allocation(capsys, tmp_path):
