@@ -184,12 +184,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from pmq.sweep import sweep
+    from pmq.sweep import SweepConfig, SweepSettings, sweep
 
-    result = sweep(args.model, args.space, args.out, args.objective, args.budgets, checkpoint=args.checkpoint,
-                   pretrained=args.pretrained, data_dir=args.data, metric=args.metric, bit_choices=args.bit_choices,
-                   calibration_images=args.calibration_images, limit=args.limit, executor=args.executor,
-                   scheduler=args.scheduler, workers=args.workers, method=args.method, progress=not args.json)
+    settings = SweepSettings(args.objective, args.budgets, args.executor, args.scheduler, args.workers, args.method,
+                             progress=not args.json)
+    result = sweep(args.space, args.out, SweepConfig(
+        args.model, args.checkpoint, args.pretrained, args.data, args.metric, args.bit_choices,
+        args.calibration_images, limit=args.limit, settings=settings))
     summary = {"table": str(result.table), "pareto": str(result.pareto), "points": len(result.rows),
                "failed": result.failed, "computed_designs": result.computed_designs, "wall_s": result.wall_s}
     if args.json:

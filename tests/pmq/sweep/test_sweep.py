@@ -23,7 +23,16 @@ import hwsim
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.search import bit_pairs
-from pmq.sweep import SweepInputs, load_space, pareto_set, run_sweep, space_from_dict, sweep
+from pmq.sweep import (
+    SweepConfig,
+    SweepInputs,
+    SweepSettings,
+    load_space,
+    pareto_set,
+    run_sweep,
+    space_from_dict,
+    sweep,
+)
 
 HERE = Path(__file__).parent
 BUDGETS = ["1x:W8A8", "0.5x:W8A8"]
@@ -320,8 +329,9 @@ def test_demo_model_end_to_end(tmp_path):
 
     space = tmp_path / "space.yaml"
     space.write_text("base: bitfusion\nbudgets: ['0.8x:W8A8']\n")
-    result = sweep("demo", space, tmp_path / "out", "energy", bit_choices=(4, 8), calibration_images=32,
-                   sensitivity_images=16, limit=32, workers=1, progress=False)
+    config = SweepConfig("demo", bit_choices=(4, 8), calibration_images=32, sensitivity_images=16, limit=32,
+                         settings=SweepSettings("energy", workers=1, progress=False))
+    result = sweep(space, tmp_path / "out", config)
     (row,) = result.rows
     assert row["status"] == "ok" and 0 <= row["top1"] <= 1 and row["images"] == 32 and row["size_mb"] > 0
     allocation = BitAllocation.load(result.out / "allocations" / f"{row['allocation_id']}.json")

@@ -1,0 +1,110 @@
+"""Per-design pricing, torch-free (it runs on local worker processes or dask workers).
+
+Per design: the cost table on that accelerator, one :class:`pmq.search.SearchProblem`, and for each
+budget the least-Ω allocation priced whole-model (``hwsim.estimate_workload`` or ``hwsim.simulate``),
+plus ``hwsim.area``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import accelerators
+import hwsim
+from hwsim.errors import HwsimError
+from pmq.allocation import BitAllocation, Bits
+from pmq.errors import PMQError
+from pmq.search import SearchProblem, cost_table
+
+
+@dataclass(frozen=True)
+class PricingInputs:
+    """What every design needs, shipped to each worker once: Ω per component and bit pair, the
+    model's workload (GEMMs named after components), the search settings."""
+
+    component_names: tuple[str, ...]
+    omega: dict[str, dict[Bits, float]]
+    workload: hwsim.Workload
+    objective: str
+    budgets: tuple[str, ...]
+    method: str = "estimate"
+
+
+def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[dict[str, Any]]:
+    """One row per budget for one design: the chosen allocation and its latency, energy, EDP, area.
+
+    User-level failures (a TileError, a budget outside this design's range) become rows with
+    ``status = "failed"`` and the error; anything else is a bug and propagates.
+    """
+    accel = accelerators.from_dict(config, source=config["name"])
+    area = hwsim.area(accel).as_dict()
+    names, objective = list(inputs.component_names), inputs.objective
+    rows = [{"design": design_id, "budget": budget, "status": "ok", "error": "", **area}
+            for budget in inputs.budgets]
+    try:
+        # hardware objectives read only the component names from the per-component costs
+        costs = cost_table(dict.fromkeys(names), 0, bit_pairs_of(inputs.omega), [objective],
+                           inputs.workload, accel)
+        problem = SearchProblem.build(inputs.omega, costs, [objective])
+    except (HwsimError, PMQError) as err:
+        return [_failed(row, err) for row in rows]
+    for row in rows:
+        try:
+            allocation = problem.choose(row["budget"])
+            result = _run(_at_allocation(inputs.workload, allocation), accel, inputs.method)
+        except (HwsimError, PMQError) as err:
+            _failed(row, err)
+            continue
+        row.update(
+            omega=math.fsum(inputs.omega[name][bits] for name, bits in allocation.items()),
+            latency_s=result.latency_s,
+            energy_pj=result.energy_pj,
+            edp_js=result.latency_s * result.energy_pj * 1e-12,
+            cycles=result.cycles,
+            utilization=result.utilization,
+            **_mean_bits(inputs.workload, allocation),
+            allocation=allocation.to_dict()["components"],
+        )
+    return rows
+
+
+def bit_pairs_of(omega: Mapping[str, Mapping[Bits, float]]) -> list[Bits]:
+    """The bit pairs Ω is given for (the same for every component)."""
+    return list(next(iter(omega.values())))
+
+
+def _failed(row: dict, err: Exception) -> dict:
+    row.update(status="failed", error=f"{type(err).__name__}: {err}")
+    return row
+
+
+def _run(workload: hwsim.Workload, accel: hwsim.Accelerator, method: str) -> hwsim.SimResult:
+    return hwsim.simulate(workload, accel) if method == "simulate" else hwsim.estimate_workload(workload, accel)
+
+
+def _at_allocation(workload: hwsim.Workload, allocation: BitAllocation) -> hwsim.Workload:
+    """The workload with each component's GEMM at its allocated bits (as ``model_workload`` would build it)."""
+    again = hwsim.Workload()
+    for op in workload.ops:
+        if isinstance(op, hwsim.Gemm) and op.name in allocation.bits:
+            bits = allocation[op.name]
+            op = dataclasses.replace(op, bits_a=bits.a, bits_b=bits.w)
+        again.add(op, after=list(workload.graph.predecessors(op.name)))
+    return again
+
+
+def _mean_bits(workload: hwsim.Workload, allocation: BitAllocation) -> dict[str, float]:
+    """MAC-weighted mean weight and activation bits of the allocation."""
+    gemms = [op for op in workload.ops if isinstance(op, hwsim.Gemm) and op.name in allocation.bits]
+    macs = sum(op.macs for op in gemms)
+    return {
+        "mean_bits_w": sum(op.macs * allocation[op.name].w for op in gemms) / macs,
+        "mean_bits_a": sum(op.macs * allocation[op.name].a for op in gemms) / macs,
+    }
+
+
+_WORKER_INPUTS: PricingInputs | None = None
