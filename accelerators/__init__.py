@@ -1,9 +1,9 @@
 """Concrete accelerator models and their YAML presets.
 
 ``accelerators.load("bitfusion")`` or ``accelerators.load("my_accel.yaml")`` returns a
-validated :class:`hwsim.Accelerator`. The ``kind`` key picks the PE-array model
-(``MODELS``); the model fixes which keys ``array`` and ``energy.mac`` take. Every key is
-checked; an error names the file and the key path.
+validated :class:`hwsim.Accelerator`. The ``kind`` key picks the PE-array model from the registry
+(:func:`register_pe_model`, or the ``pmq.pe_models`` entry points); the model fixes which keys
+``array`` and ``energy.mac`` take. Every key is checked; an error names the file and the key path.
 """
 
 from __future__ import annotations
@@ -13,29 +13,27 @@ from pathlib import Path
 
 import yaml
 
-from accelerators.bitfusion import BitFusionArray
-from accelerators.bitserial import LoomArray, StripesArray
-from accelerators.systolic import SystolicArray
-from hwsim import memory
+from accelerators import bitfusion, bitserial, systolic  # noqa: F401  (the built-in models register themselves)
+from accelerators.registry import PE_MODELS, pe_model, register_pe_model
 from hwsim.accelerator import (
     BUFFERS,
     Accelerator,
     Buffers,
     Dram,
-    PEArray,
     SramEnergy,
     VectorUnit,
     accelerator_schema,
+    check_smallest_tile_fits,
+    memory_from_config,
 )
+from hwsim import sram
 from hwsim.config import validate
 from hwsim.errors import ConfigError, UnknownAcceleratorError
 
 PRESET_DIR = Path(__file__).with_name("presets")
-MODELS: dict[str, type[PEArray]] = {
-    model.kind: model for model in (SystolicArray, BitFusionArray, StripesArray, LoomArray)
-}
+MODELS = PE_MODELS
 
-__all__ = ["MODELS", "PRESET_DIR", "available", "from_dict", "load"]
+__all__ = ["MODELS", "PE_MODELS", "PRESET_DIR", "available", "from_dict", "load", "register_pe_model"]
 
 
 def available() -> list[str]:
@@ -57,22 +55,25 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
     if not isinstance(data, dict):
         raise ConfigError(f"accelerator '{source}': the document must be a mapping of keys, got {type(data).__name__}")
     kind = data.get("kind")
-    if kind not in MODELS:
-        raise ConfigError(f"accelerator '{source}': kind must be one of {', '.join(MODELS)}, got {kind!r}")
-    model = MODELS[kind]
+    model = pe_model(kind, source)
     config = validate(accelerator_schema(model.ARRAY_SCHEMA, model.MAC_ENERGY_SCHEMA), data, source)
     for path in config["sources"]:
         if not _key_exists(config, path):
             raise ConfigError(f"accelerator '{source}': sources.{path} names no key of this description; fix the path")
-    config["memory"] = memory.resolve(config["memory"], config["buffers"])
-    scale = memory.scales(config["memory"], config["buffers"], source)
+    config["sram"] = sram.resolve(config["sram"], config["buffers"])
+    scale = sram.scales(config["sram"], config["buffers"], source)
     energy, vector = config["energy"], config["vector"]
+    array = model.from_config(config["array"], energy["mac"])
+    buffers = Buffers(**config["buffers"])
+    memory = memory_from_config(config["memory"], array, source)
+    check_smallest_tile_fits(buffers, memory, source)
     return Accelerator(
         name=config["name"],
         kind=kind,
         clock_hz=float(config["clock_hz"]),
-        array=model(config["array"], energy["mac"]),
-        buffers=Buffers(**config["buffers"]),
+        array=array,
+        buffers=buffers,
+        memory=memory,
         dram=Dram(config["dram"]["bandwidth_bits_per_cycle"], _dram_energy(config["dram"], source)),
         vector=VectorUnit(vector["lanes"], dict(vector["cycles_per_element"]), dict(vector["energy_pj_per_element"])),
         sram_energy=SramEnergy(
@@ -90,8 +91,8 @@ def _dram_energy(dram: dict, source: str) -> float:
     stated, technology = dram["energy_pj_per_bit"], dram["technology"]
     if (stated is None) == (technology is None):
         raise ConfigError(f"accelerator '{source}': dram needs exactly one of energy_pj_per_bit or technology "
-                          f"({', '.join(memory.DRAM_TECHNOLOGIES)}); got {'both' if technology else 'neither'}")
-    return stated if technology is None else memory.dram_energy_pj_per_bit(technology, source)
+                          f"({', '.join(sram.DRAM_TECHNOLOGIES)}); got {'both' if technology else 'neither'}")
+    return stated if technology is None else sram.dram_energy_pj_per_bit(technology, source)
 
 
 def load(name_or_path: str | os.PathLike) -> Accelerator:

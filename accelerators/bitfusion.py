@@ -4,8 +4,8 @@ A Fusion Unit fuses its BitBricks into ``pf = ⌊8/max(a,2)⌋·⌊8/max(w,2)⌋
 4 at 4×4/8×2/2×8, 1 at 8×8) whose products are summed, so it advances ``pf`` elements of the
 reduction per cycle. Bits round up to the supported 2/4/8 (3 → 4, 5..7 → 8); a 9–16-bit
 operand is split into two 8-bit halves processed in two passes (16×16: four passes), as the
-paper does. Operands are stored at the rounded width (2/4/8/16 bits), so low precision also
-packs more elements per buffer and per DRAM beat.
+paper does. The array reads operands stored at 1/2/4/8/16 bits (``memory.storage_bits`` in the
+preset picks which), so low precision also packs more elements per buffer and per DRAM beat.
 
 Mapping (weight-stationary, like the paper's systolic organisation): array rows advance the
 reduction (each unit ``pf`` elements), columns hold output channels, GEMM rows stream:
@@ -19,9 +19,14 @@ The array's dynamic energy is ``array_pj_per_cycle`` per busy cycle of the whole
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from accelerators.registry import register_pe_model
 from hwsim.accelerator import PEArray, ceil_div
 from hwsim.config import POSITIVE, POSITIVE_INT, Number
 from hwsim.workload import Gemm
+
+READABLE_BITS = (1, 2, 4, 8, 16)
 
 
 def brick_bits(bits: int) -> int:
@@ -41,8 +46,22 @@ def passes(bits: int) -> int:
     return 2 if bits > 8 else 1
 
 
+@dataclass(frozen=True)
+class BitFusionParams:
+    rows: int
+    cols: int
+    fill_drain_cycles: int
+
+
+@dataclass(frozen=True)
+class BitFusionMacEnergy:
+    array_pj_per_cycle: float
+
+
+@register_pe_model("bitfusion")
 class BitFusionArray(PEArray):
-    kind = "bitfusion"
+    Params = BitFusionParams
+    MacEnergy = BitFusionMacEnergy
     ARRAY_SCHEMA = {
         "rows": POSITIVE_INT,
         "cols": POSITIVE_INT,
@@ -50,9 +69,25 @@ class BitFusionArray(PEArray):
     }
     MAC_ENERGY_SCHEMA = {"array_pj_per_cycle": POSITIVE}
 
+    params: BitFusionParams
+    mac_energy: BitFusionMacEnergy
+
+    @property
+    def rows(self) -> int:
+        return self.params.rows
+
+    @property
+    def cols(self) -> int:
+        return self.params.cols
+
     @property
     def units(self) -> int:
-        return self.array["rows"] * self.array["cols"]
+        return self.rows * self.cols
+
+    @property
+    def dataflow(self) -> str:
+        """Weights stay in the Fusion Units while GEMM rows stream (the paper's systolic organisation)."""
+        return "ws"
 
     def pf(self, op: Gemm) -> int:
         return fusion_factor(op.bits_a) * fusion_factor(op.bits_b)
@@ -60,17 +95,20 @@ class BitFusionArray(PEArray):
     def passes(self, op: Gemm) -> int:
         return passes(op.bits_a) * passes(op.bits_b)
 
-    def storage_bits(self, bits: int, operand: str) -> int:
-        return brick_bits(bits)
+    def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
+        return READABLE_BITS
 
     def extents(self, op: Gemm):
-        return None, self.array["rows"] * self.pf(op), self.array["cols"]
+        return None, self.rows * self.pf(op), self.cols
 
-    def tile_cycles(self, m: int, k: int, n: int, op: Gemm, stream_start: bool = True) -> int:
-        return ceil_div(k, self.array["rows"] * self.pf(op)) * ceil_div(n, self.array["cols"]) * m * self.passes(op)
+    def alignment(self) -> tuple[int, int, int]:
+        return 1, self.rows, self.cols
+
+    def tile_cycles(self, m, k, n, op: Gemm, stream_start: bool = True):
+        return ceil_div(k, self.rows * self.pf(op)) * ceil_div(n, self.cols) * m * self.passes(op)
 
     def instance_overhead_cycles(self, op: Gemm) -> int:
-        return self.array["fill_drain_cycles"]
+        return self.params.fill_drain_cycles
 
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         return self.units * self.pf(op) / self.passes(op)
@@ -80,5 +118,5 @@ class BitFusionArray(PEArray):
         return self.units
 
     def mac_energy_pj(self, op: Gemm) -> float:
-        return self.mac_energy["array_pj_per_cycle"] / self.peak_macs_per_cycle(op)
+        return self.mac_energy.array_pj_per_cycle / self.peak_macs_per_cycle(op)
 

@@ -16,19 +16,23 @@ Loom (Sharify et al., DAC 2018): weights are serial too; conv time ∝ Pa·Pw, F
 
     cycles = ⌈N/(tiles·filters)⌉ · ⌈K/lanes⌉ · min(⌈M/windows⌉ · Pa · Pw, M · Pw)
 
-plus ``fill_drain_cycles`` once per GEMM instance. Storage: Stripes keeps weights at their
-16-bit parallel width and activations packed at Pa bits (serial layout); Loom packs both.
+plus ``fill_drain_cycles`` once per GEMM instance. Storage: Stripes reads weights only at their
+16-bit parallel width and activations packed at any 1..16 bits (serial layout); Loom reads both packed.
 MAC energy scales with the serial work: Stripes ``pj_per_mac_per_activation_bit · Pa``,
 Loom ``pj_per_bit_product · Pa · Pw``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from accelerators.registry import register_pe_model
 from hwsim.accelerator import PEArray, ceil_div
 from hwsim.config import POSITIVE, POSITIVE_INT, Number
-from hwsim.workload import Gemm
+from hwsim.workload import MAX_BITS, Gemm
 
 PARALLEL_BITS = 16
+SERIAL_BITS = tuple(range(1, MAX_BITS + 1))
 
 _ARRAY_SCHEMA = {
     "tiles": POSITIVE_INT,
@@ -39,8 +43,29 @@ _ARRAY_SCHEMA = {
 }
 
 
+@dataclass(frozen=True)
+class BitSerialParams:
+    tiles: int
+    filters: int
+    windows: int
+    lanes: int
+    fill_drain_cycles: int
+
+
+@dataclass(frozen=True)
+class StripesMacEnergy:
+    pj_per_mac_per_activation_bit: float
+
+
+@dataclass(frozen=True)
+class LoomMacEnergy:
+    pj_per_bit_product: float
+
+
 class _BitSerialArray(PEArray):
     ARRAY_SCHEMA = _ARRAY_SCHEMA
+    Params = BitSerialParams
+    params: BitSerialParams
 
     def serial_bits(self, op: Gemm) -> tuple[int, int]:
         """(bits per window step, bits per single-row step)."""
@@ -48,59 +73,67 @@ class _BitSerialArray(PEArray):
 
     @property
     def columns(self) -> int:
-        return self.array["tiles"] * self.array["filters"]
+        return self.params.tiles * self.params.filters
 
     def extents(self, op: Gemm):
-        return self.array["windows"], self.array["lanes"], self.columns
+        return self.params.windows, self.params.lanes, self.columns
 
-    def row_cycles(self, m: int, op: Gemm) -> int:
+    def alignment(self) -> tuple[int, int, int]:
+        return self.params.windows, self.params.lanes, self.columns
+
+    def row_cycles(self, m, op: Gemm):
         """Cycles for ``m`` rows of one (filters × lanes) step, in the mode chosen for the whole GEMM
         (window mode unless one row at a time is faster, i.e. the op has too few rows)."""
         window_step, row_step = self.serial_bits(op)
-        if ceil_div(op.m, self.array["windows"]) * window_step <= op.m * row_step:
-            return ceil_div(m, self.array["windows"]) * window_step
+        windows = self.params.windows
+        if ceil_div(op.m, windows) * window_step <= op.m * row_step:
+            return ceil_div(m, windows) * window_step
         return m * row_step
 
-    def tile_cycles(self, m: int, k: int, n: int, op: Gemm, stream_start: bool = True) -> int:
-        return ceil_div(n, self.columns) * ceil_div(k, self.array["lanes"]) * self.row_cycles(m, op)
+    def tile_cycles(self, m, k, n, op: Gemm, stream_start: bool = True):
+        return ceil_div(n, self.columns) * ceil_div(k, self.params.lanes) * self.row_cycles(m, op)
 
     def instance_overhead_cycles(self, op: Gemm) -> int:
-        return self.array["fill_drain_cycles"]
+        return self.params.fill_drain_cycles
 
     def area_units(self) -> int:
         """Serial lanes: ``lanes`` per inner-product unit, one unit per (tile, filter, window)."""
-        a = self.array
-        return a["tiles"] * a["filters"] * a["windows"] * a["lanes"]
+        p = self.params
+        return p.tiles * p.filters * p.windows * p.lanes
 
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         window_step, row_step = self.serial_bits(op)
-        per_step = self.columns * self.array["lanes"]
-        return per_step * max(self.array["windows"] / window_step, 1 / row_step)
+        per_step = self.columns * self.params.lanes
+        return per_step * max(self.params.windows / window_step, 1 / row_step)
 
 
+@register_pe_model("stripes")
 class StripesArray(_BitSerialArray):
-    kind = "stripes"
     MAC_ENERGY_SCHEMA = {"pj_per_mac_per_activation_bit": POSITIVE}
+    MacEnergy = StripesMacEnergy
+    mac_energy: StripesMacEnergy
 
     def serial_bits(self, op: Gemm) -> tuple[int, int]:
         return op.bits_a, 1
 
-    def storage_bits(self, bits: int, operand: str) -> int:
-        return bits if operand == "a" else PARALLEL_BITS
+    def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
+        return SERIAL_BITS if operand == "a" else (PARALLEL_BITS,)
 
     def mac_energy_pj(self, op: Gemm) -> float:
-        return self.mac_energy["pj_per_mac_per_activation_bit"] * op.bits_a
+        return self.mac_energy.pj_per_mac_per_activation_bit * op.bits_a
 
 
+@register_pe_model("loom")
 class LoomArray(_BitSerialArray):
-    kind = "loom"
     MAC_ENERGY_SCHEMA = {"pj_per_bit_product": POSITIVE}
+    MacEnergy = LoomMacEnergy
+    mac_energy: LoomMacEnergy
 
     def serial_bits(self, op: Gemm) -> tuple[int, int]:
         return op.bits_a * op.bits_b, op.bits_b
 
-    def storage_bits(self, bits: int, operand: str) -> int:
-        return bits
+    def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
+        return SERIAL_BITS
 
     def mac_energy_pj(self, op: Gemm) -> float:
-        return self.mac_energy["pj_per_bit_product"] * op.bits_a * op.bits_b
+        return self.mac_energy.pj_per_bit_product * op.bits_a * op.bits_b

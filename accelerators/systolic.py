@@ -19,34 +19,56 @@ from fewer bits); 9–16-bit operands are split into two 8-bit halves, two passe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from accelerators.registry import register_pe_model
 from hwsim.accelerator import PEArray, ceil_div
 from hwsim.config import POSITIVE, POSITIVE_INT, Choice
 from hwsim.workload import Gemm
+
+READABLE_BITS = (8, 16)  # 8-bit words; a 16-bit operand is two of them
 
 
 def _passes(bits: int) -> int:
     return 1 if bits <= 8 else 2
 
 
+@dataclass(frozen=True)
+class SystolicParams:
+    rows: int
+    cols: int
+    dataflow: str
+
+
+@dataclass(frozen=True)
+class SystolicMacEnergy:
+    pj_per_mac: float
+
+
+@register_pe_model("systolic")
 class SystolicArray(PEArray):
-    kind = "systolic"
+    Params = SystolicParams
+    MacEnergy = SystolicMacEnergy
     ARRAY_SCHEMA = {"rows": POSITIVE_INT, "cols": POSITIVE_INT, "dataflow": Choice(("ws", "os", "is"))}
     MAC_ENERGY_SCHEMA = {"pj_per_mac": POSITIVE}
 
+    params: SystolicParams
+    mac_energy: SystolicMacEnergy
+
     @property
     def rows(self) -> int:
-        return self.array["rows"]
+        return self.params.rows
 
     @property
     def cols(self) -> int:
-        return self.array["cols"]
+        return self.params.cols
 
     @property
     def dataflow(self) -> str:
-        return self.array["dataflow"]
+        return self.params.dataflow
 
-    def storage_bits(self, bits: int, operand: str) -> int:
-        return 8 * _passes(bits)
+    def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
+        return READABLE_BITS
 
     def passes(self, op: Gemm) -> int:
         return _passes(op.bits_a) * _passes(op.bits_b)
@@ -55,7 +77,11 @@ class SystolicArray(PEArray):
         r, c = self.rows, self.cols
         return {"ws": (None, r, c), "os": (r, None, c), "is": (c, r, None)}[self.dataflow]
 
-    def tile_cycles(self, m: int, k: int, n: int, op: Gemm, stream_start: bool = True) -> int:
+    def alignment(self) -> tuple[int, int, int]:
+        r, c = self.rows, self.cols
+        return {"ws": (1, r, c), "os": (r, 1, c), "is": (c, r, 1)}[self.dataflow]
+
+    def tile_cycles(self, m, k, n, op: Gemm, stream_start: bool = True):
         r, c = self.rows, self.cols
         if self.dataflow == "ws":
             folds, fill, stream = ceil_div(k, r) * ceil_div(n, c), 2 * r + c - 2, m
@@ -63,7 +89,7 @@ class SystolicArray(PEArray):
             folds, fill, stream = ceil_div(m, r) * ceil_div(n, c), r + c - 2, k
         else:
             folds, fill, stream = ceil_div(k, r) * ceil_div(m, c), 2 * r + c - 2, n
-        return folds * ((fill if stream_start else 0) + stream) * self.passes(op)
+        return folds * (fill * stream_start + stream) * self.passes(op)
 
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         return self.rows * self.cols / self.passes(op)
@@ -73,4 +99,4 @@ class SystolicArray(PEArray):
         return self.rows * self.cols
 
     def mac_energy_pj(self, op: Gemm) -> float:
-        return self.mac_energy["pj_per_mac"] * self.passes(op)
+        return self.mac_energy.pj_per_mac * self.passes(op)

@@ -6,44 +6,80 @@ package; hwsim only needs the :class:`PEArray` interface, so it never imports th
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hwsim.config import NON_NEGATIVE, POSITIVE, POSITIVE_INT, MapOf, Number, Optional, Text
-from hwsim.memory import BUFFERS, MEMORY_SCHEMA
-from hwsim.workload import Gemm
+from hwsim.config import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    Choice,
+    Either,
+    ListOf,
+    MapOf,
+    Number,
+    Optional,
+    Text,
+)
+from hwsim.errors import ConfigError
+from hwsim.sram import BUFFERS, SRAM_SCHEMA
+from hwsim.workload import MAX_BITS, Gemm
+
+ORDERS = tuple("".join(order) for order in itertools.permutations("mkn"))
+"""Tile loop nests, outer to inner (``"nmk"``: for each n-block, each m-block, each k-block)."""
 
 
 class PEArray(ABC):
     """How a compute array runs a GEMM tile at given operand bits.
 
     Tiles are ``m×k×n`` blocks of one GEMM instance. ``extents`` says how the array maps the
-    three dimensions spatially (``None`` = streamed through in time); hwsim uses it to align
-    tiles and to count how often the array re-reads A, B and partial sums from SRAM.
+    three dimensions spatially (``None`` = streamed through in time); hwsim uses it to count how
+    often the array re-reads A, B and partial sums from SRAM. A model is built from its validated
+    YAML ``array`` and ``energy.mac`` sections as the typed dataclasses ``Params`` and ``MacEnergy``.
     """
 
     kind: ClassVar[str]
     ARRAY_SCHEMA: ClassVar[dict]
     MAC_ENERGY_SCHEMA: ClassVar[dict]
+    Params: ClassVar[type]
+    MacEnergy: ClassVar[type]
 
-    def __init__(self, array: dict, mac_energy: dict) -> None:
-        self.array = dict(array)
-        self.mac_energy = dict(mac_energy)
+    def __init__(self, params: Any, mac_energy: Any) -> None:
+        self.params = params
+        self.mac_energy = mac_energy
+
+    @classmethod
+    def from_config(cls, array: dict, mac_energy: dict) -> PEArray:
+        """The model from validated ``array`` / ``energy.mac`` sections (see ``ARRAY_SCHEMA``)."""
+        return cls(cls.Params(**array), cls.MacEnergy(**mac_energy))
+
+    @property
+    def dataflow(self) -> str | None:
+        """Which operand the array keeps stationary (``ws``/``os``/``is``), if it has one."""
+        return None
 
     @abstractmethod
-    def storage_bits(self, bits: int, operand: str) -> int:
-        """Bits one element of operand ``'a'`` (activations) or ``'b'`` occupies in SRAM/DRAM."""
+    def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
+        """Storage widths the array can read operand ``'a'`` or ``'b'`` from (``memory.storage_bits``
+        must use only these)."""
 
     @abstractmethod
     def extents(self, op: Gemm) -> tuple[int | None, int | None, int | None]:
         """Spatial extent of the array along (m, k, n); ``None`` for the streamed dimension."""
 
+    def alignment(self) -> tuple[int, int, int]:
+        """Tile-size step along (m, k, n) the mapper tries, independent of bits (so a plan legal
+        at some bits is a candidate at every narrower bits too)."""
+        return (1, 1, 1)
+
     @abstractmethod
-    def tile_cycles(self, m: int, k: int, n: int, op: Gemm, stream_start: bool = True) -> int:
+    def tile_cycles(self, m, k, n, op: Gemm, stream_start: bool = True):
         """Busy cycles of the array for one tile, including per-fold fill/drain where the model has it.
 
+        ``m, k, n`` may be ints or numpy integer arrays (the mapper costs many tiles at once).
         ``stream_start`` is False for a tile that continues its folds along the streamed
         dimension (a later piece of it, when buffers force a split); such a piece pays no
         new fill/drain, so compute cycles do not depend on buffer sizes.
@@ -52,6 +88,10 @@ class PEArray(ABC):
     def instance_overhead_cycles(self, op: Gemm) -> int:
         """Cycles paid once per GEMM instance (pipeline fill/drain of models that stream folds back to back)."""
         return 0
+
+    def loop_orders(self) -> tuple[str, ...]:
+        """Tile loop nests legal on this array (any order is, partial sums being placed by the mapper)."""
+        return ORDERS
 
     @abstractmethod
     def peak_macs_per_cycle(self, op: Gemm) -> float:
@@ -66,12 +106,9 @@ class PEArray(ABC):
         """How many identical compute units the array replicates; ``area.unit_um2`` prices one
         (see :mod:`hwsim.area`)."""
 
-    def granules(self, op: Gemm) -> tuple[int, int, int]:
-        return tuple(1 if extent is None else extent for extent in self.extents(op))
-
     def compute_cycles(self, op: Gemm) -> int:
         """Closed-form busy cycles of one untiled instance (what a single whole-GEMM tile would take)."""
-        return self.tile_cycles(op.m, op.k, op.n, op) + self.instance_overhead_cycles(op)
+        return int(self.tile_cycles(op.m, op.k, op.n, op)) + self.instance_overhead_cycles(op)
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -80,15 +117,50 @@ def ceil_div(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class Buffers:
-    """On-chip SRAM per operand, in bytes (double-buffered: a tile may use half), and psum width."""
+    """On-chip memory per operand, in bytes (double-buffered: a tile may use half)."""
 
     ifmap: int
     filter: int
     ofmap: int
-    psum_bits: int
 
     def bits(self, buffer: str) -> int:
         return getattr(self, buffer) * 8
+
+
+PSUM_PLACES = ("buffer", "dram")
+ONCHIP = ("activations", "weights")
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Where data lives and at what width: facts of a design, each with a source in its YAML.
+
+    ``psum_in``: where the partial sums of an output block may wait while the mapper's loop nest
+    visits other blocks between two of its k-steps: the output ``buffer`` (all open blocks must
+    fit it) or ``dram`` (spilled and re-read at ``psum_bits`` each time). ``output_bits``: width
+    outputs are written back at (``None``: the op's own ``bits_out``, i.e. requantised on chip).
+    ``storage_a`` / ``storage_b``: widths an element may be stored at; a precision takes the
+    smallest that holds it. ``onchip``: data a DaDianNao-style design keeps in its on-chip memories
+    between layers when it fits (``activations`` in the ifmap memory, ``weights`` preloaded in the
+    filter memory), so a layer that fits touches DRAM for none of it; one that does not is
+    streamed from DRAM like on any other design.
+    """
+
+    psum_bits: int
+    psum_in: tuple[str, ...]
+    output_bits: int | None
+    storage_a: tuple[int, ...]
+    storage_b: tuple[int, ...]
+    onchip: tuple[str, ...] = ()
+
+    def storage_bits(self, bits: int, operand: str) -> int:
+        """Bits one element of operand ``'a'`` or ``'b'`` at precision ``bits`` occupies in memory."""
+        widths = self.storage_a if operand == "a" else self.storage_b
+        return next(width for width in widths if width >= bits)
+
+    def out_bits(self, op: Gemm) -> int:
+        """Bits one output element is written back at."""
+        return self.storage_bits(op.out_bits, "a") if self.output_bits is None else self.output_bits
 
 
 @dataclass(frozen=True)
@@ -127,6 +199,7 @@ class Accelerator:
     clock_hz: float
     array: PEArray
     buffers: Buffers
+    memory: Memory
     dram: Dram
     vector: VectorUnit
     sram_energy: SramEnergy
@@ -136,7 +209,7 @@ class Accelerator:
 
     @property
     def dataflow(self) -> str | None:
-        return self.array.array.get("dataflow")
+        return self.array.dataflow
 
 
 VECTOR_SCHEMA = {
@@ -152,6 +225,54 @@ AREA_SCHEMA = {
 }
 
 
+WIDTH = Number(integer=True, maximum=64)
+MEMORY_SCHEMA = {
+    "psum_bits": WIDTH,
+    "psum_in": ListOf(Choice(PSUM_PLACES)),
+    "output_bits": Either(WIDTH, Choice(("op",))),
+    "storage_bits": {"a": ListOf(WIDTH), "b": ListOf(WIDTH)},
+    "onchip": Optional(ListOf(Choice(ONCHIP), empty=True), []),
+}
+
+
+def _fail(source: str, message: str) -> ConfigError:
+    return ConfigError(f"accelerator '{source}': {message}")
+
+
+def memory_from_config(section: dict, array: PEArray, source: str) -> Memory:
+    """The validated ``memory`` section as :class:`Memory`; storage widths must be ones the array reads."""
+    widths = {}
+    for operand in ("a", "b"):
+        listed = sorted(set(section["storage_bits"][operand]))
+        readable = array.readable_storage_bits(operand)
+        for width in listed:
+            if width not in readable:
+                raise _fail(source, f"memory.storage_bits.{operand} lists {width}-bit storage, which a "
+                                    f"'{array.kind}' array cannot read; use widths from {list(readable)}")
+        if listed[-1] < MAX_BITS:
+            raise _fail(source, f"memory.storage_bits.{operand} has no width for {MAX_BITS}-bit operands; "
+                                f"add a width >= {MAX_BITS} from {list(readable)}")
+        widths[operand] = tuple(listed)
+    output = section["output_bits"]
+    return Memory(section["psum_bits"], tuple(dict.fromkeys(section["psum_in"])), None if output == "op" else output,
+                  widths["a"], widths["b"], tuple(dict.fromkeys(section["onchip"])))
+
+
+def check_smallest_tile_fits(buffers: Buffers, memory: Memory, source: str) -> None:
+    """Every buffer must hold, double-buffered, the smallest legal tile (one element of 16-bit operands,
+    one partial sum), else no op could ever be mapped."""
+    needs = {
+        "ifmap": (memory.storage_bits(MAX_BITS, "a"), f"{MAX_BITS}-bit A element"),
+        "filter": (memory.storage_bits(MAX_BITS, "b"), f"{MAX_BITS}-bit B element"),
+        "ofmap": (memory.psum_bits, f"{memory.psum_bits}-bit partial sum"),
+    }
+    for buffer, (bits, what) in needs.items():
+        need = ceil_div(2 * bits, 8)
+        if getattr(buffers, buffer) < need:
+            raise _fail(source, f"buffers.{buffer} ({getattr(buffers, buffer)} bytes) cannot hold one {what} "
+                                f"double-buffered; set buffers.{buffer} >= {need}")
+
+
 def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
     """The full YAML schema, with the model-specific ``array`` and ``energy.mac`` parts plugged in."""
     return {
@@ -160,13 +281,9 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
         "description": Optional(Text(), ""),
         "clock_hz": POSITIVE,
         "array": array_schema,
-        "buffers": {
-            "ifmap": POSITIVE_INT,
-            "filter": POSITIVE_INT,
-            "ofmap": POSITIVE_INT,
-            "psum_bits": Number(integer=True, maximum=64),
-        },
-        "dram": {  # energy per bit, or a technology whose figure hwsim.memory.DRAM_TECHNOLOGIES gives
+        "buffers": {"ifmap": POSITIVE_INT, "filter": POSITIVE_INT, "ofmap": POSITIVE_INT},
+        "memory": MEMORY_SCHEMA,
+        "dram": {  # energy per bit, or a technology whose figure hwsim.sram.DRAM_TECHNOLOGIES gives
             "bandwidth_bits_per_cycle": POSITIVE,
             "energy_pj_per_bit": Optional(NON_NEGATIVE, None),
             "technology": Optional(Text(), None),
@@ -177,7 +294,7 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
             "sram_pj_per_bit": SRAM_ENERGY_SCHEMA,
             "static_power_w": NON_NEGATIVE,
         },
-        "memory": Optional(MEMORY_SCHEMA, None),  # size-dependent SRAM figures (hwsim.memory)
+        "sram": Optional(SRAM_SCHEMA, None),  # size-dependent SRAM energy and area (hwsim.sram)
         "area": Optional(AREA_SCHEMA, None),
         "sources": Optional(MapOf(Text()), {}),
     }

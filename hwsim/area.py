@@ -7,8 +7,8 @@ is only the arithmetic that makes area follow the parameters a co-design sweep v
   8-bit MAC PE, a BitFusion Fusion Unit, one lane of a bit-serial inner-product unit), so the
   precision support of the array is priced in ``unit_um2``;
 * SRAM: ``area.sram_mm2_per_kib[buffer]`` is the density at the geometry the description states
-  (``memory.stated_at``; eDRAM buffers carry a denser figure); other sizes, bankings and word widths
-  scale that area by CACTI's (:mod:`hwsim.memory`);
+  (``sram.stated_at``; eDRAM buffers carry a denser figure); other sizes, bankings and word widths
+  scale that area by CACTI's (:mod:`hwsim.sram`);
 * vector unit: ``vector.lanes × area.vector_lane_um2``.
 
 Not modelled: DRAM PHY, NoC/control and clock-dependent sizing (a faster clock is free here).
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim import memory
+from hwsim import sram
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.errors import ConfigError
 
@@ -61,8 +61,8 @@ def area(accel: Accelerator) -> AreaBreakdown:
             f"accelerator '{accel.name}' has no area section; add area.unit_um2, area.sram_mm2_per_kib and "
             f"area.vector_lane_um2 to its YAML (see accelerators/presets/*.yaml)"
         )
-    density, stated = constants["sram_mm2_per_kib"], accel.config["memory"]["stated_at"]
-    scale = memory.scales(accel.config["memory"], accel.config["buffers"], accel.name)
+    density, stated = constants["sram_mm2_per_kib"], accel.config["sram"]["stated_at"]
+    scale = sram.scales(accel.config["sram"], accel.config["buffers"], accel.name)
     return AreaBreakdown(
         array_mm2=accel.array.area_units() * constants["unit_um2"] / UM2_PER_MM2,
         sram_mm2={b: stated[b]["bytes"] / BYTES_PER_KIB * density[b] * scale[b].area for b in BUFFERS},

@@ -1,8 +1,9 @@
 """A small declarative validator for accelerator descriptions: every key checked, paths in errors.
 
 A schema is a ``dict`` (fixed keys, all required unless wrapped in :class:`Optional`), a
-:class:`MapOf` (free keys, one value schema) or a leaf check (:class:`Number`, :class:`Choice`,
-:class:`Text`). ``validate`` returns a plain, cleaned copy of the data.
+:class:`MapOf` (free keys, one value schema), a :class:`ListOf` (a non-empty list), an
+:class:`Either` (the first of two schemas that accepts the value) or a leaf check (:class:`Number`,
+:class:`Choice`, :class:`Text`). ``validate`` returns a plain, cleaned copy of the data.
 """
 
 from __future__ import annotations
@@ -42,6 +43,22 @@ class MapOf:
 
 
 @dataclass(frozen=True)
+class ListOf:
+    """A list (non-empty unless ``empty``), each item checked by ``item``."""
+
+    item: Any
+    empty: bool = False
+
+
+@dataclass(frozen=True)
+class Either:
+    """A value accepted by ``first`` or, failing that, by ``second`` (the error names both)."""
+
+    first: Any
+    second: Any
+
+
+@dataclass(frozen=True)
 class Optional:
     """A key that may be left out (or set to null): it then takes ``default``."""
 
@@ -56,6 +73,11 @@ NON_NEGATIVE = Number(strict=False)
 
 def _fail(source: str, path: str, message: str) -> ConfigError:
     return ConfigError(f"accelerator '{source}': {path} {message}")
+
+
+def _reason(err: ConfigError, where: str) -> str:
+    """The part of a validation message after the key path."""
+    return str(err).split(f" {where} ", 1)[-1]
 
 
 def validate(schema: Any, data: Any, source: str, path: str = "") -> Any:
@@ -89,6 +111,19 @@ def validate(schema: Any, data: Any, source: str, path: str = "") -> Any:
                 raise _fail(source, key_path, f"is not a known key; allowed here: {', '.join(schema.keys)}")
             cleaned[str(key)] = validate(schema.value, value, source, key_path)
         return cleaned
+    if isinstance(schema, ListOf):
+        if not isinstance(data, list) or not (data or schema.empty):
+            kind = "a list" if schema.empty else "a non-empty list"
+            raise _fail(source, where, f"must be {kind}, got {data!r}")
+        return [validate(schema.item, item, source, f"{path}[{i}]") for i, item in enumerate(data)]
+    if isinstance(schema, Either):
+        try:
+            return validate(schema.first, data, source, path)
+        except ConfigError as first:
+            try:
+                return validate(schema.second, data, source, path)
+            except ConfigError as second:
+                raise _fail(source, where, f"{_reason(first, where)}, or {_reason(second, where)}") from None
     if isinstance(schema, Number):
         ok_type = isinstance(data, int) if schema.integer else isinstance(data, int | float)
         if isinstance(data, bool) or not ok_type:

@@ -8,48 +8,37 @@ from __future__ import annotations
 
 import dataclasses
 
-from hwsim.accelerator import BUFFERS, Accelerator, ceil_div
+from hwsim.accelerator import BUFFERS, Accelerator
+from hwsim.plan import GemmPlan, VectorPlan, pipeline_cycles, vector_energy_per_element
 from hwsim.result import OpCost
-from hwsim.tiling import GemmPlan, VectorPlan, vector_energy_per_element
 
 PJ_PER_J = 1e12
-
-
-def _folds(sizes: tuple[int, ...], extent: int | None) -> int:
-    """Array passes over one dimension: per block, ceil(size / extent), or 1 if it is streamed."""
-    return sum(ceil_div(size, extent) if extent else 1 for size in sizes)
 
 
 def _static_pj(accel: Accelerator, cycles: int) -> float:
     return accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
 
 
-def _sram_pj(accel: Accelerator, reads: dict[str, int], writes: dict[str, int]) -> float:
+def sram_pj(accel: Accelerator, reads: dict, writes: dict):
+    """SRAM energy of per-buffer bits read / written (ints or numpy arrays)."""
     energy = accel.sram_energy
     return sum(reads[b] * energy.read_pj_per_bit[b] + writes[b] * energy.write_pj_per_bit[b] for b in BUFFERS)
 
 
+def cost_plan(plan: GemmPlan, accel: Accelerator) -> OpCost:
+    """Exact cost of a plan: its tiles run lock-step through the pipeline (what ``estimate`` reports and
+    the event simulation reproduces)."""
+    steps = plan.steps(accel)
+    return gemm_cost(plan, accel, pipeline_cycles(steps, accel), plan.op.count * int(steps.compute.sum()))
+
+
 def gemm_cost(plan: GemmPlan, accel: Accelerator, cycles: int, compute_cycles: int) -> OpCost:
     op, array = plan.op, accel.array
-    em, ek, en = array.extents(op)
     count = op.count
-    a_elems, b_elems, o_elems = op.m * op.k, op.k * op.n, op.m * op.n
-    dram_read, dram_write = plan.dram_bits()
-    a_fetched = a_elems * plan.bits_a * plan.a_loads()
-    psum_passes = _folds(plan.k_blocks, ek)
-    reads = {
-        "ifmap": a_elems * plan.bits_a * _folds(plan.n_blocks, en),
-        "filter": b_elems * plan.bits_b * _folds(plan.m_blocks, em),
-        "ofmap": o_elems * (plan.psum_bits * (psum_passes - 1) + plan.bits_out),
-    }
-    writes = {
-        "ifmap": a_fetched,
-        "filter": dram_read - a_fetched,
-        "ofmap": o_elems * plan.psum_bits * psum_passes,
-    }
-    reads = {b: v * count for b, v in reads.items()}
-    writes = {b: v * count for b, v in writes.items()}
-    dram_read, dram_write = dram_read * count, dram_write * count
+    metrics = plan.metrics(accel)
+    reads = {b: count * metrics[f"sram_read_{b}"] for b in BUFFERS}
+    writes = {b: count * metrics[f"sram_write_{b}"] for b in BUFFERS}
+    dram_read, dram_write = count * metrics["dram_read"], count * metrics["dram_write"]
     peak = array.peak_macs_per_cycle(op)
     return OpCost(
         name=op.name,
@@ -69,7 +58,7 @@ def gemm_cost(plan: GemmPlan, accel: Accelerator, cycles: int, compute_cycles: i
         dram_read_bits=dram_read,
         dram_write_bits=dram_write,
         energy_mac_pj=op.macs * array.mac_energy_pj(op),
-        energy_sram_pj=_sram_pj(accel, reads, writes),
+        energy_sram_pj=sram_pj(accel, reads, writes),
         energy_dram_pj=(dram_read + dram_write) * accel.dram.energy_pj_per_bit,
         energy_vector_pj=0.0,
         energy_static_pj=_static_pj(accel, cycles),
@@ -82,6 +71,8 @@ def vector_cost(plan: VectorPlan, accel: Accelerator, cycles: int, compute_cycle
     load, store = op.elements * op.bits * plan.inputs, op.elements * op.bits
     reads = {"ifmap": load, "filter": 0, "ofmap": store}
     writes = {"ifmap": load, "filter": 0, "ofmap": store}
+    if plan.onchip:  # the data stays in on-chip memory: no DRAM traffic
+        load = store = 0
     return OpCost(
         name=op.name,
         kind=op.kind,
@@ -100,7 +91,7 @@ def vector_cost(plan: VectorPlan, accel: Accelerator, cycles: int, compute_cycle
         dram_read_bits=load,
         dram_write_bits=store,
         energy_mac_pj=0.0,
-        energy_sram_pj=_sram_pj(accel, reads, writes),
+        energy_sram_pj=sram_pj(accel, reads, writes),
         energy_dram_pj=(load + store) * accel.dram.energy_pj_per_bit,
         energy_vector_pj=op.elements * vector_energy_per_element(op, accel),
         energy_static_pj=_static_pj(accel, cycles),

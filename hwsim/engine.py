@@ -1,13 +1,12 @@
 """Tile-level event-driven simulation with simpy.
 
-Per op, three processes share one DRAM channel (a FIFO ``simpy.Resource``):
-
-* a loader fetches each tile's new inputs into a free slot of the double-buffered input
-  buffers (2 slots) at ``dram.bandwidth_bits_per_cycle``;
-* the compute unit (PE array for GEMMs, vector unit for vector ops) takes loaded tiles in
-  order, holds an output slot (the output buffer is double-buffered too) while a block of
-  partial sums accumulates, and is busy ``tile_cycles`` per tile;
-* a writer per finished output block drains it to DRAM and frees its output slot.
+Per op, the compute unit (PE array for GEMMs, vector unit for vector ops) and one DRAM channel
+(a FIFO ``simpy.Resource``) work through the op's tiles lock-step, double-buffered: the first
+tile is fetched, then while the unit computes tile i the channel fetches tile i+1's new inputs
+and writes back what tile i−1 finished (partial sums spilled or outputs), and tile i+1 starts
+when both are done; after the last tile its results are written back. Which tiles, in which
+order, moving which bits, is the plan a mapper picks (:mod:`hwsim.mapper`), the same plan
+``hwsim.estimate`` costs in closed form, so both report the same cycles.
 
 A grouped GEMM (patch-wise token groups at their own bits) runs as its sub-GEMMs one after
 another, each through its own pipeline, then the merge of depth-group partial outputs.
@@ -19,95 +18,76 @@ stay well defined: every workload total is the sum of its per-op rows.
 
 from __future__ import annotations
 
+import numpy as np
 import simpy
 
 from hwsim.accelerator import Accelerator
 from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
+from hwsim.mapper import DEFAULT_MAPPER, Mapper
+from hwsim.plan import Steps, plan_vector
 from hwsim.result import OpCost, SimResult
-from hwsim.tiling import gemm_transfers, plan_gemm, plan_vector, vector_transfers
 from hwsim.workload import Gemm, Op, VectorOp, Workload
 
-SLOTS = 2  # double buffering
 
+def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, steps: Steps):
+    """Run ``steps`` ``repeat`` times through the load → compute → store pipeline; return busy cycles."""
+    cycles = accel.dram.cycles
+    n = len(steps.compute)
+    loads = [cycles(int(bits)) for bits in np.tile(steps.load_bits, steps.repeat)]
+    stores = [cycles(int(bits)) for bits in np.tile(steps.store_bits, steps.repeat)]
+    compute = [int(c) for c in np.tile(steps.compute, steps.repeat)]
 
-def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, steps, repeat: int):
-    """Run ``steps`` ``repeat`` times through the load → compute → store pipeline; return busy cycles.
-
-    Double buffering as events: step i may load once step i−2 has finished computing (its
-    input slot is free), and output block b may start once block b−2 has been written back.
-    """
-    bandwidth = accel.dram
-    sequence = steps * repeat
-    loaded = [env.event() for _ in sequence]
-    computed = [env.event() for _ in sequence]
-    stored: list[simpy.Event] = []
-
-    def transfer(bits: int):
+    def channel(load: int, store: int):
+        """The DRAM channel's work during one step: fetch the next tile, then write back the previous."""
         turn = dram.request()
         yield turn
-        yield env.timeout(bandwidth.cycles(bits))
+        if load:
+            yield env.timeout(load)
+        if store:
+            yield env.timeout(store)
         dram.release(turn)
 
-    def loader():
-        for i, step in enumerate(sequence):
-            if i >= SLOTS:
-                yield computed[i - SLOTS]
-            if step.load_bits:
-                yield from transfer(step.load_bits)
-            loaded[i].succeed()
-
-    def writer(bits: int, done: simpy.Event):
-        yield from transfer(bits)
-        done.succeed()
-
-    def compute():
-        busy = 0
-        for i, step in enumerate(sequence):
-            yield loaded[i]
-            if step.opens_output and len(stored) >= SLOTS:
-                yield stored[len(stored) - SLOTS]
-            yield env.timeout(step.compute)
-            busy += step.compute
-            computed[i].succeed()
-            if step.closes_output:
-                stored.append(env.event())
-                env.process(writer(step.store_bits, stored[-1]))
-        yield env.all_of(stored)
-        return busy
-
-    env.process(loader())
-    return (yield env.process(compute()))
+    yield env.process(channel(loads[0], 0))
+    for i, busy in enumerate(compute):
+        following = loads[i + 1] if i + 1 < len(compute) else 0
+        previous = stores[i - 1] if i > 0 else 0
+        yield env.all_of([env.timeout(busy), env.process(channel(following, previous))])
+    yield env.process(channel(0, stores[-1]))
+    return sum(compute[:n]) * steps.repeat
 
 
-def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Accelerator):
-    """simpy process: run one op, return its :class:`OpCost`."""
+def simulate_op(env: simpy.Environment, dram: simpy.Resource, op: Op, accel: Accelerator,
+                mapper: Mapper = DEFAULT_MAPPER):
+    """simpy process: run one op with the plan ``mapper`` picks, return its :class:`OpCost`."""
     start = env.now
     if isinstance(op, Gemm) and op.grouped:  # row groups etc.: sub-GEMMs back to back, each at its own bits
         merge = op.merge_op()
         parts = []
         for part in op.parts() + ([merge] if merge else []):
-            parts.append((yield from simulate_op(env, dram, part, accel)))
+            parts.append((yield from simulate_op(env, dram, part, accel, mapper)))
         return grouped_gemm_cost(op, accel, parts)
     if isinstance(op, Gemm):
-        plan = plan_gemm(op, accel)
-        busy = yield from _pipeline(env, dram, accel, gemm_transfers(plan, accel), op.count)
+        plan = mapper.plan(op, accel)
+        busy = yield from _pipeline(env, dram, accel, plan.steps(accel))
         return gemm_cost(plan, accel, int(env.now - start), busy)
     if isinstance(op, VectorOp):
         plan = plan_vector(op, accel)
-        busy = yield from _pipeline(env, dram, accel, vector_transfers(plan, accel), 1)
+        busy = yield from _pipeline(env, dram, accel, plan.steps(accel))
         return vector_cost(plan, accel, int(env.now - start), busy)
     raise TypeError(f"simulate takes hwsim.Gemm or hwsim.VectorOp ops, got {type(op).__name__}")
 
 
-def simulate(workload: Workload, accel: Accelerator) -> SimResult:
-    """Event-driven simulation of ``workload`` on ``accel`` (exact integer cycles)."""
+def simulate(workload: Workload, accel: Accelerator, mapper: Mapper | None = None) -> SimResult:
+    """Event-driven simulation of ``workload`` on ``accel`` with the plans ``mapper`` picks
+    (default: the search mapper, by cycles); exact integer cycles."""
+    mapper = DEFAULT_MAPPER if mapper is None else mapper
     env = simpy.Environment()
     dram = simpy.Resource(env, capacity=1)
     rows: list[OpCost] = []
 
     def run_all():
         for op in workload.ops:
-            row = yield env.process(simulate_op(env, dram, op, accel))
+            row = yield env.process(simulate_op(env, dram, op, accel, mapper))
             rows.append(row)
 
     env.process(run_all())

@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 from hwsim.accelerator import Accelerator
-from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
+from hwsim.cost import cost_plan, grouped_gemm_cost, vector_cost
+from hwsim.mapper import DEFAULT_MAPPER, Mapper, SearchMapper, map_gemm
+from hwsim.plan import pipeline_cycles, plan_vector
 from hwsim.result import OpCost, SimResult
-from hwsim.tiling import gemm_transfers, pipeline_cycles, plan_gemm, plan_vector, vector_transfers
 from hwsim.workload import Gemm, Op, VectorOp, Workload
 
 
-def estimate(op: Op, accel: Accelerator) -> OpCost:
-    """Cost of one op in closed form (no event queue): the same plan and tiles as ``simulate``,
-    with compute cycles exact and the pipeline time from :func:`hwsim.tiling.pipeline_cycles`.
+def estimate(op: Op, accel: Accelerator, mapper: Mapper | None = None) -> OpCost:
+    """Cost of one op in closed form: the plan ``mapper`` picks (default: the search mapper, by
+    cycles), run lock-step through the pipeline exactly as ``simulate`` runs it, so cycles agree.
     A grouped (patch-wise) GEMM is the sum of its sub-GEMMs, as in ``simulate``."""
+    mapper = DEFAULT_MAPPER if mapper is None else mapper
     if isinstance(op, Gemm) and op.grouped:
         merge = op.merge_op()
-        parts = [estimate(part, accel) for part in op.parts()] + ([estimate(merge, accel)] if merge else [])
+        parts = [estimate(part, accel, mapper) for part in op.parts()]
+        parts += [estimate(merge, accel, mapper)] if merge else []
         return grouped_gemm_cost(op, accel, parts)
     if isinstance(op, Gemm):
-        plan = plan_gemm(op, accel)
-        steps = gemm_transfers(plan, accel)
-        return gemm_cost(plan, accel, pipeline_cycles(steps, op.count, accel), op.count * sum(s.compute for s in steps))
+        if isinstance(mapper, SearchMapper):  # the search already costed its pick exactly
+            return map_gemm(op, accel, mapper.objective).cost
+        return cost_plan(mapper.plan(op, accel), accel)
     if isinstance(op, VectorOp):
         plan = plan_vector(op, accel)
-        steps = vector_transfers(plan, accel)
-        return vector_cost(plan, accel, pipeline_cycles(steps, 1, accel), sum(s.compute for s in steps))
+        steps = plan.steps(accel)
+        return vector_cost(plan, accel, pipeline_cycles(steps, accel), int(steps.compute.sum()))
     raise TypeError(f"estimate takes a hwsim.Gemm or hwsim.VectorOp, got {type(op).__name__}")
 
 
-def estimate_workload(workload: Workload, accel: Accelerator) -> SimResult:
+def estimate_workload(workload: Workload, accel: Accelerator, mapper: Mapper | None = None) -> SimResult:
     """Closed-form costs of every op, run one after another (the same schedule as ``simulate``)."""
-    return SimResult(accel, [estimate(op, accel) for op in workload.ops], method="estimate")
+    return SimResult(accel, [estimate(op, accel, mapper) for op in workload.ops], method="estimate")

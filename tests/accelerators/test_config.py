@@ -26,7 +26,10 @@ def test_preset_values_match_the_published_configurations():
     bitfusion = accelerators.load("bitfusion")
     assert bitfusion.array.units == 512 and bitfusion.clock_hz == 500e6
     assert (bitfusion.buffers.filter, bitfusion.buffers.ifmap, bitfusion.buffers.ofmap) == (65536, 32768, 16384)
-    assert bitfusion.buffers.psum_bits == 32 and bitfusion.dram.bandwidth_bits_per_cycle == 192
+    assert bitfusion.memory.psum_bits == 32 and bitfusion.dram.bandwidth_bits_per_cycle == 192
+    # the BitFusion simulator writes outputs back at oprec = 32 and sizes tiles at the operand precision
+    assert bitfusion.memory.output_bits == 32 and bitfusion.memory.storage_bits(1, "a") == 1
+    assert bitfusion.memory.storage_bits(3, "b") == 4 and bitfusion.memory.psum_in == ("buffer", "dram")
     assert bitfusion.sram_energy.read_pj_per_bit == {"ifmap": 0.059, "filter": 0.021, "ofmap": 0.033}
     stripes = accelerators.load("stripes").config["array"]
     assert [stripes[key] for key in ("tiles", "filters", "windows", "lanes")] == [16, 16, 16, 16]
@@ -60,12 +63,12 @@ def mutate(path_keys, value):
     [
         (("dram", "bandwidth_bits_per_cycle"), 0, "dram.bandwidth_bits_per_cycle must be > 0, got 0"),
         (("buffers", "ifmap"), -4, "buffers.ifmap must be > 0, got -4"),
-        (("buffers", "colour"), 3, "buffers.colour is not a known key; allowed here: ifmap, filter, ofmap, psum_bits"),
+        (("buffers", "colour"), 3, "buffers.colour is not a known key; allowed here: ifmap, filter, ofmap"),
         (("energy", "sram_pj_per_bit", "ofmap", "read"), "cheap", "energy.sram_pj_per_bit.ofmap.read must be a number"),
         (("array", "rows"), 2.5, "array.rows must be an integer, got 2.5"),
         (("array", "dataflow"), "ws", "array.dataflow is not a known key"),
         (("energy", "mac", "array_pj_per_cycle"), KeyError, "energy.mac.array_pj_per_cycle is missing; add it"),
-        (("kind",), "tpu", "kind must be one of systolic, bitfusion, stripes, loom, got 'tpu'"),
+        (("kind",), "tpu", "kind must be one of bitfusion, loom, stripes, systolic, got 'tpu'"),
         (("sources", "energy.nothing"), "x", "sources.energy.nothing names no key of this description"),
         (("energy", "static_power_w"), -1, "energy.static_power_w must be >= 0, got -1"),
     ],

@@ -45,7 +45,7 @@ def test_sram_area_grows_with_buffer_size_linearly_only_under_the_constant_model
     assert {a.array_mm2 for a in areas} == {areas[0].array_mm2}
     # CACTI: small banks carry more periphery per bit, so 16x the bytes is less than 16x the area
     assert 8 * areas[0].sram_mm2["filter"] < areas[-1].sram_mm2["filter"] < 16 * areas[0].sram_mm2["filter"]
-    constant = with_value(base, "memory.sram", "constant")
+    constant = with_value(base, "sram.table", "constant")
     linear = [hwsim.area(with_value(constant, "buffers.filter", size)).sram_mm2["filter"] for size in sizes]
     assert linear[-1] == pytest.approx(16 * linear[0])
 

@@ -2,13 +2,12 @@ import csv
 import json
 
 import pytest
+from .conftest import deit_small_workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import accelerators
 import hwsim
-from hwsim.tiling import NEAR_FASTEST
-from tests.hwsim.conftest import deit_small_workload
 
 BITS = st.sampled_from([2, 3, 4, 6, 8, 16])
 SHAPES = st.tuples(st.integers(1, 300), st.integers(1, 700), st.integers(1, 700))
@@ -21,20 +20,19 @@ def one_op_workload(op):
 
 
 @pytest.mark.parametrize("bits", [(8, 8), (4, 8), (4, 4), (2, 2)])
-def test_estimate_within_5_percent_of_simulation_on_every_deit_s_op(presets, bits):
+def test_estimate_equals_simulation_on_every_deit_s_op(presets, bits):
+    """Both run the mapper's plan lock-step through the same pipeline, so every figure agrees exactly
+    (it was within 5% while the simulation's free-running pipeline differed from the closed form)."""
     workload = deit_small_workload(*bits)
     for accel in presets.values():
         simulated = hwsim.simulate(workload, accel)
         for row in simulated.ops:
-            est = hwsim.estimate(workload.graph.nodes[row.name]["op"], accel)
-            assert est.compute_cycles == row.compute_cycles, (accel.name, row.name)
-            assert abs(est.cycles - row.cycles) <= 0.05 * row.cycles, (accel.name, row.name, est.cycles, row.cycles)
-            assert est.dram_read_bits == row.dram_read_bits and est.energy_mac_pj == row.energy_mac_pj
+            assert hwsim.estimate(workload.graph.nodes[row.name]["op"], accel) == row, (accel.name, row.name)
 
 
 @settings(max_examples=30, deadline=None)
 @given(shape=SHAPES, bits_a=BITS, bits_b=BITS, count=st.integers(1, 3))
-def test_cycles_never_beat_the_peak_and_estimate_tracks_simulation(presets, shape, bits_a, bits_b, count):
+def test_cycles_never_beat_the_peak_and_estimate_equals_simulation(presets, shape, bits_a, bits_b, count):
     m, k, n = shape
     op = hwsim.Gemm("g", m, k, n, bits_a, bits_b, count=count)
     for accel in presets.values():
@@ -43,25 +41,7 @@ def test_cycles_never_beat_the_peak_and_estimate_tracks_simulation(presets, shap
         assert row.cycles == row.compute_cycles + row.stall_cycles and row.stall_cycles >= 0
         assert 0 < row.utilization <= 1
         assert row.energy_pj >= (row.dram_read_bits + row.dram_write_bits) * accel.dram.energy_pj_per_bit
-        est = hwsim.estimate(op, accel)
-        assert abs(est.cycles - row.cycles) <= 0.05 * row.cycles
-
-
-@settings(max_examples=40, deadline=None)
-@given(shape=SHAPES, high=st.integers(2, 16), drop_a=st.integers(0, 14), drop_b=st.integers(0, 14))
-def test_fewer_bits_never_cost_more_cycles_on_precision_scalable_hardware(presets, shape, high, drop_a, drop_b):
-    """Every tile that fits at the wide widths fits at the narrow ones and runs no slower, and the
-    tiler picks a plan within NEAR_FASTEST of the fastest: so narrow ≤ wide × (1 + NEAR_FASTEST).
-    (DRAM traffic is not monotone: the tiler minimises time, and a faster plan for the narrow op can
-    move more bits; at a fixed plan fewer bits move fewer, see the next test.)"""
-    m, k, n = shape
-    wide = hwsim.Gemm("g", m, k, n, high, high)
-    narrow = hwsim.Gemm("g", m, k, n, max(1, high - drop_a), max(1, high - drop_b))
-    for name in ("bitfusion", "stripes", "loom"):
-        accel = presets[name]
-        fast, slow = hwsim.estimate(narrow, accel), hwsim.estimate(wide, accel)
-        assert fast.compute_cycles <= slow.compute_cycles
-        assert fast.cycles <= slow.cycles * (1 + NEAR_FASTEST)
+        assert hwsim.estimate(op, accel) == row
 
 
 def test_totals_are_the_sums_of_per_op_parts(presets):
@@ -88,16 +68,25 @@ def test_lower_bits_pack_more_per_buffer_and_cut_dram_traffic(presets):
     assert hwsim.estimate(fc1_4, systolic).dram_read_bits == hwsim.estimate(fc1_8, systolic).dram_read_bits
 
 
-def test_tile_that_cannot_fit_raises_tile_error_naming_op_and_buffer():
+def test_tile_that_cannot_fit_raises_tile_error_naming_op_and_buffer(presets):
+    with pytest.raises(hwsim.TileError) as err:
+        hwsim.make_plan(hwsim.Gemm("blocks.0.mlp.fc1", 197, 384, 1536, 8, 8), presets["bitfusion"], 16, 384, 1536, "nmk")
+    message = str(err.value)
+    assert "op 'blocks.0.mlp.fc1'" in message and "buffer 'filter' has 65536 bytes" in message
+    assert "enlarge buffers.filter" in message and "\n" not in message
+    assert isinstance(err.value, hwsim.HwsimError)
+
+
+def test_tiny_buffers_still_map_every_op_with_small_tiles():
+    """Any tile down to one element is legal; a 64-byte weight buffer just makes the op slower."""
     config = dict(accelerators.load("bitfusion").config)
     config["buffers"] = dict(config["buffers"], filter=64)
     tiny = accelerators.from_dict(config, "tiny.yaml")
-    with pytest.raises(hwsim.TileError) as err:
-        hwsim.simulate(one_op_workload(hwsim.Gemm("blocks.0.mlp.fc1", 197, 384, 1536, 8, 8)), tiny)
-    message = str(err.value)
-    assert "op 'blocks.0.mlp.fc1'" in message and "buffer 'filter' has 64 bytes" in message
-    assert "enlarge buffers.filter" in message and "\n" not in message
-    assert isinstance(err.value, hwsim.HwsimError)
+    op = hwsim.Gemm("blocks.0.attn.proj", 197, 64, 384, 8, 8)
+    row = hwsim.simulate(one_op_workload(op), tiny).ops[0]
+    plan = hwsim.map_gemm(op, tiny).plan
+    assert plan.kt * plan.nt * 8 <= 64 * 8 // 2
+    assert row.cycles == hwsim.estimate(op, tiny).cycles > hwsim.estimate(op, accelerators.load("bitfusion")).cycles
 
 
 def test_vector_ops_run_on_the_vector_unit(presets):

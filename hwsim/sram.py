@@ -3,7 +3,7 @@
 An accelerator description states SRAM energy per bit (``energy.sram_pj_per_bit``) and area density
 (``area.sram_mm2_per_kib``) for the buffers it describes: those are facts (BitFusion's come from
 its own CACTI flow) *at that geometry*. A co-design sweep that changes a buffer's size, banking or
-word width leaves that geometry, so the ``memory`` section scales the stated figures by what CACTI
+word width leaves that geometry, so the ``sram`` section scales the stated figures by what CACTI
 says the change costs::
 
     per-bit energy = stated × E(geometry) / E(stated geometry)
@@ -13,7 +13,7 @@ says the change costs::
 the word width, ``A`` the area of all banks (BitFusion's flow prices a banked buffer the same way).
 ``stated_at`` records the geometry the figures hold for; when a file leaves it out, it is the
 file's own buffers, so every description keeps its numbers and only a changed geometry moves them.
-``sram: constant`` switches scaling off (the per-bit energy is then the same at any size, the area
+``sram.table: constant`` switches scaling off (the per-bit energy is then the same at any size, the area
 linear in KiB). The table is committed (``hwsim/data/sram_<name>.csv``, made by
 ``scripts/sram_table.py`` from CACTI through ``hwcomponents-cacti``), so hwsim needs no CACTI.
 """
@@ -35,7 +35,7 @@ from hwsim.errors import ConfigError
 
 DATA_DIR = Path(__file__).with_name("data")
 DEFAULT_TABLE = "cacti_45nm"
-CONSTANT = "constant"  # ``memory.sram`` value that switches size scaling off
+CONSTANT = "constant"  # ``sram.table`` value that switches size scaling off
 BUFFERS = ("ifmap", "filter", "ofmap")
 DEFAULT_GEOMETRY = {"word_bits": 64, "banks": 1, "ports": 1}
 SHALLOW_EXPONENTS = (0.78, 0.78, 1.0)  # read, write, area ∝ depth^e below the table (hwcomponents-cacti's scaling)
@@ -45,8 +45,8 @@ GEOMETRY_SCHEMA = {
     "banks": POSITIVE_INT,
     "ports": Number(integer=True, maximum=2),
 }
-MEMORY_SCHEMA = {
-    "sram": Optional(Text(), DEFAULT_TABLE),
+SRAM_SCHEMA = {
+    "table": Optional(Text(), DEFAULT_TABLE),
     **{buffer: Optional(GEOMETRY_SCHEMA, None) for buffer in BUFFERS},
     "stated_at": Optional({buffer: {"bytes": POSITIVE_INT, **GEOMETRY_SCHEMA} for buffer in BUFFERS}, None),
 }
@@ -119,7 +119,7 @@ def load_table(name: str) -> SramTable:
     path = Path(name) if name.endswith(".csv") else DATA_DIR / f"sram_{name}.csv"
     if not path.is_file():
         known = sorted(p.stem.removeprefix("sram_") for p in DATA_DIR.glob("sram_*.csv"))
-        raise ConfigError(f"memory.sram {name!r} is not an SRAM table: use {', '.join(known)}, '{CONSTANT}' "
+        raise ConfigError(f"sram.table {name!r} is not an SRAM table: use {', '.join(known)}, '{CONSTANT}' "
                           "or a CSV path made by scripts/sram_table.py")
     lines = path.read_text().splitlines()
     note = " ".join(line.lstrip("# ") for line in lines if line.startswith("#"))
@@ -136,13 +136,13 @@ def load_table(name: str) -> SramTable:
     return SramTable(path.stem.removeprefix("sram_"), note, grid)
 
 
-def resolve(memory: Mapping[str, Any] | None, buffers: Mapping[str, int]) -> dict[str, Any]:
-    """The full ``memory`` section: default table and geometry filled in, ``stated_at`` = own buffers if absent."""
-    memory = dict(memory or {})
-    resolved: dict[str, Any] = {"sram": memory.get("sram") or DEFAULT_TABLE}
+def resolve(sram: Mapping[str, Any] | None, buffers: Mapping[str, int]) -> dict[str, Any]:
+    """The full ``sram`` section: default table and geometry filled in, ``stated_at`` = own buffers if absent."""
+    sram = dict(sram or {})
+    resolved: dict[str, Any] = {"table": sram.get("table") or DEFAULT_TABLE}
     for buffer in BUFFERS:
-        resolved[buffer] = dict(memory.get(buffer) or DEFAULT_GEOMETRY)
-    resolved["stated_at"] = memory.get("stated_at") or {
+        resolved[buffer] = dict(sram.get(buffer) or DEFAULT_GEOMETRY)
+    resolved["stated_at"] = sram.get("stated_at") or {
         buffer: {"bytes": buffers[buffer], **resolved[buffer]} for buffer in BUFFERS}
     return resolved
 
@@ -156,25 +156,25 @@ class BufferScale:
     area: float
 
 
-def scales(memory: Mapping[str, Any], buffers: Mapping[str, int], source: str) -> dict[str, BufferScale]:
-    """Per buffer, how much its geometry costs relative to the stated one (all 1 with ``sram: constant``)."""
-    if memory["sram"] == CONSTANT:
-        return {buffer: BufferScale(1.0, 1.0, buffers[buffer] / memory["stated_at"][buffer]["bytes"])
+def scales(sram: Mapping[str, Any], buffers: Mapping[str, int], source: str) -> dict[str, BufferScale]:
+    """Per buffer, how much its geometry costs relative to the stated one (all 1 with ``table: constant``)."""
+    if sram["table"] == CONSTANT:
+        return {buffer: BufferScale(1.0, 1.0, buffers[buffer] / sram["stated_at"][buffer]["bytes"])
                 for buffer in BUFFERS}
     try:
-        table = load_table(memory["sram"])
+        table = load_table(sram["table"])
     except ConfigError as err:
         raise ConfigError(f"accelerator '{source}': {err}") from None
     result = {}
     for buffer in BUFFERS:
-        now = Geometry(buffers[buffer], **memory[buffer])
-        stated = Geometry(**memory["stated_at"][buffer])
+        now = Geometry(buffers[buffer], **sram[buffer])
+        stated = Geometry(**sram["stated_at"][buffer])
         try:
             ratio = buffer_cost(table, now) / buffer_cost(table, stated)
         except ValueError as err:
             raise ConfigError(f"accelerator '{source}': buffer {buffer} ({now.bytes} bytes in {now.banks} bank(s) of "
                               f"{now.word_bits}-bit words, {now.ports} port(s)) is outside SRAM table "
-                              f"'{table.name}': {err}; change buffers.{buffer} or memory.{buffer}") from None
+                              f"'{table.name}': {err}; change buffers.{buffer} or sram.{buffer}") from None
         result[buffer] = BufferScale(*map(float, ratio))
     return result
 

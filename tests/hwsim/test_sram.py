@@ -1,4 +1,4 @@
-"""Size-dependent SRAM energy/area (hwsim.memory): presets keep their facts, changed geometries follow CACTI."""
+"""Size-dependent SRAM energy/area (hwsim.sram): presets keep their facts, changed geometries follow CACTI."""
 
 import copy
 import csv
@@ -7,12 +7,12 @@ import pytest
 
 import accelerators
 import hwsim
-from hwsim import memory
+from hwsim import sram
 
 
 def table_row(capacity, word_bits, ports=1):
     """One row of the committed CACTI table, read straight from the CSV."""
-    path = memory.DATA_DIR / f"sram_{memory.DEFAULT_TABLE}.csv"
+    path = sram.DATA_DIR / f"sram_{sram.DEFAULT_TABLE}.csv"
     rows = csv.DictReader(line for line in path.read_text().splitlines() if not line.startswith("#"))
     for row in rows:
         if (int(row["capacity_bytes"]), int(row["word_bits"]), int(row["ports"])) == (capacity, word_bits, ports):
@@ -59,7 +59,7 @@ def test_energy_per_bit_grows_with_capacity_and_banking_buys_it_back():
     energies = [with_changes("bitfusion", buffers__filter=size).sram_energy.read_pj_per_bit["filter"] for size in sizes]
     assert energies == sorted(energies) and energies[-1] > 3 * energies[0]
     one_bank = with_changes("int8_systolic", buffers__ifmap=1 << 20)
-    eight_banks = with_changes("int8_systolic", buffers__ifmap=1 << 20, memory__ifmap={"word_bits": 256, "banks": 8,
+    eight_banks = with_changes("int8_systolic", buffers__ifmap=1 << 20, sram__ifmap={"word_bits": 256, "banks": 8,
                                                                                           "ports": 1})
     assert eight_banks.sram_energy.read_pj_per_bit["ifmap"] < one_bank.sram_energy.read_pj_per_bit["ifmap"]
     assert hwsim.area(eight_banks).sram_mm2["ifmap"] > hwsim.area(one_bank).sram_mm2["ifmap"]
@@ -73,7 +73,7 @@ def test_the_table_agrees_with_horowitz_within_a_factor_of_two():
 
 
 def test_interpolation_between_grid_points_lies_between_them():
-    table = memory.load_table(memory.DEFAULT_TABLE)
+    table = sram.load_table(sram.DEFAULT_TABLE)
     mid = table.array(3 * 1024, 48, 1)
     corners = [table_row(c, w) for c in (2048, 4096) for w in (32, 64)]
     for column in range(3):
@@ -81,24 +81,24 @@ def test_interpolation_between_grid_points_lies_between_them():
         assert min(values) < mid[column] < max(values)
 
 
-def test_constant_memory_keeps_the_old_linear_model():
-    accel = with_changes("bitfusion", buffers__ifmap=131072, memory__sram="constant")
+def test_constant_table_keeps_the_old_linear_model():
+    accel = with_changes("bitfusion", buffers__ifmap=131072, sram__table="constant")
     assert accel.sram_energy.read_pj_per_bit["ifmap"] == 0.059
     assert hwsim.area(accel).sram_mm2["ifmap"] == pytest.approx(128 * 0.0047)
 
 
-def test_a_description_without_memory_is_stated_at_its_own_buffers(tmp_path):
+def test_a_description_without_an_sram_section_is_stated_at_its_own_buffers(tmp_path):
     config = copy.deepcopy(accelerators.load("bitfusion").config)
-    del config["memory"]
+    del config["sram"]
     accel = accelerators.from_dict(config)
-    assert accel.config["memory"]["stated_at"]["ifmap"] == {"bytes": 32768, "word_bits": 64, "banks": 1, "ports": 1}
+    assert accel.config["sram"]["stated_at"]["ifmap"] == {"bytes": 32768, "word_bits": 64, "banks": 1, "ports": 1}
     assert accel.sram_energy.read_pj_per_bit["ifmap"] == pytest.approx(0.059)
     again = accelerators.from_dict(copy.deepcopy(accel.config))  # a validated config loads to the same figures
     assert again.sram_energy == accel.sram_energy
 
 
 def test_banks_smaller_than_the_table_follow_hwcomponents_depth_scaling():
-    table = memory.load_table(memory.DEFAULT_TABLE)
+    table = sram.load_table(sram.DEFAULT_TABLE)
     smallest = table_row(64, 32)
     read, write, area = table.array(16, 32, 1)
     assert (read, write, area) == pytest.approx((smallest[0] * 0.25 ** 0.78, smallest[1] * 0.25 ** 0.78,
@@ -107,17 +107,17 @@ def test_banks_smaller_than_the_table_follow_hwcomponents_depth_scaling():
 
 def test_geometry_outside_the_table_is_one_clear_error():
     with pytest.raises(hwsim.ConfigError, match=r"buffer ifmap \(1073741824 bytes in 16 bank\(s\).*outside SRAM "
-                                                r"table 'cacti_45nm'.*change buffers.ifmap or memory.ifmap"):
+                                                r"table 'cacti_45nm'.*change buffers.ifmap or sram.ifmap"):
         with_changes("bitfusion", buffers__ifmap=1 << 30)
-    with pytest.raises(hwsim.ConfigError, match="memory.sram 'cacti_7nm' is not an SRAM table: use cacti_45nm"):
-        with_changes("bitfusion", memory__sram="cacti_7nm")
+    with pytest.raises(hwsim.ConfigError, match="sram.table 'cacti_7nm' is not an SRAM table: use cacti_45nm"):
+        with_changes("bitfusion", sram__table="cacti_7nm")
 
 
 def test_dram_energy_by_technology():
     config = copy.deepcopy(accelerators.load("bitfusion").config)
     config["dram"] = {"bandwidth_bits_per_cycle": 192, "technology": "hbm2"}
     assert accelerators.from_dict(config).dram.energy_pj_per_bit == 3.97
-    assert set(memory.DRAM_TECHNOLOGIES) == {"lpddr4", "ddr4", "hbm2"}
+    assert set(sram.DRAM_TECHNOLOGIES) == {"lpddr4", "ddr4", "hbm2"}
     config["dram"]["energy_pj_per_bit"] = 15.0
     with pytest.raises(hwsim.ConfigError, match="dram needs exactly one of energy_pj_per_bit or technology.*both"):
         accelerators.from_dict(config)
