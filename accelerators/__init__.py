@@ -15,6 +15,7 @@ import yaml
 
 from accelerators import bitfusion, bitserial, systolic  # noqa: F401  (the built-in models register themselves)
 from accelerators.registry import PE_MODELS, pe_model, register_pe_model
+from hwsim import sram
 from hwsim.accelerator import (
     BUFFERS,
     Accelerator,
@@ -26,7 +27,6 @@ from hwsim.accelerator import (
     check_smallest_tile_fits,
     memory_from_config,
 )
-from hwsim import sram
 from hwsim.config import validate
 from hwsim.errors import ConfigError, UnknownAcceleratorError
 

@@ -2,12 +2,13 @@ import csv
 import json
 
 import pytest
-from .conftest import deit_small_workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import accelerators
 import hwsim
+
+from .conftest import deit_small_workload
 
 BITS = st.sampled_from([2, 3, 4, 6, 8, 16])
 SHAPES = st.tuples(st.integers(1, 300), st.integers(1, 700), st.integers(1, 700))
