@@ -18,7 +18,7 @@ Interface (used by ``hwsim.estimate``, ``hwsim.simulate`` and reference-mapping 
   plan exactly (it is what ``estimate`` reports).
 
 The search: tile sizes from a bits-independent grid (even splits of each dimension rounded up to
-the array's alignment) × every loop order the array allows; operands that fit their buffer whole
+the array's alignment; ``TileError`` when not even one alignment step fits) × every loop order the array allows; operands that fit their buffer whole
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
 the alternatives are pruned as dominated). Each candidate gets a closed-form lower bound of the
 objective (numpy, all at once: compute plus first load and last store, or all DRAM traffic),
@@ -41,7 +41,7 @@ from hwsim.cost import PJ_PER_J, cost_plan, sram_pj
 from hwsim.errors import HwsimError
 from hwsim.plan import DIMS, GemmPlan, batch_cycles, batch_steps, gemm_metrics, too_big
 from hwsim.result import OpCost
-from hwsim.workload import MAX_BITS, Gemm
+from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
 GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
@@ -81,38 +81,24 @@ class SearchMapper:
 DEFAULT_MAPPER = SearchMapper()
 
 
-def candidates(dim: int, align: int, below: bool = False) -> np.ndarray:
+def candidates(dim: int, align: int) -> np.ndarray:
     """Tile sizes tried along one dimension, largest first: even splits of ``dim`` rounded up to
-    ``align``, then (``below``) halvings of ``align`` down to 1."""
+    ``align`` (a legal tile spans at least one alignment step of the array, or the whole dimension)."""
     align = min(align, dim)
     sizes, parts = set(), 1
     while True:
         size = min(dim, ceil_div(ceil_div(dim, parts), align) * align)
         sizes.add(size)
         if size <= align:
-            break
+            return np.array(sorted(sizes, reverse=True), dtype=np.int64)
         parts = parts + 1 if parts < 4 else int(parts * GROWTH)
-    while below and align > 1:
-        align = ceil_div(align, 2)
-        sizes.add(align)
-    return np.array(sorted(sizes, reverse=True), dtype=np.int64)
-
-
-def _aligned_tiles_fit(accel: Accelerator) -> bool:
-    """Whether one aligned tile of 16-bit operands fits every buffer: then the search never needs
-    smaller tiles (a property of the accelerator, not of the bits, so candidates stay bits-independent)."""
-    am, ak, an = accel.array.alignment()
-    memory, (cap_a, cap_b, cap_o) = accel.memory, _capacities(accel)
-    return (am * ak * memory.storage_bits(MAX_BITS, "a") <= cap_a and ak * an * memory.storage_bits(MAX_BITS, "b")
-            <= cap_b and am * an * memory.psum_bits <= cap_o)
 
 
 @lru_cache(maxsize=1024)
 def _grid(m: int, k: int, n: int, accel: Accelerator) -> tuple[np.ndarray, ...]:
     """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
     orders that run the same steps."""
-    below = not _aligned_tiles_fit(accel)
-    sizes = (candidates(dim, align, below) for dim, align in zip((m, k, n), accel.array.alignment(), strict=True))
+    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), accel.array.alignment(), strict=True))
     tiles = [axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij")]
     orders = accel.array.loop_orders()
     mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
@@ -212,20 +198,23 @@ def _objective(cost: OpCost, objective: str) -> float:
 def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping:
     """The best plan of ``op`` on ``accel`` for ``objective`` and its exact cost (cached)."""
     SearchMapper(objective)  # validates the objective
-    key = dataclasses.replace(op, name="_")
-    found = _search(key, accel, objective)
+    found = _search(dataclasses.replace(op, name="_"), accel, objective)
+    if found is None:
+        raise _no_room(op, accel, *(min(align, dim) for align, dim in zip(accel.array.alignment(), (op.m, op.k, op.n),
+                                                                          strict=True)))
     plan = dataclasses.replace(found.plan, op=op)
     return dataclasses.replace(found, plan=plan, cost=dataclasses.replace(found.cost, name=op.name))
 
 
 @lru_cache(maxsize=8192)
-def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping:
+def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping | None:
+    """The best plan (None when not even the smallest aligned tile fits)."""
     held = onchip(op, accel)
     resident = _resident(op, accel, held)
     mt, kt, nt, pm, pk, pn = _grid(op.m, op.k, op.n, accel)
     legal, spills = _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident)
     if not legal.any():
-        raise _no_room(op, accel, int(mt.min()), int(kt.min()), int(nt.min()))
+        return None
     plans = [x[legal] for x in (mt, kt, nt, pm, pk, pn, spills)]
     known = widths(op, accel)
     lower, energy = _lower_bounds(op, accel, objective, *plans, held, resident)

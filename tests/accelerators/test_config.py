@@ -1,12 +1,14 @@
 """Loading presets and rejecting malformed descriptions with one line naming the key path."""
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
 
 import accelerators
 import hwsim
+from accelerators.systolic import SystolicArray
 
 
 def test_every_preset_loads_and_names_its_sources():
@@ -71,6 +73,16 @@ def mutate(path_keys, value):
         (("kind",), "tpu", "kind must be one of bitfusion, loom, stripes, systolic, got 'tpu'"),
         (("sources", "energy.nothing"), "x", "sources.energy.nothing names no key of this description"),
         (("energy", "static_power_w"), -1, "energy.static_power_w must be >= 0, got -1"),
+        (("memory", "psum_in"), ["sram"], "memory.psum_in[0] must be one of buffer, dram, got 'sram'"),
+        (("memory", "storage_bits", "a"), [3, 16], "memory.storage_bits.a lists 3-bit storage, which a 'bitfusion' "
+                                                   "array cannot read; use widths from [1, 2, 4, 8, 16]"),
+        (("memory", "storage_bits", "b"), [2, 4, 8], "memory.storage_bits.b has no width for 16-bit operands; "
+                                                     "add a width >= 16"),
+        (("buffers", "ofmap"), 4, "buffers.ofmap (4 bytes) cannot hold one 32-bit partial sum double-buffered; "
+                                  "set buffers.ofmap >= 8"),
+        (("memory", "output_bits"), "wide", "memory.output_bits must be an integer, got 'wide', or must be one of op"),
+        (("memory", "onchip"), ["registers"], "memory.onchip[0] must be one of activations, weights, got 'registers'"),
+        (("memory", "psum_bits"), KeyError, "memory.psum_bits is missing; add it"),
     ],
 )
 def test_bad_values_raise_config_error_with_the_key_path(tmp_path, keys, value, message):
@@ -96,3 +108,51 @@ def test_yaml_round_trip_of_a_preset(tmp_path):
     again = accelerators.load(write(tmp_path, config, "loom_copy.yaml"))
     op = hwsim.Gemm("g", 197, 384, 384, 4, 4)
     assert hwsim.estimate(op, again) == hwsim.estimate(op, accelerators.load("loom"))
+
+
+def test_pe_arrays_hold_typed_parameters_not_raw_dicts():
+    for name in accelerators.available():
+        array = accelerators.load(name).array
+        assert dataclasses.is_dataclass(array.params) and dataclasses.is_dataclass(array.mac_energy)
+        assert not any(isinstance(value, dict) for value in vars(array).values()), name
+    systolic = accelerators.load("int8_systolic")
+    assert systolic.dataflow == systolic.array.params.dataflow == "ws"
+    assert accelerators.load("bitfusion").array.params.fill_drain_cycles == 46
+
+
+class HalfFoldSystolic(SystolicArray):
+    """A made-up array: every fold of the SCALE-Sim closed form takes half the cycles (rounded up)."""
+
+    def tile_cycles(self, m, k, n, op, stream_start=True):
+        return -(-super().tile_cycles(m, k, n, op, stream_start) // 2)
+
+
+def test_register_pe_model_makes_a_new_kind_loadable():
+    accelerators.register_pe_model("half_fold_systolic")(HalfFoldSystolic)
+    try:
+        config = {**accelerators.load("int8_systolic").config, "kind": "half_fold_systolic"}
+        op = hwsim.Gemm("g", 64, 64, 64, 8, 8)
+        half = hwsim.estimate(op, accelerators.from_dict(config)).compute_cycles
+        assert half == -(-hwsim.estimate(op, accelerators.load("int8_systolic")).compute_cycles // 2)
+    finally:
+        del accelerators.PE_MODELS["half_fold_systolic"]
+    with pytest.raises(TypeError, match="needs a hwsim.PEArray subclass"):
+        accelerators.register_pe_model("nothing")(dict)
+
+
+def test_third_party_pe_model_comes_from_the_pmq_pe_models_entry_point(tmp_path, monkeypatch):
+    """A real installed-distribution layout on sys.path, found by importlib.metadata."""
+    (tmp_path / "third_party_pe.py").write_text(
+        "from accelerators.systolic import SystolicArray\n\n\nclass WideSystolic(SystolicArray):\n"
+        "    def peak_macs_per_cycle(self, op):\n        return 2 * super().peak_macs_per_cycle(op)\n")
+    info = tmp_path / "third_party_pe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: third-party-pe\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pmq.pe_models]\nwide_systolic = third_party_pe:WideSystolic\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        accel = accelerators.from_dict({**accelerators.load("int8_systolic").config, "kind": "wide_systolic"})
+        op = hwsim.Gemm("g", 8, 8, 8, 8, 8)
+        assert type(accel.array).__name__ == "WideSystolic" and accel.array.peak_macs_per_cycle(op) == 2 * 32 * 32
+    finally:
+        accelerators.PE_MODELS.pop("wide_systolic", None)

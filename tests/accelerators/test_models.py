@@ -99,3 +99,48 @@ def test_bit_serial_speedups_follow_the_papers(presets):
     conv_loom = {b: hwsim.estimate(hwsim.Gemm("g", *conv, *b), presets["loom"]).compute_cycles - 16
                  for b in [(16, 16), (4, 8)]}
     assert conv_loom[(16, 16)] / conv_loom[(4, 8)] == 256 / 32  # conv time proportional to Pa*Pw
+
+
+# Conv layers as GEMMs (rows = output positions, reduction = C·R·S, columns = filters) whose im2col
+# input, output and weights fit the DaDianNao eDRAM at 16 bits: AlexNet conv1..conv5.
+ON_CHIP_CONVS = [(3025, 363, 96), (729, 2400, 256), (169, 2304, 384), (169, 3456, 384), (169, 3456, 256)]
+
+
+@pytest.mark.parametrize("shape", ON_CHIP_CONVS)
+def test_conv_layers_on_chip_reach_the_papers_per_layer_scaling_in_total_cycles(presets, shape):
+    """With layers held in the on-chip eDRAM (no DRAM traffic at all), total cycles scale as Stripes'
+    16/Pa and Loom's 256/(Pa·Pw), within 5% (the fill/drain step and partly filled windows are the rest)."""
+    stripes, loom = presets["stripes"], presets["loom"]
+    base = {name: hwsim.estimate(hwsim.Gemm("conv", *shape, 16, 16), presets[name]) for name in ("stripes", "loom")}
+    assert base["stripes"].dram_read_bits == base["loom"].dram_write_bits == 0
+    for pa in range(1, 16):
+        row = hwsim.estimate(hwsim.Gemm("conv", *shape, pa, 16), stripes)
+        assert base["stripes"].cycles / row.cycles == pytest.approx(16 / pa, rel=0.05), pa
+    for pa, pw in [(8, 8), (4, 4), (2, 2), (1, 1), (8, 4), (4, 8), (2, 8), (16, 1)]:
+        row = hwsim.estimate(hwsim.Gemm("conv", *shape, pa, pw), loom)
+        assert base["loom"].cycles / row.cycles == pytest.approx(256 / (pa * pw), rel=0.05), (pa, pw)
+
+
+def test_fully_connected_layers_gain_what_the_papers_say(presets):
+    """Stripes: nothing for FC (one row runs bit-parallel; weights stay 16-bit, so DRAM time is the same too).
+    Loom: FC time ∝ Pw, both when its weights stream from DRAM at Pw bits (AlexNet fc6: 75 MB at 16 bits,
+    38 MB at 8, over the 32 MB eDRAM) and when they are held on chip (fc8, and fc6 from Pw = 4 on)."""
+    stripes, loom = presets["stripes"], presets["loom"]
+    fc6, fc8 = (1, 9216, 4096), (1, 4096, 1000)
+    for shape in (fc6, fc8):
+        assert len({hwsim.estimate(hwsim.Gemm("fc", *shape, pa, 16), stripes).cycles for pa in (16, 8, 4, 1)}) == 1
+    streamed = {pw: hwsim.estimate(hwsim.Gemm("fc6", *fc6, 16, pw), loom) for pw in (16, 8)}
+    assert streamed[16].dram_read_bits == 9216 * 4096 * 16  # the input row comes from the neuron eDRAM
+    held = {pw: hwsim.estimate(hwsim.Gemm("fc8", *fc8, 16, pw), loom) for pw in (16, 8, 4, 2)}
+    assert held[16].dram_read_bits == 0
+    fits = {pw: hwsim.estimate(hwsim.Gemm("fc6", *fc6, 16, pw), loom) for pw in (4, 2, 1)}
+    assert fits[4].dram_read_bits == 0 and fits[4].cycles / fits[1].cycles == pytest.approx(4, rel=0.05)
+    for rows in (streamed, held):
+        for pw, row in rows.items():
+            assert rows[16].cycles / row.cycles == pytest.approx(16 / pw, rel=0.05), pw
+
+
+def test_a_layer_too_big_for_the_edram_streams_from_dram(presets):
+    """VGG-16 conv1_2: its im2col input (50176 x 576 at 8 bits, 29 MB) exceeds the 4 MB neuron memory."""
+    row = hwsim.estimate(hwsim.Gemm("conv1_2", 50176, 576, 64, 8, 16), presets["stripes"])
+    assert row.dram_read_bits >= 50176 * 576 * 8 and row.dram_write_bits == 50176 * 64 * 8

@@ -78,16 +78,17 @@ def test_tile_that_cannot_fit_raises_tile_error_naming_op_and_buffer(presets):
     assert isinstance(err.value, hwsim.HwsimError)
 
 
-def test_tiny_buffers_still_map_every_op_with_small_tiles():
-    """Any tile down to one element is legal; a 64-byte weight buffer just makes the op slower."""
+def test_buffer_too_small_for_one_aligned_tile_is_a_tile_error_naming_op_and_buffer():
     config = dict(accelerators.load("bitfusion").config)
     config["buffers"] = dict(config["buffers"], filter=64)
     tiny = accelerators.from_dict(config, "tiny.yaml")
-    op = hwsim.Gemm("blocks.0.attn.proj", 197, 64, 384, 8, 8)
-    row = hwsim.simulate(one_op_workload(op), tiny).ops[0]
-    plan = hwsim.map_gemm(op, tiny).plan
-    assert plan.kt * plan.nt * 8 <= 64 * 8 // 2
-    assert row.cycles == hwsim.estimate(op, tiny).cycles > hwsim.estimate(op, accelerators.load("bitfusion")).cycles
+    with pytest.raises(hwsim.TileError) as err:
+        hwsim.simulate(one_op_workload(hwsim.Gemm("blocks.0.mlp.fc1", 197, 384, 1536, 8, 8)), tiny)
+    message = str(err.value)
+    assert "op 'blocks.0.mlp.fc1'" in message and "buffer 'filter' has 64 bytes" in message
+    assert "enlarge buffers.filter" in message and "\n" not in message
+    row = hwsim.estimate(hwsim.Gemm("small", 4, 4, 4, 8, 8), tiny)  # its whole 4x4 B is one 16-byte tile
+    assert row.cycles == row.compute_cycles + row.stall_cycles > 0
 
 
 def test_vector_ops_run_on_the_vector_unit(presets):
