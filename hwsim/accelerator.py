@@ -93,6 +93,12 @@ class PEArray(ABC):
         """Tile loop nests legal on this array (any order is, partial sums being placed by the mapper)."""
         return ORDERS
 
+    def precision_key(self, op: Gemm) -> tuple:
+        """What of the op's bits the array's timing and MAC energy depend on: two variants of a GEMM
+        with equal keys (and equal storage widths) map and cost alike except for their bits and BOPs,
+        so a cost table prices them once (:mod:`hwsim.costtable`). Default: the bits themselves."""
+        return op.bits_a, op.bits_b
+
     @abstractmethod
     def peak_macs_per_cycle(self, op: Gemm) -> float:
         """Best-case MACs per cycle at the op's bits (for utilisation and the lower bound)."""

@@ -1,11 +1,17 @@
 """Cost tables: every GEMM of a workload at every bit pair, and the whole workload at any allocation.
 
 A mixed-precision search prices each component at each (activation, weight) bit pair; a co-design
-sweep does so for thousands of accelerators. Transformers repeat a handful of GEMM shapes (DeiT-S:
-74 components, 8 shapes), so the table is built from the distinct ``(shape, bits)`` ops only,
-each priced once, and :meth:`VariantTable.result` assembles a whole-model :class:`SimResult` from
-the table's rows without pricing anything again. Every number is the one ``hwsim.estimate`` gives
-for the same op (the tests check equality, not closeness).
+sweep does so for thousands of accelerators. Two facts make most of those prices repeats:
+
+* transformers repeat a handful of GEMM shapes (DeiT-S: 74 components, 8 shapes);
+* an array tells bits apart only so far (:meth:`hwsim.PEArray.precision_key`: BitFusion runs 3 bits
+  as 4; an INT8 array runs 2..8 bits alike) and memory stores them at a few widths.
+
+So the mapper searches once per class of ``(shape, storage widths, precision key)``; the other
+members of a class take its row with their own bits and BOPs (nothing else of a row depends on
+them), and :meth:`VariantTable.result` assembles a whole-model :class:`SimResult` from rows without
+pricing anything again. Every number is the one ``hwsim.estimate`` gives for the same op (the tests
+check equality, not closeness).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 
 from hwsim.accelerator import Accelerator
 from hwsim.estimate import estimate
+from hwsim.mapper import widths
 from hwsim.result import OpCost, SimResult
 from hwsim.workload import Gemm, Op, Workload
 
@@ -55,13 +62,20 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
                   accelerator: Accelerator) -> VariantTable:
     """Price each named component GEMM at every pair and every other op once, each distinct op once."""
     components = set(components)
-    priced: dict[Op, OpCost] = {}
+    priced: dict[tuple, OpCost] = {}
 
     def price(op: Op) -> OpCost:
-        key = dataclasses.replace(op, name="_")
+        if not isinstance(op, Gemm) or op.grouped:  # vector ops, patch-wise groups: priced as they are
+            key: tuple = (dataclasses.replace(op, name="_"),)
+        else:
+            key = (op.m, op.k, op.n, op.count, op.kind, widths(op, accelerator),
+                   accelerator.array.precision_key(op))
         if key not in priced:
             priced[key] = estimate(op, accelerator)
-        return priced[key]
+        row = priced[key]
+        if len(key) == 1 or (row.bits_a, row.bits_b) == (op.bits_a, op.bits_b):
+            return row
+        return dataclasses.replace(row, bits_a=op.bits_a, bits_b=op.bits_b, bops=op.bops)
 
     rows: dict[str, dict[BitPair, OpCost]] = {}
     fixed: dict[str, OpCost] = {}
