@@ -191,13 +191,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     result = sweep(args.space, args.out, SweepConfig(
         args.model, args.checkpoint, args.pretrained, args.data, args.metric, args.bit_choices,
         args.calibration_images, limit=args.limit, settings=settings))
-    summary = {"table": str(result.table), "pareto": str(result.pareto), "points": len(result.rows),
+    summary = {"table": str(result.table), "pareto": str(result.pareto), "figure": str(result.figure),
+               "points": len(result.rows),
                "failed": result.failed, "computed_designs": result.computed_designs, "wall_s": result.wall_s}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{len(result.rows)} points ({result.failed} failed, {result.computed_designs} designs computed now) "
-              f"in {result.wall_s:.1f} s: {result.table}, Pareto set {result.pareto}")
+              f"in {result.wall_s:.1f} s: {result.table}, Pareto set {result.pareto}, figure {result.figure}")
     return 0
 
 
