@@ -27,6 +27,14 @@ def table_vs_horowitz() -> None:
     for capacity, published in HOROWITZ_64BIT_READ_PJ.items():
         read, _, area = table.array(capacity, 64, 1)
         print(f"{capacity // 1024:>8}KB{read:>22.1f}{published:>13.0f}{read / published:>7.2f}{area:>10.3f}")
+    base = accelerators.load("bitfusion")
+    stated = base.sram_energy.read_pj_per_bit["filter"]
+    print("bitfusion weight buffer (512 banks of 32-bit words): read pJ/bit relative to the stated 64 KB")
+    for kib in (16, 32, 64, 128, 256):
+        config = copy.deepcopy(base.config)
+        config["buffers"]["filter"] = kib * 1024
+        scaled = accelerators.from_dict(config).sram_energy.read_pj_per_bit["filter"]
+        print(f"{kib:>8}KB{scaled:>10.4f} pJ/bit{scaled / stated:>7.2f}x")
 
 
 def example_sweep() -> None:
