@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, PALETTE, new_figure
 
@@ -33,6 +34,7 @@ def plot_sweep_pareto(rows: Sequence[Mapping[str, Any]], pareto: Sequence[Mappin
                        color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)], linewidths=0,
                        label=f"Pareto, budget {budget} ({len(best)})")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor ones overlap
         ax.set_xlabel(label)
     axes[0].set_ylabel("top-1 (%)")
     axes[0].legend(loc="lower right", markerscale=1.5)
