@@ -81,9 +81,18 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
             {b: energy["sram_pj_per_bit"][b]["write"] * scale[b].write for b in BUFFERS},
         ),
         static_power_w=float(energy["static_power_w"]),
-        sources=dict(config["sources"]),
+        sources=_with_dram_source(config),
         config=config,
     )
+
+
+def _with_dram_source(config: dict) -> dict[str, str]:
+    """The description's sources, plus where a ``dram.technology``'s figure comes from (unless it says)."""
+    sources = dict(config["sources"])
+    technology = config["dram"]["technology"]
+    if technology is not None:
+        sources.setdefault("dram.technology", sram.DRAM_TECHNOLOGIES[technology][1])
+    return sources
 
 
 def _dram_energy(dram: dict, source: str) -> float:

@@ -116,7 +116,8 @@ def test_geometry_outside_the_table_is_one_clear_error():
 def test_dram_energy_by_technology():
     config = copy.deepcopy(accelerators.load("bitfusion").config)
     config["dram"] = {"bandwidth_bits_per_cycle": 192, "technology": "hbm2"}
-    assert accelerators.from_dict(config).dram.energy_pj_per_bit == 3.97
+    hbm2 = accelerators.from_dict(config)
+    assert hbm2.dram.energy_pj_per_bit == 3.97 and "O'Connor et al." in hbm2.sources["dram.technology"]
     assert set(sram.DRAM_TECHNOLOGIES) == {"lpddr4", "ddr4", "hbm2"}
     config["dram"]["energy_pj_per_bit"] = 15.0
     with pytest.raises(hwsim.ConfigError, match="dram needs exactly one of energy_pj_per_bit or technology.*both"):
