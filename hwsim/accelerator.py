@@ -160,9 +160,10 @@ class Memory:
     onchip: tuple[str, ...] = ()
 
     def storage_bits(self, bits: int, operand: str) -> int:
-        """Bits one element of operand ``'a'`` or ``'b'`` at precision ``bits`` occupies in memory."""
+        """Bits one element of operand ``'a'`` or ``'b'`` at precision ``bits`` occupies in memory
+        (wider than every listed width, e.g. a 32-bit output: its own width)."""
         widths = self.storage_a if operand == "a" else self.storage_b
-        return next(width for width in widths if width >= bits)
+        return next((width for width in widths if width >= bits), bits)
 
     def out_bits(self, op: Gemm) -> int:
         """Bits one output element is written back at."""

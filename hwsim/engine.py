@@ -37,22 +37,21 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
     stores = [cycles(int(bits)) for bits in np.tile(steps.store_bits, steps.repeat)]
     compute = [int(c) for c in np.tile(steps.compute, steps.repeat)]
 
-    def channel(load: int, store: int):
+    def channel(bits_cycles: int):
         """The DRAM channel's work during one step: fetch the next tile, then write back the previous."""
         turn = dram.request()
         yield turn
-        if load:
-            yield env.timeout(load)
-        if store:
-            yield env.timeout(store)
+        yield env.timeout(bits_cycles)
         dram.release(turn)
 
-    yield env.process(channel(loads[0], 0))
+    yield env.process(channel(loads[0]))
     for i, busy in enumerate(compute):
-        following = loads[i + 1] if i + 1 < len(compute) else 0
-        previous = stores[i - 1] if i > 0 else 0
-        yield env.all_of([env.timeout(busy), env.process(channel(following, previous))])
-    yield env.process(channel(0, stores[-1]))
+        transfer = (loads[i + 1] if i + 1 < len(compute) else 0) + (stores[i - 1] if i > 0 else 0)
+        if transfer:
+            yield env.all_of([env.timeout(busy), env.process(channel(transfer))])
+        else:
+            yield env.timeout(busy)
+    yield env.process(channel(stores[-1]))
     return sum(compute[:n]) * steps.repeat
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hwsim.accelerator import Accelerator
 from hwsim.cost import cost_plan, grouped_gemm_cost, vector_cost
-from hwsim.mapper import DEFAULT_MAPPER, Mapper, SearchMapper, map_gemm
+from hwsim.mapper import DEFAULT_MAPPER, Mapper, SearchMapper, mapped_cost
 from hwsim.plan import pipeline_cycles, plan_vector
 from hwsim.result import OpCost, SimResult
 from hwsim.workload import Gemm, Op, VectorOp, Workload
@@ -22,7 +22,7 @@ def estimate(op: Op, accel: Accelerator, mapper: Mapper | None = None) -> OpCost
         return grouped_gemm_cost(op, accel, parts)
     if isinstance(op, Gemm):
         if isinstance(mapper, SearchMapper):  # the search already costed its pick exactly
-            return map_gemm(op, accel, mapper.objective).cost
+            return mapped_cost(op, accel, mapper.objective)
         return cost_plan(mapper.plan(op, accel), accel)
     if isinstance(op, VectorOp):
         plan = plan_vector(op, accel)

@@ -7,7 +7,8 @@ Interface (used by ``hwsim.estimate``, ``hwsim.simulate`` and reference-mapping 
   between layers, storage / write-back widths. :func:`make_plan` builds one from tiles and a loop
   order, filling in everything the accelerator's ``memory`` facts decide (pass ``psum`` or
   ``resident`` to override them, as a replayed reference mapping does); it raises ``TileError``
-  when the plan overflows a buffer.
+  when the plan overflows a buffer. A ``GemmPlan`` constructed directly (or changed with
+  ``dataclasses.replace``) is costed as given, without capacity checks.
 * A :class:`Mapper` is anything with ``plan(op, accel) -> GemmPlan``. :class:`SearchMapper` (the
   default, ``objective`` = ``"cycles"``, ``"energy"`` or ``"edp"``) searches; a reference replay
   is another Mapper. ``hwsim.estimate(op, accel, mapper=...)`` and ``hwsim.simulate(workload,
@@ -18,12 +19,13 @@ Interface (used by ``hwsim.estimate``, ``hwsim.simulate`` and reference-mapping 
   plan exactly (it is what ``estimate`` reports).
 
 The search: tile sizes from a bits-independent grid (even splits of each dimension rounded up to
-the array's alignment; ``TileError`` when not even one alignment step fits) × every loop order the array allows; operands that fit their buffer whole
+the array's alignment; ``TileError`` when not even one alignment step fits) × every loop order the
+array allows, one per group of orders that run the same steps; operands that fit their buffer whole
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
 the alternatives are pruned as dominated). Each candidate gets a closed-form lower bound of the
-objective (numpy, all at once: compute plus first load and last store, or all DRAM traffic),
-and candidates are costed exactly in order of that bound until the bound exceeds the best exact
-cost — so the pick is the exact optimum over the grid. A plan legal at some bits is legal at
+objective (numpy, all at once: compute plus first load and last store, or all DRAM traffic plus
+the pipeline ends' idle DRAM), and candidates are costed exactly, in numpy batches, in order of that
+bound until the bound exceeds the best exact cost — so the pick is the exact optimum over the grid. A plan legal at some bits is legal at
 every narrower bits and costs no more there, so fewer bits never cost more cycles (or energy).
 """
 
@@ -195,10 +197,21 @@ def _objective(cost: OpCost, objective: str) -> float:
     return {"cycles": cost.cycles, "energy": cost.energy_pj, "edp": cost.energy_pj * cost.cycles}[objective]
 
 
+def _shape(op: Gemm) -> Gemm:
+    """The cache key of an op: everything but its name."""
+    return op if op.name == "_" else dataclasses.replace(op, name="_")
+
+
+def mapped_cost(op: Gemm, accel: Accelerator, objective: str = "cycles") -> OpCost:
+    """The exact cost of the plan :func:`map_gemm` picks (the fast path of ``hwsim.estimate``)."""
+    found = _search(_shape(op), accel, objective)
+    return dataclasses.replace(found.cost, name=op.name) if found is not None else map_gemm(op, accel, objective).cost
+
+
 def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping:
     """The best plan of ``op`` on ``accel`` for ``objective`` and its exact cost (cached)."""
     SearchMapper(objective)  # validates the objective
-    found = _search(dataclasses.replace(op, name="_"), accel, objective)
+    found = _search(_shape(op), accel, objective)
     if found is None:
         raise _no_room(op, accel, *(min(align, dim) for align, dim in zip(accel.array.alignment(), (op.m, op.k, op.n),
                                                                           strict=True)))

@@ -120,14 +120,15 @@ def batch_steps(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, 
     array = accel.array
     sa, sb, so, sp = widths
     nm, nk, nn = ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)
-    per_position = [np.select([pm == p, pk == p], [nm, nk], nn) for p in range(3)]
+    per_position = np.stack([np.select([pm == p, pk == p], [nm, nk], nn) for p in range(3)])
     length = nm * nk * nn
     start = np.r_[0, np.cumsum(length)[:-1]]
     plan = np.repeat(np.arange(len(length)), length)
     step = np.arange(int(length.sum())) - start[plan]
     inner, middle = per_position[2][plan], per_position[1][plan]
-    at = [step // (middle * inner), (step // inner) % middle, step % inner]
-    im, ik, in_ = (np.select([pos[plan] == 0, pos[plan] == 1], at[:2], at[2]) for pos in (pm, pk, pn))
+    at = np.stack([step // (middle * inner), (step // inner) % middle, step % inner])
+    columns = np.arange(len(step))
+    im, ik, in_ = (at[position[plan], columns] for position in (pm, pk, pn))
     nm, nk, nn, mt, kt, nt = (x[plan] for x in (nm, nk, nn, mt, kt, nt))
     m = np.where(im == nm - 1, op.m - (nm - 1) * mt, mt)
     k = np.where(ik == nk - 1, op.k - (nk - 1) * kt, kt)
@@ -139,8 +140,8 @@ def batch_steps(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, 
             stream_start &= index == 0
     compute = np.asarray(array.tile_cycles(m, k, n, op, stream_start), dtype=np.int64) * np.ones_like(m)
     compute = compute + np.where(begins, array.instance_overhead_cycles(op), 0)
-    load = (_fetches(plan, im * nk + ik, begins, "a", resident, onchip) * m * k * sa
-            + _fetches(plan, ik * nn + in_, begins, "b", resident, onchip) * k * n * sb)
+    load = (_fetches(im * nk + ik, begins, in_ == 0, "a", resident, onchip) * m * k * sa
+            + _fetches(ik * nn + in_, begins, im == 0, "b", resident, onchip) * k * n * sb)
     block = im * nn + in_
     opens = begins | np.r_[True, block[1:] != block[:-1]]
     closes = np.r_[begins[1:], True] | np.r_[block[1:] != block[:-1], True]
@@ -175,16 +176,15 @@ def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarr
     return np.where(steps.length * repeat == 1, single, total)
 
 
-def _fetches(plan: np.ndarray, key: np.ndarray, begins: np.ndarray, operand: str, resident, onchip) -> np.ndarray:
-    """1 where a step fetches its tile of ``operand``: never if on chip, at first touch if resident,
-    else whenever the tile differs from the previous step's."""
+def _fetches(key: np.ndarray, begins: np.ndarray, first_pass: np.ndarray, operand: str, resident,
+             onchip) -> np.ndarray:
+    """1 where a step fetches its tile of ``operand``: never if on chip, else whenever the tile differs
+    from the previous step's, and if resident only on the first pass of the loop that does not index
+    it (index 0: every later visit of a tile repeats one from that pass)."""
     if operand in onchip:
         return np.zeros_like(key)
-    if operand in resident:
-        first = np.zeros(len(key), dtype=np.int64)
-        first[np.unique(plan * (int(key.max()) + 1) + key, return_index=True)[1]] = 1
-        return first
-    return (begins | np.r_[True, key[1:] != key[:-1]]).astype(np.int64)
+    changed = begins | np.r_[True, key[1:] != key[:-1]]
+    return (changed & first_pass if operand in resident else changed).astype(np.int64)
 
 
 def _revisits(nm, nk, nn, pm, pk, pn):

@@ -13,6 +13,7 @@ import networkx as nx
 from hwsim.errors import WorkloadError
 
 MIN_BITS, MAX_BITS = 1, 16
+MAX_OUT_BITS = 32  # outputs may leave at accumulator width (e.g. 32-bit partial sums)
 GEMM_KINDS = ("linear", "matmul")
 
 
@@ -44,10 +45,10 @@ Groups = tuple[tuple[int, int], ...]
 """Token groups of a GEMM operand: ``((size, bits), ...)``, sizes summing to the split dimension."""
 
 
-def _check_bits(name: str, field: str, bits: int) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+def _check_bits(name: str, field: str, bits: int, maximum: int = MAX_BITS) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= maximum:
         raise WorkloadError(
-            f"op '{name}': {field} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}; "
+            f"op '{name}': {field} must be an integer in {MIN_BITS}..{maximum}, got {bits!r}; "
             f"map float tensors to 16 bits"
         )
 
@@ -108,7 +109,7 @@ class Gemm:
         _check_bits(self.name, "bits_a", self.bits_a)
         _check_bits(self.name, "bits_b", self.bits_b)
         if self.bits_out is not None:
-            _check_bits(self.name, "bits_out", self.bits_out)
+            _check_bits(self.name, "bits_out", self.bits_out, MAX_OUT_BITS)
         if self.kind not in GEMM_KINDS:
             raise WorkloadError(f"op '{self.name}': kind must be one of {GEMM_KINDS}, got {self.kind!r}")
         for field, dim in (("row_groups", "m"), ("col_groups", "n"), ("depth_groups", "k")):

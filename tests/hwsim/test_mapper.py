@@ -156,3 +156,14 @@ def test_fewer_bits_never_cost_more_on_small_shapes(presets, shape, count, bits,
 @given(shape=st.tuples(*[st.integers(1, 4096)] * 3), count=st.integers(1, 2), bits=BITS, kind=KINDS)
 def test_fewer_bits_never_cost_more_on_shapes_up_to_4096(presets, shape, count, bits, kind):
     check_fewer_bits_cost_no_more(presets, shape, count, bits, kind)
+
+
+def test_outputs_may_be_written_back_wider_than_16_bits(presets):
+    """A GEMM may hand its consumer 32-bit outputs (e.g. un-requantised accumulators) on a preset that
+    writes outputs at the op's own width; 33 bits is no width any accumulator here produces."""
+    op = hwsim.Gemm("g", 64, 64, 64, 8, 8, bits_out=32)
+    row = hwsim.estimate(op, presets["int8_systolic"])
+    assert row.dram_write_bits == 64 * 64 * 32 == 4 * hwsim.estimate(hwsim.Gemm("g", 64, 64, 64, 8, 8),
+                                                                      presets["int8_systolic"]).dram_write_bits
+    with pytest.raises(hwsim.WorkloadError, match=r"bits_out must be an integer in 1\.\.32, got 33"):
+        hwsim.Gemm("g", 4, 4, 4, 8, 8, bits_out=33)

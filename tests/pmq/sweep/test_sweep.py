@@ -35,7 +35,10 @@ from pmq.sweep import (
 )
 
 HERE = Path(__file__).parent
-BUDGETS = ["1x:W8A8", "0.5x:W8A8"]
+# 0.9x, not 0.5x: BitFusion writes 32-bit outputs (its simulator's oprec = 32, issue 11), so on this
+# tiny block even all-2-bit GEMMs only reach 0.75-0.86x of W8A8 latency; 0.9x is feasible on bitfusion
+# and still infeasible on the 8-bit systolic array, as the test needs.
+BUDGETS = ["1x:W8A8", "0.9x:W8A8"]
 SPACE = {
     "base": ["bitfusion", "int8_systolic"],
     "grid": {"array.rows": [8, 16, 32], "buffers.ofmap": [128, 16384], "dram.bandwidth_bits_per_cycle": [64, 192]},
@@ -222,10 +225,10 @@ def test_rows_are_the_priced_choice_and_failures_are_recorded(reference):
             assert row["status"] == "failed" and row["error"].startswith("TileError: op 'patch_embed.proj'")
             assert row.get("top1") is None and row.get("allocation_id") is None
             continue
-        if design.base == "int8_systolic" and row["budget"] == "0.5x:W8A8":  # 8-bit array: fewer bits buy nothing
+        if design.base == "int8_systolic" and row["budget"] == "0.9x:W8A8":  # 8-bit array: fewer bits buy nothing
             assert row["status"] == "failed"
         if row["status"] == "failed":
-            assert row["error"].startswith("PMQError: budget 0.5x:W8A8") and "below the cheapest allocation" in row["error"]
+            assert row["error"].startswith("PMQError: budget 0.9x:W8A8") and "below the cheapest allocation" in row["error"]
             continue
         allocation = BitAllocation.load(reference.out / "allocations" / f"{row['allocation_id']}.json")
         workload = hwsim.Workload()
@@ -242,7 +245,7 @@ def test_rows_are_the_priced_choice_and_failures_are_recorded(reference):
         assert row["latency_s"] <= factor * w8a8 * (1 + 1e-9)
     assert sum(r["status"] == "failed" for r in rows) == reference.failed > 0
     assert {(r["kind"], r["budget"]) for r in rows if r["status"] == "ok"} == {
-        ("bitfusion", "1x:W8A8"), ("bitfusion", "0.5x:W8A8"), ("systolic", "1x:W8A8")}
+        ("bitfusion", "1x:W8A8"), ("bitfusion", "0.9x:W8A8"), ("systolic", "1x:W8A8")}
     evaluated = {r["allocation_id"] for r in rows if r.get("allocation_id")}
     assert {p.stem for p in (reference.out / "evals").glob("*.json")} == evaluated  # once per distinct allocation
 
