@@ -18,9 +18,10 @@ import time
 
 import numpy as np
 
+from pmq.defaults import DEFAULT_BIT_CHOICES
 from pmq.pareto import Choice, frontier
 
-BITS = (2, 3, 4, 6, 8)
+BITS = DEFAULT_BIT_CHOICES
 TOKENS, DIM, MLP, HEADS, HEAD_DIM, PATCHES, PATCH_IN, CLASSES = 197, 384, 1536, 6, 64, 196, 16 * 16 * 3, 1000
 
 

@@ -43,17 +43,11 @@ from pmq.data import FASHION_MNIST_CLASSES, subset
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
-from pmq.patchwise import (
-    DEFAULT_APPLY_TO,
-    OPERANDS,
-    LayerSetting,
-    PatchwiseSpec,
-    plot_token_bits,
-    run_patchwise,
-    token_bit_maps,
-)
-from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices
+from pmq.patchwise.maps import token_bit_maps, token_bits_record
+from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices, run_patchwise
+from pmq.patchwise.spec import DEFAULT_APPLY_TO, OPERANDS, LayerSetting, PatchwiseSpec
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
+from pmq.plots.tokens import save_token_bits
 from pmq.workload import model_workload
 
 LEVEL_SETS = {"8/4": ((8, 4), [0.5, 0.35, 0.25]),
@@ -292,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     shown = uniform_patchwise(base, LayerSetting((0.25, 0.5), (8, 4, 2)))
     maps = token_bit_maps(experiment.qv, torch.stack([p[0] for p in picks]), shown, operand="q",
                           labels=torch.tensor([int(p[1]) for p in picks]))
-    plot_token_bits(maps, args.out / "token_bits.png", class_names=list(FASHION_MNIST_CLASSES))
+    save_token_bits(token_bits_record(maps, list(FASHION_MNIST_CLASSES)), args.out / "token_bits.png",
+                    max_layers=len(maps.layers))
     report["wall_s"] = time.perf_counter() - start
     write_json(args.out / "patchwise.json", report)
     print(f"wrote {args.out}/patchwise.json, top1_vs_attention_bops.png/pdf, token_bits.png "

@@ -38,10 +38,12 @@ import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
 from pmq.cost import bops
+from pmq.defaults import DEFAULT_SENSITIVITY_IMAGES
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
+from pmq.methods import METHODS
 from pmq.plots.pareto import label_points
-from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, OKABE_ITO, new_figure, save, style
+from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
 from pmq.search import CostTable, ModelSearch, bit_pairs
 from pmq.workload import model_workload
 
@@ -219,13 +221,13 @@ class Report:
     def _panel(self, ax, objective: str, limits: tuple[float, float]) -> None:
         column, scale, _ = X_AXIS[objective]
         front = self.uniform_front(column)
-        look = METHOD_STYLE["uniform"]
+        look = METHODS.lookup("uniform").plot_kwargs
         ax.plot([getattr(p, column) * scale for p in front], [100 * p.top1 for p in front],
                 color=look["color"], marker=look["marker"], linestyle=":", label="uniform (best at its cost)")
         factors = sorted({p.budget_factor for p in self.points if p.objective == objective})
         for method in METRICS:
             pts = [self.at(method, objective, f)[0] for f in factors]
-            look = METHOD_STYLE[method]
+            look = METHODS.lookup(method).plot_kwargs
             ax.plot([getattr(p, column) * scale for p in pts], [100 * p.top1 for p in pts],
                     color=look["color"], marker=look["marker"], label=look["label"])
         groups = [self.at("random", objective, f) for f in factors]
@@ -243,7 +245,7 @@ class Report:
             if not spaced or getattr(p, column) * scale - getattr(spaced[-1], column) * scale >= 0.1 * (max(xs) - min(xs)):
                 spaced.append(p)
         label_points(ax, [getattr(p, column) * scale for p in spaced], [100 * p.top1 for p in spaced],
-                     [p.label for p in spaced], METHOD_STYLE["uniform"]["color"])
+                     [p.label for p in spaced], METHODS.lookup("uniform").color)
 
 
 def main() -> None:
@@ -253,7 +255,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5000, help="test images per evaluation (default 5000)")
     parser.add_argument("--budgets", type=int, default=6, help="budgets per cost (default 6)")
     parser.add_argument("--random", type=int, default=5, help="random allocations per budget (default 5)")
-    parser.add_argument("--sensitivity-images", type=int, default=64)
+    parser.add_argument("--sensitivity-images", type=int, default=DEFAULT_SENSITIVITY_IMAGES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/search_baselines"))
     parser.add_argument("--replot", type=Path, metavar="JSON",

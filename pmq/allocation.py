@@ -20,6 +20,7 @@ from typing import Any
 
 from pmq.errors import PMQError
 from pmq.io import write_json
+from pmq.patchwise.spec import validate_patchwise  # the patch-wise schema lives with its module
 
 MIN_BITS, MAX_BITS = 2, 8
 FORMAT = "pmq.bit_allocation/1"
@@ -129,8 +130,6 @@ class BitAllocation:
         if missing:
             raise PMQError(f"allocation lacks component {missing[0]!r} ({len(missing)} missing): give every "
                            "component bits (null for float)")
-        from pmq.patchwise.spec import validate_patchwise  # the patch-wise schema lives with its module
-
         validate_patchwise(self.patchwise, names)
         return self
 

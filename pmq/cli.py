@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwsim.errors import HwsimError
+from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_CALIBRATION_IMAGES
 from pmq.errors import PMQError
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bits_arguments(p)
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
     p.add_argument("--limit", type=_positive_int, help="evaluate on this many test images (seeded subset)")
-    p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
+    p.add_argument("--calibration-images", type=_positive_int, default=DEFAULT_CALIBRATION_IMAGES, help="train images for calibration")
     p.add_argument("--observer", help="observer of static per-tensor activation ranges: minmax, percentile or mse "
                    "(default percentile; per-token activations, the default, need none)")
     p.add_argument("--json", action="store_true", help="print one JSON object: top1, size_mb, gbops")
@@ -276,9 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", required=True, help="absolute (e.g. 2.5e9 for bops) or relative to a uniform "
                    "setting (e.g. 0.5x:W8A8); units: MB, GBOPs... are not used, give base units or a ratio")
     p.add_argument("--metric", default="pmq", help="sensitivity metric: pmq, hawq or nuclear")
-    p.add_argument("--bit-choices", type=_bit_choices, default=(2, 3, 4, 6, 8), help="candidate bits, e.g. 2,3,4,6,8")
+    p.add_argument("--bit-choices", type=_bit_choices, default=DEFAULT_BIT_CHOICES, help="candidate bits, e.g. 2,3,4,6,8")
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
-    p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
+    p.add_argument("--calibration-images", type=_positive_int, default=DEFAULT_CALIBRATION_IMAGES, help="train images for calibration")
     p.add_argument("--limit", type=_positive_int, help="evaluate the chosen allocation on this many test images")
     p.add_argument("--patchwise", action="store_true",
                    help="then reallocate token activation bits per layer (patch-wise) on the chosen allocation")
@@ -295,9 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", help="latency or energy (default: the space file's)")
     p.add_argument("--budgets", nargs="+", help="bit budgets, e.g. 0.25x:W8A8 0.5x:W8A8 (default: the space file's)")
     p.add_argument("--metric", default="pmq", help="sensitivity metric: pmq, hawq or nuclear")
-    p.add_argument("--bit-choices", type=_bit_choices, default=(2, 3, 4, 6, 8), help="candidate bits, e.g. 2,3,4,6,8")
+    p.add_argument("--bit-choices", type=_bit_choices, default=DEFAULT_BIT_CHOICES, help="candidate bits, e.g. 2,3,4,6,8")
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
-    p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
+    p.add_argument("--calibration-images", type=_positive_int, default=DEFAULT_CALIBRATION_IMAGES, help="train images for calibration")
     p.add_argument("--limit", type=_positive_int, help="evaluate each distinct allocation on this many test images")
     p.add_argument("--executor", default="local", help="local (process pool) or dask")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (with --executor dask)")

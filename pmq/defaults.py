@@ -8,3 +8,5 @@ DEFAULT_CALIBRATION_IMAGES = 256
 """Train images that calibrate the activation ranges."""
 DEFAULT_SENSITIVITY_IMAGES = 64
 """Calibration images the sensitivity Ω is measured on (the first ones of the calibration set)."""
+FLOAT_BITS_ON_HARDWARE = 16
+"""Operand bits a float (unquantized) component is priced at on an accelerator (fp16/bf16 datapath)."""

@@ -25,6 +25,12 @@ from tqdm.auto import tqdm
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation
+from pmq.defaults import (
+    DEFAULT_BIT_CHOICES,
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_SENSITIVITY_IMAGES,
+    FLOAT_BITS_ON_HARDWARE,
+)
 from pmq.errors import PMQError
 from pmq.experiment import EvalResult, Experiment
 from pmq.io import provenance
@@ -56,10 +62,10 @@ class DemoConfig:
     search_accelerator: str = "bitfusion"  # prices the latency/energy objectives
     baseline_accelerator: str = "int8_systolic"  # speedups and savings are relative to ...
     baseline_setting: str = "W8A8"  # ... this uniform setting on it
-    bit_choices: tuple[int, ...] = (2, 3, 4, 6, 8)
+    bit_choices: tuple[int, ...] = DEFAULT_BIT_CHOICES
     test_images: int | None = 2000  # seeded subset of the 10k test set (±0.7 points top-1 std. error); None = all
-    calibration_images: int = 256
-    sensitivity_images: int = 64
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
+    sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES
     observer: str = DEFAULT_OBSERVER  # ranges per-tensor activations only; the default is per token
     seed: int = 0
     highlight_objective: str = "latency"  # the middle budget of this objective is shown in detail
@@ -178,7 +184,7 @@ class _DemoRun:
             },
             "quantizer": _quantizer_recipe(experiment, cfg.observer),
             "search": {"primary_accelerator": cfg.search_accelerator, "bit_choices": list(cfg.bit_choices),
-                       "budgets": cfg.budgets, "metrics": list(cfg.metrics), "float_on_hardware_bits": 16},
+                       "budgets": cfg.budgets, "metrics": list(cfg.metrics), "float_on_hardware_bits": FLOAT_BITS_ON_HARDWARE},
             "baseline": {"accelerator": cfg.baseline_accelerator, "allocation": cfg.baseline_setting},
             "accelerators": {name: accel.config for name, accel in self.accels.items()},
             "accelerator_sources": {name: accel.sources for name, accel in self.accels.items()},
@@ -234,7 +240,8 @@ class _DemoRun:
         """PMQ's third step on the highlighted PMQ allocation: per-layer token-group bits under a
         budget, then its per-patch bit maps over a few test images."""
         from pmq.data import FASHION_MNIST_CLASSES
-        from pmq.patchwise import patchwise_choices, run_patchwise, token_bit_maps
+        from pmq.patchwise.maps import token_bit_maps, token_bits_record
+        from pmq.patchwise.search import patchwise_choices, run_patchwise
 
         cfg, experiment = self.cfg, self.experiment
         base_label = next((label for label in self.highlight if label.startswith("pmq-")),
@@ -258,7 +265,7 @@ class _DemoRun:
                     for operand in allocation.patchwise.get("apply_to", ["q"])),
                    key=lambda m: sum(len(np.unique(m.bits[:, layer])) for layer in range(len(m.layers))))
         captions = list(FASHION_MNIST_CLASSES) if experiment.loaded.name == "demo" else None
-        self.writer.add_token_bits(maps, captions, allocation=label)
+        self.writer.add_token_bits(token_bits_record(maps, captions, allocation=label))
         self.bar.update()
 
 

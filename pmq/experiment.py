@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from pmq.allocation import BitAllocation
 from pmq.cost import ComponentCost, bops, component_costs, model_size_mb
 from pmq.data import DataSource, data_source_for, stack_images
+from pmq.defaults import DEFAULT_CALIBRATION_IMAGES
 from pmq.evaluate import evaluate_top1
 from pmq.models import LoadedModel, load_model
 from pmq.quant import DEFAULT_OBSERVER, QuantViT, calibrate, quantize_vit
@@ -36,7 +37,7 @@ class Experiment:
     """A loaded model wrapped for quantization, with its calibration and test images."""
 
     def __init__(self, model: str, checkpoint: str | Path | None = None, pretrained: bool = False,
-                 data_dir: str | Path | None = None, calibration_images: int = 256,
+                 data_dir: str | Path | None = None, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
                  observer: str | None = None, seed: int = 0) -> None:
         self.loaded: LoadedModel = load_model(model, checkpoint, pretrained)
         self.source: DataSource = data_source_for(model, data_dir)

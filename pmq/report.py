@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pmq.defaults import FLOAT_BITS_ON_HARDWARE
 from pmq.io import write_text
 from pmq.plots.allocation import PART_NAMES, layer_grid
-from pmq.plots.style import METHOD_STYLE
 from pmq.results import FIGURES_DIR, POINTS_FILE, REPORT_FILE, RUN_FILE, Results, load_results
 
 FIGURE_CAPTIONS = {
@@ -50,8 +50,8 @@ def _fixed(value: float | None, digits: int) -> str | None:
     return None if value is None else f"{value:.{digits}f}"
 
 
-def _method(entry: dict[str, Any]) -> str:
-    return METHOD_STYLE.get(entry["method"], {"label": entry["method"]})["label"]
+def _method(results: Results, entry: dict[str, Any]) -> str:
+    return results.style(entry["method"]).label
 
 
 def _budget(entry: dict[str, Any]) -> str:
@@ -98,7 +98,7 @@ def _setup(results: Results) -> list[str]:
             f"{{{', '.join(map(str, search.get('bit_choices', [])))}}} for weights and activations of every "
             f"component; budgets {budgets} (× the cost of uniform W8A8); latency and energy priced on "
             f"`{search.get('primary_accelerator')}`; float components run at "
-            f"{search.get('float_on_hardware_bits', 16)} bits on hardware.")
+            f"{search.get('float_on_hardware_bits', FLOAT_BITS_ON_HARDWARE)} bits on hardware.")
     base_accel, base_setting = results.baseline
     lines.append(f"- **Baseline** for speedups and savings: uniform {base_setting} on `{base_accel}`.")
     if run.get("runtime_s") is not None:
@@ -144,7 +144,7 @@ def _results_tables(results: Results) -> list[str]:
         if p is None:
             continue
         entry = results.run["allocations"][label]
-        rows.append([f"`{label}`", _method(entry), _budget(entry),
+        rows.append([f"`{label}`", _method(results, entry), _budget(entry),
                      _fixed(100 * p["top1"], 2), _fixed(p["size_mb"], 3), _fixed(p["gbops"], 3),
                      _fixed(p["latency_s"] * 1e3, 4), _fixed(p["energy_pj"] * 1e-6, 2),
                      None if p["omega"] is None else f"{p['omega']:.4g}"])
@@ -192,7 +192,7 @@ def _allocations(results: Results) -> list[str]:
             else:
                 body.append([row_label, *[grid[r].get(p, "") for p in parts]])
         p = results.point(label, results.primary_accelerator)
-        lines += [f"### `{label}`: {_method(entry)}, {entry['objective']} ≤ {entry['budget']}"
+        lines += [f"### `{label}`: {_method(results, entry)}, {entry['objective']} ≤ {entry['budget']}"
                   + (f" — top-1 {100 * p['top1']:.2f}%, {p['latency_s'] * 1e3:.4f} ms, "
                      f"{p['energy_pj'] * 1e-6:.2f} µJ on `{results.primary_accelerator}`" if p else ""), "",
                   table(["layer", *[PART_NAMES.get(x, x) for x in parts]], body), "",

@@ -35,6 +35,7 @@ from pmq.allocation import BitAllocation
 from pmq.budget import Budget
 from pmq.errors import PMQError
 from pmq.io import write_json, write_text
+from pmq.methods import METHODS, MethodStyle, method_style
 
 RESULTS_FORMAT = "pmq.results/1"
 RUN_FILE = "run.json"
@@ -54,7 +55,6 @@ TOKEN_BITS_FORMAT = "pmq.token_bits/1"
                  "bits": {"blocks.0": [[...], ...], ...}}]}   # per layer: (H/p) × (W/p) bits, 0 = float
 """
 
-METHODS = ("uniform", "pmq", "hawq", "nuclear", "patchwise")
 POINT_FIELDS = (
     "label", "method", "metric", "objective", "budget", "budget_factor", "budget_value", "accelerator",
     "top1", "images", "size_mb", "gbops", "omega", "latency_s", "energy_pj", "cycles", "utilization",
@@ -103,7 +103,7 @@ class ResultsWriter:
         self.root = Path(root)
         self.run: dict[str, Any] = {
             "format": RESULTS_FORMAT, "complete": False, **run_info,
-            "allocations": {}, "searches": [], "highlight": [], "patchwise": None, "figures": [],
+            "allocations": {}, "methods": {}, "searches": [], "highlight": [], "patchwise": None, "figures": [],
             "report": None,
         }
         self.rows: list[dict[str, Any]] = []
@@ -132,8 +132,7 @@ class ResultsWriter:
         """
         if not _LABEL.match(label):
             raise PMQError(f"allocation label {label!r} must use only letters, digits, '.', '_' and '-'")
-        if method not in METHODS:
-            raise PMQError(f"method {method!r} is not one of {', '.join(METHODS)}")
+        style = METHODS.lookup(method)  # any registered method: uniform, patchwise, every metric
         allocation_file = f"allocations/{label}.json"
         allocation.save(self.root / allocation_file)
         ops = {}
@@ -151,6 +150,7 @@ class ResultsWriter:
                 **{f"energy_{part}_pj": m.energy_breakdown_pj.get(part, 0.0) for part in ENERGY_PARTS},
                 "allocation_file": allocation_file, "ops_file": ops.get(accelerator, ""),
             })
+        self.run["methods"][method] = style.to_dict()  # figures are drawn from the folder alone
         self.run["allocations"][label] = {"method": method, "metric": metric, "objective": objective,
                                           "budget": budget, "base": base, "file": allocation_file, "ops": ops}
         self._write_points()
@@ -175,16 +175,10 @@ class ResultsWriter:
         })
         self._write_manifest()
 
-    def add_token_bits(self, maps: Any, captions: Sequence[str] | None = None, allocation: str = "",
-                       max_images: int = 4) -> None:
-        """Write ``patchwise/token_bits.json`` (``TOKEN_BITS_FORMAT``) from a
-        ``pmq.patchwise.TokenBitMaps`` and list it in the manifest.
-
-        ``captions[label]`` names each image's class; pixels are scaled to [0, 1] per image.
-        """
-        from pmq.patchwise.maps import token_bits_record  # torch-side: import on use
-
-        write_json(self.root / TOKEN_BITS_FILE, token_bits_record(maps, captions, allocation, max_images))
+    def add_token_bits(self, record: Mapping[str, Any]) -> None:
+        """Write ``patchwise/token_bits.json`` (a ``TOKEN_BITS_FORMAT`` record, made by
+        ``pmq.patchwise.maps.token_bits_record``) and list it in the manifest."""
+        write_json(self.root / TOKEN_BITS_FILE, dict(record))
         self.run["patchwise"] = TOKEN_BITS_FILE
         self._write_manifest()
 
@@ -220,6 +214,10 @@ class Results:
         """(accelerator, uniform setting) that speedups and energy savings are measured against."""
         base = self.run.get("baseline", {})
         return base.get("accelerator", "int8_systolic"), base.get("allocation", "W8A8")
+
+    def style(self, method: str) -> MethodStyle:
+        """How ``method`` is drawn: as recorded in ``run.json``, else as registered."""
+        return method_style(method, self.run.get("methods"))
 
     def where(self, **match: Any) -> list[dict[str, Any]]:
         return [p for p in self.points if all(p.get(k) == v for k, v in match.items())]

@@ -18,8 +18,7 @@ from torch import nn
 
 import hwsim
 from pmq.allocation import BitAllocation, Bits
-
-FLOAT_BITS_ON_HARDWARE = 16
+from pmq.defaults import FLOAT_BITS_ON_HARDWARE
 
 
 def _hw_bits(bits: int | None) -> int:

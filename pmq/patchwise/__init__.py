@@ -5,29 +5,9 @@
   (installed by ``QuantViT.apply``);
 - :mod:`pmq.patchwise.hardware`: the grouped GEMMs and vector ops a setting costs on an accelerator;
 - :mod:`pmq.patchwise.search`: per-layer (ρ, levels) choices on the exact Pareto frontier;
-- :mod:`pmq.patchwise.maps`: which bits each patch got, as data and as a figure.
+- :mod:`pmq.patchwise.maps`: which bits each patch got, as data and as a results record
+  (:func:`pmq.plots.tokens.save_token_bits` draws it).
+
+Import from the modules: this package file imports nothing, so ``BitAllocation.validate`` (which
+needs only the spec) does not load torch, the quantizers or the search.
 """
-
-from pmq.patchwise.hardware import patchwise_ops
-from pmq.patchwise.maps import TokenBitMaps, plot_token_bits, token_bit_maps
-from pmq.patchwise.runtime import SCORES, assign_groups, install_patchwise
-from pmq.patchwise.spec import DEFAULT_APPLY_TO, OPERANDS, LayerSetting, PatchwiseSpec, validate_patchwise
-
-_SEARCH = ("PatchwiseSearch", "patchwise_choices", "run_patchwise")
-
-
-def __getattr__(name: str):
-    """The search needs the whole pipeline (experiment, workload): imported on first use, so that
-    ``QuantViT.apply``, which installs the runtime, stays light."""
-    if name in _SEARCH:
-        from pmq.patchwise import search
-
-        return getattr(search, name)
-    raise AttributeError(f"module 'pmq.patchwise' has no attribute {name!r}")
-
-
-__all__ = [
-    "DEFAULT_APPLY_TO", "OPERANDS", "SCORES", "LayerSetting", "PatchwiseSearch", "PatchwiseSpec", "TokenBitMaps",
-    "assign_groups", "install_patchwise", "patchwise_choices", "patchwise_ops", "plot_token_bits", "run_patchwise",
-    "token_bit_maps", "validate_patchwise",
-]

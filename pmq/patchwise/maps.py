@@ -1,12 +1,11 @@
-"""Which bits each patch got, layer by layer: the data (:func:`token_bit_maps`), its file record
-(:func:`token_bits_record`, what ``pmq plot`` reads) and the figure (:func:`plot_token_bits`)."""
+"""Which bits each patch got, layer by layer: the data (:func:`token_bit_maps`) and its file record
+(:func:`token_bits_record`, what ``pmq plot`` reads; :func:`pmq.plots.tokens.save_token_bits` draws it)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,9 +15,6 @@ from pmq.errors import PMQError
 from pmq.patchwise.spec import OPERANDS, layer_names
 from pmq.quant import QuantViT
 from pmq.results import TOKEN_BITS_FORMAT
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -95,18 +91,3 @@ def token_bits_record(maps: TokenBitMaps, captions: Sequence[str] | None = None,
                         "bits": {layer: bits[i, j].astype(int).tolist() for j, layer in enumerate(maps.layers)}})
     return {"format": TOKEN_BITS_FORMAT, "patch_size": int(images.shape[-1] // bits.shape[-1]),
             "operand": maps.operand, "allocation": allocation, "images": entries}
-
-
-def plot_token_bits(maps: TokenBitMaps, path: str | Path | None = None, max_images: int = 4,
-                    class_names: Sequence[str] | None = None, allocation: str = "") -> Figure:
-    """The figure ``pmq plot`` draws (:func:`pmq.plots.tokens.draw_token_bits`), every layer shown,
-    straight from the maps; saved to ``path`` (format from its suffix) if given."""
-    from pmq.plots.style import save, style
-    from pmq.plots.tokens import draw_token_bits
-
-    with style():
-        fig = draw_token_bits(token_bits_record(maps, class_names, allocation, max_images),
-                              max_layers=len(maps.layers))
-        if path is not None:
-            save(fig, [Path(path)])
-    return fig

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import hwsim
 from pmq.allocation import BitAllocation
+from pmq.defaults import DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.pareto import Frontier
@@ -246,7 +247,7 @@ def loss_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices
 def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator: hwsim.Accelerator | None,
                   objective: str, budget: str | float, *, choices: Sequence[LayerSetting] | None = None,
                   score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO,
-                  omega_method: str = "fisher", omega_images: int = 64, seed: int = 0,
+                  omega_method: str = "fisher", omega_images: int = DEFAULT_SENSITIVITY_IMAGES, seed: int = 0,
                   evaluate: bool = True, evaluate_base: bool = True, limit: int | None = None,
                   progress: bool = True) -> PatchwiseSearch:
     """Search ρ (and levels) per layer for ``allocation`` under ``budget`` on ``objective``.

@@ -27,16 +27,19 @@ from pmq.plots.style import (
     style,
 )
 from pmq.plots.tokens import plot_token_bits
+from pmq.registry import Registry
 from pmq.results import FIGURES_DIR, Results, load_results
 
-FIGURES: dict[str, Callable[[Results], Figure | None]] = {
+FIGURES: Registry[Callable[[Results], Figure | None]] = Registry("figure", {
     "pareto_accuracy": plot_pareto_accuracy,
     "pareto_omega": plot_pareto_omega,
     "allocation_heatmap": plot_allocation_heatmap,
     "breakdown": plot_breakdown,
     "speedup": plot_speedup,
     "token_bits": plot_token_bits,
-}
+})
+"""Figures by name; ``@FIGURES.register("name")`` on a ``Results -> Figure | None`` function adds one
+to ``pmq plot`` and the demo."""
 
 __all__ = [
     "DOUBLE_COLUMN_IN", "FIGURES", "FORMATS", "OKABE_ITO", "SINGLE_COLUMN_IN", "new_figure", "plot_results",

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from pmq.allocation import MAX_BITS, MIN_BITS, BitAllocation
-from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, new_figure
+from pmq.plots.style import DOUBLE_COLUMN_IN, new_figure
 from pmq.results import Results
 
 PART_NAMES = {"attn.qkv": "qkv", "attn.matmul_qk": "q·kᵀ", "attn.matmul_av": "attn·v", "attn.proj": "proj",
@@ -86,7 +86,7 @@ def _labels_to_show(results: Results) -> list[str]:
 
 def _title(results: Results, label: str) -> str:
     entry = results.run["allocations"][label]
-    method = METHOD_STYLE.get(entry["method"], {"label": entry["method"]})["label"]
+    method = results.style(entry["method"]).label
     if entry["method"] == "uniform":
         return f"uniform {label}"
     point = results.point(label, results.primary_accelerator)

@@ -16,7 +16,6 @@ KIND_COLOURS = {  # op kind in the per-op CSVs → colour
 KIND_NAMES = {"linear": "linear layers", "matmul": "attention matmuls", "add": "residual add",
               "token_score": "token ranking", "regroup": "token regrouping"}
 QUANTITIES = (("latency_s", 1e3, "latency per\nimage (ms)"), ("energy_pj", 1e-6, "energy per\nimage (µJ)"))
-SHORT_METHOD = {"pmq": "PMQ", "hawq": "HAWQ", "nuclear": "NN"}
 
 
 def breakdown_labels(results: Results) -> list[str]:
@@ -35,8 +34,8 @@ def short_label(results: Results, label: str) -> str:
     if entry["method"] == "uniform":
         return label
     if entry["method"] == "patchwise":
-        return "PMQ+pw"
-    return f"{SHORT_METHOD.get(entry['method'], entry['method'])} {entry['budget'].split(':')[0].replace('x', '×')}"
+        return results.style("patchwise").short
+    return f"{results.style(entry['method']).short} {entry['budget'].split(':')[0].replace('x', '×')}"
 
 
 def per_kind(rows: list[dict], column: str) -> dict[str, float]:

@@ -8,8 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, OBJECTIVE_LINE, OBJECTIVE_NAME, new_figure
-from pmq.results import METHODS, Results
+from pmq.plots.style import DOUBLE_COLUMN_IN, OBJECTIVE_LINE, OBJECTIVE_NAME, new_figure
+from pmq.results import Results
 
 COST_AXES = (  # points.csv column, scale to the plotted unit, axis label ({acc}: the accelerator)
     ("size_mb", 1.0, "model size (MB)"),
@@ -28,8 +28,7 @@ def _series(results: Results, accelerator: str) -> list[tuple[str, str, list[dic
     groups: dict[tuple[str, str], list[dict]] = {}
     for p in results.where(accelerator=accelerator):
         groups.setdefault((p["method"], p["objective"] or ""), []).append(p)
-    rank = {method: i for i, method in enumerate(METHODS)}
-    order = sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[1]))
+    order = sorted(groups, key=lambda k: (results.style(k[0]).order, k[1]))
     return [(m, o, groups[(m, o)]) for m, o in order]
 
 
@@ -92,7 +91,7 @@ def plot_pareto_accuracy(results: Results) -> Figure:
     for ax, (column, scale, xlabel) in zip(axes, COST_AXES, strict=True):
         uniform = None
         for method, objective, points in _series(results, accelerator):
-            look = METHOD_STYLE.get(method, METHOD_STYLE["pmq"])
+            look = results.style(method).plot_kwargs
             if method == "uniform":
                 for p in points:
                     if p["label"] == FLOAT_LABEL:
@@ -133,7 +132,7 @@ def plot_pareto_omega(results: Results) -> Figure | None:
     axes = fig.subplots(1, len(searches), squeeze=False)[0]
     for ax, search in zip(axes, searches, strict=True):
         metric, objective = search["metric"], search["objective"]
-        look = METHOD_STYLE.get(metric, METHOD_STYLE["pmq"])
+        look = results.style(metric).plot_kwargs
         omega, cost = results.frontier(metric, objective)
         ax.step(cost, omega, where="post", color=look["color"], linewidth=1.0, label="exact frontier")
         chosen = [p for p in results.where(method=metric, objective=objective,

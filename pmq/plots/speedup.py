@@ -6,10 +6,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from pmq.errors import PMQError
-from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, METHOD_STYLE, OBJECTIVE_NAME, PALETTE, new_figure
+from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, OBJECTIVE_NAME, PALETTE, new_figure
 from pmq.results import Results
-
-METHOD_LINE = {"pmq": "-", "hawq": "--", "nuclear": ":"}
 
 
 def accelerator_colours(results: Results) -> dict[str, str]:
@@ -42,7 +40,7 @@ def plot_speedup(results: Results) -> Figure | None:
                 for i, value in enumerate((lambda p: base["latency_s"] / p["latency_s"],
                                            lambda p: 100 * (1 - p["energy_pj"] / base["energy_pj"]))):
                     axes[i, j].plot(xs, [value(p) for p in points], color=colours[accelerator],
-                                    linestyle=METHOD_LINE.get(method, "-."), marker=MARKERS[k % len(MARKERS)],
+                                    linestyle=results.style(method).linestyle, marker=MARKERS[k % len(MARKERS)],
                                     markerfacecolor="white" if method != "pmq" else colours[accelerator],
                                     zorder=4 if method == "pmq" else 3)
         where = f" on {results.primary_accelerator}" if objective in ("latency", "energy") else ""
@@ -54,8 +52,8 @@ def plot_speedup(results: Results) -> Figure | None:
     axes[1, 0].set_ylabel(f"energy saving vs {base_setting}\non {base_accel} (%)")
     accel_handles = [Line2D([], [], color=colours[a], marker=MARKERS[k % len(MARKERS)], label=a)
                      for k, a in enumerate(results.accelerators)]
-    method_handles = [Line2D([], [], color="0.3", linestyle=METHOD_LINE.get(m, "-."),
-                             label=METHOD_STYLE.get(m, {"label": m})["label"]) for m in methods]
+    method_handles = [Line2D([], [], color="0.3", linestyle=results.style(m).linestyle, label=results.style(m).label)
+                      for m in methods]
     fig.legend(handles=accel_handles + method_handles, loc="outside upper center",
                ncol=len(accel_handles) + len(method_handles))
     return fig

@@ -15,25 +15,15 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
+from pmq.methods import OKABE_ITO
+
 SINGLE_COLUMN_IN = 3.5  # IEEE/ACM single column
 DOUBLE_COLUMN_IN = 7.16  # IEEE double column (full text width)
 FORMATS = ("pdf", "png", "svg")
 
-# Okabe & Ito (2008), ordered for contrast on white; yellow last (weak on white)
-OKABE_ITO = {
-    "blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73", "orange": "#E69F00",
-    "sky": "#56B4E9", "purple": "#CC79A7", "black": "#000000", "yellow": "#F0E442",
-}
 PALETTE = tuple(OKABE_ITO.values())
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
-METHOD_STYLE = {  # how each method looks in every figure
-    "uniform": {"color": OKABE_ITO["black"], "marker": "s", "label": "uniform"},
-    "pmq": {"color": OKABE_ITO["blue"], "marker": "o", "label": "PMQ"},
-    "hawq": {"color": OKABE_ITO["vermillion"], "marker": "^", "label": "HAWQ-v2"},
-    "nuclear": {"color": OKABE_ITO["purple"], "marker": "v", "label": "nuclear norm"},
-    "patchwise": {"color": OKABE_ITO["green"], "marker": "D", "label": "PMQ + patch-wise"},
-}
 OBJECTIVE_LINE = {"bops": "-", "latency": "--", "energy": ":", "size": "-."}
 OBJECTIVE_NAME = {"bops": "BOPs", "latency": "latency", "energy": "energy", "size": "size"}
 

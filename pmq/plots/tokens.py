@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -9,7 +11,7 @@ from matplotlib.patches import Patch
 
 from pmq.errors import PMQError
 from pmq.plots.allocation import FLOAT_COLOUR
-from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, SINGLE_COLUMN_IN, new_figure
+from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, SINGLE_COLUMN_IN, new_figure, save, style
 from pmq.results import TOKEN_BITS_FILE, Results
 
 MAX_IMAGES, MAX_LAYERS = 4, 4
@@ -36,6 +38,15 @@ def plot_token_bits(results: Results) -> Figure | None:
     if data is None:
         return None
     return draw_token_bits(data, str(results.root / TOKEN_BITS_FILE))
+
+
+def save_token_bits(record: dict, path: str | Path, max_layers: int = MAX_LAYERS) -> Figure:
+    """The token-bits figure of one ``pmq.token_bits/1`` record (e.g. straight from
+    ``pmq.patchwise.maps.token_bits_record``), saved to ``path`` (format from its suffix)."""
+    with style():
+        fig = draw_token_bits(record, max_layers=max_layers)
+        save(fig, [Path(path)])
+    return fig
 
 
 def draw_token_bits(data: dict, source: str = "token bits", max_images: int = MAX_IMAGES,

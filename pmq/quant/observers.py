@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from pmq.quant.functional import fake_quant_affine, fake_quant_symmetric
+from pmq.registry import Registry
 
 
 class Observer:
@@ -107,11 +108,11 @@ class MSEObserver(Observer):
         return self._ranges[bits]
 
 
-OBSERVERS: dict[str, type[Observer]] = {
+OBSERVERS: Registry[type[Observer]] = Registry("observer", {
     "minmax": MinMaxObserver,
     "percentile": PercentileObserver,
     "mse": MSEObserver,
-}
+})
 """Activation observers by name (``calibrate(..., observer=name)``)."""
 
 DEFAULT_OBSERVER = "percentile"

@@ -23,9 +23,7 @@ DEFAULT_BITS = (2, 3, 4, 5, 6, 7, 8)
 
 
 def get_metric(name: str) -> Metric:
-    if name not in METRICS:
-        raise PMQError(f"unknown sensitivity metric {name!r}: use one of {', '.join(METRICS)}")
-    return METRICS[name]
+    return METRICS.lookup(name)
 
 
 def _check_bits(bits: Iterable[int]) -> list[int]:

@@ -39,6 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
+from pmq.methods import OKABE_ITO, MethodStyle
 from pmq.quant import QuantComponent, QuantConv2d, QuantViT
 from pmq.sensitivity.operands import (
     PassCounter,
@@ -109,7 +110,8 @@ class _Terms:
 @register_metric(
     "pmq", {"batch_size": 16, "target": "label", "fisher": "diagonal", "first_order": False, "grad_group": 1,
             "seed": 0}, version=3,
-    summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass")
+    summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass",
+    style=MethodStyle("PMQ", "PMQ", OKABE_ITO["blue"], "o", order=10, linestyle="-"))
 def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                progress: bool, *, batch_size: int, target: str, fisher: str, first_order: bool, grad_group: int,
                seed: int) -> MetricOutput:

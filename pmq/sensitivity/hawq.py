@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
+from pmq.methods import OKABE_ITO, MethodStyle
 from pmq.quant import QuantViT
 from pmq.sensitivity.operands import (
     PassCounter,
@@ -36,7 +37,8 @@ from pmq.sensitivity.registry import MetricOutput, register_metric
 
 
 @register_metric("hawq", {"max_iter": 100, "tol": 1e-3, "seed": 0, "batch_size": 64}, version=1,
-                 summary="HAWQ-v2: Hutchinson trace of each operand's Hessian × ‖Q_b(x) − x‖² / n")
+                 summary="HAWQ-v2: Hutchinson trace of each operand's Hessian × ‖Q_b(x) − x‖² / n",
+                 style=MethodStyle("HAWQ-v2", "HAWQ", OKABE_ITO["vermillion"], "^", order=20, linestyle="--"))
 def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                 progress: bool, *, max_iter: int, tol: float, seed: int, batch_size: int) -> MetricOutput:
     if not isinstance(max_iter, int) or max_iter < 1 or not tol >= 0:

@@ -1,4 +1,5 @@
-"""Metrics by name: each is a function from (model, images, bits) to Ω tables, with its options."""
+"""Metrics by name: each is a function from (model, images, bits) to Ω tables, with its options and
+the style its allocations are shown with (registered as an allocation method, :mod:`pmq.methods`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 from torch import Tensor
 
+from pmq.methods import METHODS, MethodStyle
 from pmq.quant import QuantViT
+from pmq.registry import Registry
 from pmq.sensitivity.operands import PassCounter
 from pmq.sensitivity.result import Table
 
@@ -36,15 +39,19 @@ class Metric:
     defaults: dict[str, Any]
     version: int
     summary: str
+    style: MethodStyle
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("sensitivity metric")
 
 
-def register_metric(name: str, defaults: dict[str, Any], version: int, summary: str) -> Callable[[MetricFn], MetricFn]:
-    """Decorator: ``@register_metric("pmq", {"batch_size": 16}, 1, "…")`` on the metric function."""
+def register_metric(name: str, defaults: dict[str, Any], version: int, summary: str,
+                    style: MethodStyle) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: ``@register_metric("pmq", {"batch_size": 16}, 1, "…", MethodStyle(...))`` on the
+    metric function; its allocations are then a method the results writer and the figures know."""
     def decorate(fn: MetricFn) -> MetricFn:
-        METRICS[name] = Metric(name, fn, dict(defaults), version, summary)
+        METRICS.register(name, Metric(name, fn, dict(defaults), version, summary, style))
+        METHODS.register(name, style)
         return fn
     return decorate
 

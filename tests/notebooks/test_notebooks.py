@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
+import struct
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from pmq.plots import DOUBLE_COLUMN_IN, SINGLE_COLUMN_IN
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 900  # generous: a loaded 2-core machine runs the paper-figures notebook in minutes
+LAST_OUTPUT = {  # what each notebook's last cell shows: figure size in inches, or the report's first line
+    "01_quickstart": (SINGLE_COLUMN_IN, 2.2),
+    "02_hardware_codesign": (DOUBLE_COLUMN_IN, 3.4),
+    "03_paper_figures": r"# PMQ results: `pmq-demo-vit@[0-9a-f]+`\n",
+}
 
 
 def test_there_are_notebooks():
@@ -37,4 +47,13 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     # a failing cell raises CellExecutionError with the cell's traceback
     NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert any(o for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    (last,) = [o for o in code[-1].outputs if o.output_type == "execute_result"]
+    expected = LAST_OUTPUT[path.stem]
+    if isinstance(expected, tuple):  # a figure: PNG of the column width × height at png_bytes' 150 dpi
+        png = base64.b64decode(last.data["image/png"])
+        width, height = struct.unpack(">II", png[16:24])
+        assert (width, height) == pytest.approx(tuple(150 * inches for inches in expected), abs=1)
+    else:  # the demo's report, rendered
+        assert re.match(expected, last.data["text/markdown"]), last.data["text/markdown"][:200]

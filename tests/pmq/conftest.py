@@ -29,3 +29,44 @@ def demo_vit() -> VisionTransformer:
     """The demo architecture with seeded random weights (the trained checkpoint is not needed here)."""
     torch.manual_seed(0)
     return create_demo_vit().eval()
+
+
+@pytest.fixture
+def tiny_results(tmp_path, tiny_vit):
+    """A results folder of the tiny ViT written by the demo's writer: uniform W8A8 and W4A4, one PMQ
+    allocation under 0.5x:W8A8 BOPs with its frontier, simulated on bitfusion and int8_systolic."""
+    import accelerators
+    import hwsim
+    from pmq.allocation import BitAllocation, Bits
+    from pmq.cost import bops, model_size_mb
+    from pmq.pareto import Choice, frontier
+    from pmq.quant import quantize_vit
+    from pmq.results import Measured, ResultsWriter
+    from pmq.workload import model_workload
+
+    names = quantize_vit(tiny_vit).component_names()
+    accels = {name: accelerators.load(name) for name in ("bitfusion", "int8_systolic")}
+    writer = ResultsWriter(tmp_path / "results", {
+        "model": {"tag": "tiny-vit@0", "name": "tiny"}, "data": {"source": "synthetic", "test_images": 10},
+        "search": {"primary_accelerator": "bitfusion", "float_on_hardware_bits": 16},
+        "baseline": {"accelerator": "int8_systolic", "allocation": "W8A8"},
+        "accelerators": {name: a.config for name, a in accels.items()}})
+    allocations = {"W8A8": BitAllocation.uniform("W8A8", names), "W4A4": BitAllocation.uniform("W4A4", names),
+                   "pmq-bops-0.5x": BitAllocation.uniform("W8A8", names).replace({"blocks.0.mlp.fc1": Bits(2, 4)})}
+    top1 = {"W8A8": 0.9, "W4A4": 0.6, "pmq-bops-0.5x": 0.875}
+    for label, allocation in allocations.items():
+        method = "uniform" if label.startswith("W") else "pmq"
+        sims = {name: hwsim.simulate(model_workload(tiny_vit, allocation), a) for name, a in accels.items()}
+        measured = {name: Measured(top1[label], 10, model_size_mb(tiny_vit, allocation),
+                                   bops(tiny_vit, allocation, giga=True), s.latency_s, s.energy_pj, s.cycles,
+                                   s.utilization, s.energy_breakdown, None if method == "uniform" else 0.25)
+                    for name, s in sims.items()}
+        search = {} if method == "uniform" else {"metric": "pmq", "objective": "bops", "budget": "0.5x:W8A8",
+                                                 "budget_value": 1.5e-4}
+        writer.add_allocation(label, method, allocation, measured, sims, **search)
+    table = {"a": [Choice("lo", 3.0, {"bops": 1.0}), Choice("hi", 1.0, {"bops": 4.0})],
+             "b": [Choice("lo", 2.0, {"bops": 2.0}), Choice("hi", 0.0, {"bops": 5.0})]}
+    writer.add_frontier("pmq", "bops", frontier(table, ("bops",)), fixed_cost=10.0, unit_scale=1e-9,
+                        unit="GBOPs", accelerator="bitfusion")
+    writer.update(highlight=["pmq-bops-0.5x"], complete=True)
+    return writer.root, allocations, top1

@@ -11,6 +11,7 @@ import torch
 import accelerators
 import pmq.demo
 from pmq.demo import DemoConfig, run_demo
+from pmq.patchwise.spec import PatchwiseSpec
 from pmq.plots import FIGURES
 from pmq.results import RUN_FILE, load_results, referenced_files
 
@@ -81,7 +82,13 @@ def test_report_states_model_data_versions_and_allocations(demo_dir):
     for label in run["allocations"]:
         assert f"`{label}`" in report
     assert "### `pmq-latency-0.8x`" in report  # the chosen allocation, per layer
-    assert "ρ" in report  # the patch-wise settings
+    # the patch-wise settings, one row per demoted layer, as the allocation file holds them
+    patchwise = load_results(demo_dir).allocation("pmq-latency-0.8x-pw").patchwise
+    spec = PatchwiseSpec.from_dict(patchwise, list(patchwise["layers"]))
+    assert spec.layers  # 0.97x of the base cost needs at least one layer of token groups
+    for layer, setting in spec.layers.items():
+        row = f"| `{layer}` | {', '.join(f'{r:g}' for r in setting.rho)} | {'/'.join(map(str, setting.levels))} |"
+        assert row in report, row
 
 
 def test_ctrl_c_leaves_finished_files(tmp_path, monkeypatch):

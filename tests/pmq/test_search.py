@@ -12,7 +12,7 @@ from pmq.cli import main
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.pareto import frontier
-from pmq.search import SearchProblem, bit_pairs, cost_table, pareto_table, resolve_budget
+from pmq.search import ModelSearch, SearchProblem, bit_pairs, cost_table, pareto_table, resolve_budget
 from pmq.sensitivity import compute_sensitivity
 from pmq.workload import model_workload
 from tests.pmq.test_pareto import ilp_best_under
@@ -122,3 +122,21 @@ def test_search_cli_size_objective_runs_patchwise_on_bops(capsys, tmp_path):
     assert main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--allocation", printed["allocation"],
                  "--out", str(tmp_path / "sim"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cycles"] > 0
+
+
+def test_model_search_builds_once_for_every_budget(tmp_path, monkeypatch):
+    """The demo's path: one cost table per run, Ω once per metric, one frontier per (metric, objective)."""
+    monkeypatch.setenv("PMQ_CACHE_DIR", str(tmp_path))
+    experiment = Experiment("demo", calibration_images=16)
+    search = ModelSearch(experiment, accelerators.load("bitfusion"), ("bops", "latency"), bit_choices=(4, 8),
+                         sensitivity_images=8, progress=False)
+    assert set(search.costs.per_choice) == {"bops", "latency"}
+    tight, loose = (search.run("pmq", ("bops",), budget, limit=16) for budget in ("0.3x:W8A8", "0.6x:W8A8"))
+    assert tight.frontier is loose.frontier and search.problem("pmq", ("bops",)).frontier is tight.frontier
+    assert search.problem("pmq", ("latency",)).frontier is not tight.frontier
+    w8a8 = search.costs.total("bops", BitAllocation.uniform("W8A8", experiment.component_names))
+    for result, factor in ((tight, 0.3), (loose, 0.6)):
+        assert result.summary["budget_GBOPs"] == pytest.approx(factor * w8a8 * 1e-9, rel=1e-12)
+        assert search.costs.total("bops", result.allocation) <= factor * w8a8 * (1 + 1e-12)
+        assert result.summary["gbops"] * 1e9 == pytest.approx(search.costs.total("bops", result.allocation), rel=1e-9)
+    assert tight.summary["omega"] > loose.summary["omega"]

@@ -13,8 +13,11 @@ from pmq.allocation import BitAllocation
 from pmq.cli import main
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
-from pmq.patchwise import LayerSetting, PatchwiseSpec, assign_groups, plot_token_bits, token_bit_maps
+from pmq.patchwise.maps import token_bit_maps, token_bits_record
+from pmq.patchwise.runtime import assign_groups
 from pmq.patchwise.search import fisher_omega, layer_costs, patchwise_choices, run_patchwise
+from pmq.patchwise.spec import LayerSetting, PatchwiseSpec
+from pmq.plots.tokens import save_token_bits
 from pmq.quant import quantize_vit
 from pmq.workload import model_workload
 
@@ -135,7 +138,7 @@ def test_token_bit_figure_is_written(demo_qv, images, tmp_path):
     maps = token_bit_maps(demo_qv, images[:2], allocation, labels=torch.tensor([3, 7]))
     assert maps.bits.shape == (2, 6, 7, 7) and (maps.bits[:, 0] == 8).all()  # blocks.0 is plain
     assert sorted(set(maps.bits[:, 1].ravel().tolist())) == [2, 4, 8]
-    plot_token_bits(maps, tmp_path / "bits.png")
+    save_token_bits(token_bits_record(maps), tmp_path / "bits.png", max_layers=len(maps.layers))
     assert (tmp_path / "bits.png").read_bytes()[:4] == b"\x89PNG"
 
 

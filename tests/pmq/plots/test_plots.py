@@ -21,7 +21,7 @@ from pmq.cli import main
 from pmq.cost import bops, component_costs, model_size_mb
 from pmq.errors import PMQError
 from pmq.pareto import Choice, frontier
-from pmq.patchwise import token_bit_maps
+from pmq.patchwise.maps import token_bit_maps, token_bits_record
 from pmq.plots import DOUBLE_COLUMN_IN, FIGURES, SINGLE_COLUMN_IN, plot_results
 from pmq.quant import quantize_vit
 from pmq.report import write_report
@@ -81,7 +81,7 @@ def results_dir(tmp_path_factory) -> Path:
     shown = BitAllocation.uniform("W8A8", names)
     shown.patchwise = {"levels": [8, 4], "layers": {"blocks.1": {"rho": 0.5}}}
     maps = token_bit_maps(qv, torch.randn(2, 1, 8, 8), shown, operand="q", labels=torch.tensor([0, 2]))
-    writer.add_token_bits(maps, captions=["cat", "dog", "bird"], allocation="W8A8+patch-wise")
+    writer.add_token_bits(token_bits_record(maps, captions=["cat", "dog", "bird"], allocation="W8A8+patch-wise"))
     writer.update(complete=True)
     return root
 
