@@ -1,5 +1,8 @@
 """The co-design sweep's Pareto figure: top-1 against latency, energy and area, one panel each.
 
+``pmq sweep`` ends with :func:`save_sweep_figure` (``OUT/pareto.png``, from ``sweep.csv`` and
+``pareto.csv`` alone, so it can be redrawn any time).
+
 Every finished point is a grey dot; the points no other beats on all four axes at once
 (``pareto.csv``) are coloured by budget, so a panel shows where the 4-D optimum sits in that 2-D
 view (a Pareto point may look dominated in one panel: it wins on another axis).
@@ -7,13 +10,16 @@ view (a Pareto point may look dominated in one panel: it wins on another axis).
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, PALETTE, new_figure
+from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, PALETTE, new_figure, save, style
 
 AXES = (("latency_s", 1e3, "latency (ms)"), ("energy_pj", 1e-6, "energy (µJ)"), ("area_mm2", 1.0, "area (mm²)"))
 
@@ -41,6 +47,16 @@ def plot_sweep_pareto(rows: Sequence[Mapping[str, Any]], pareto: Sequence[Mappin
     if title:
         fig.suptitle(title)
     return fig
+
+
+def save_sweep_figure(out: str | Path) -> Path:
+    """``OUT/pareto.png`` of a finished sweep folder (its ``sweep.csv``, ``pareto.csv``, ``sweep.json``)."""
+    out = Path(out)
+    rows, best = (list(csv.DictReader((out / name).read_text().splitlines())) for name in ("sweep.csv", "pareto.csv"))
+    manifest = json.loads((out / "sweep.json").read_text())
+    title = f"{manifest['model_tag']}: {len(rows)} points, objective {manifest['objective']}"
+    with style():
+        return save(plot_sweep_pareto(rows, best, title), [out / "pareto.png"])[0]
 
 
 def _budget_order(budget: str) -> tuple[float, str]:

@@ -92,7 +92,6 @@ class SweepResult:
     rows: list[dict[str, Any]]
     computed_designs: int
     wall_s: float
-    figure: Path | None = None  # pareto.png
 
     @property
     def failed(self) -> int:
@@ -150,21 +149,11 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     best = pareto_set(rows)
     table = write_text(out / "sweep.csv", to_csv(rows, table_columns(space)))
     pareto = write_text(out / "pareto.csv", to_csv(best, table_columns(space)))
-    figure = _pareto_figure(out, rows, best, f"{inputs.model_tag}: {len(rows)} points, objective {objective}")
     wall = time.perf_counter() - start
     write_json(out / "sweep.json", {**manifest, "failed_points": sum(r["status"] != "ok" for r in rows),
                                     "pareto_points": len(best), "executor": executor,
                                     "computed_designs": len(pending), "wall_s": wall})
-    return SweepResult(out, table, pareto, rows, len(pending), wall, figure)
-
-
-def _pareto_figure(out: Path, rows: list[dict], best: list[dict], title: str) -> Path:
-    """``pareto.png``: top-1 against latency, energy and area, the Pareto set coloured by budget."""
-    from pmq.plots.style import save, style
-    from pmq.plots.sweep import plot_sweep_pareto
-
-    with style():
-        return save(plot_sweep_pareto(rows, best, title), [out / "pareto.png"])[0]
+    return SweepResult(out, table, pareto, rows, len(pending), wall)
 
 
 def _check_budgets(budgets: Sequence[str], pairs: Sequence[Bits]) -> None:
