@@ -19,6 +19,7 @@ import yaml
 
 from accelerators import bitfusion, bitserial, systolic  # noqa: F401  (the built-in models register themselves)
 from accelerators.registry import PE_MODELS, pe_model, register_pe_model
+from hwsim import sram
 from hwsim.accelerator import (
     BUFFERS,
     Accelerator,
@@ -63,6 +64,8 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
     for path in config["sources"]:
         if not _key_exists(config, path):
             raise ConfigError(f"accelerator '{source}': sources.{path} names no key of this description; fix the path")
+    config["sram"] = sram.resolve(config["sram"], config["buffers"])
+    scale = sram.scales(config["sram"], config["buffers"], source)
     energy, vector = config["energy"], config["vector"]
     array = model.from_config(config["array"], energy["mac"])
     buffers = Buffers(**config["buffers"])
@@ -75,14 +78,15 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
         array=array,
         buffers=buffers,
         memory=memory,
-        dram=Dram(**config["dram"]),
+        dram=Dram(config["dram"]["bandwidth_bits_per_cycle"], _dram_energy(config["dram"], source),
+                 config["dram"]["read_bandwidth_bits_per_cycle"]),
         vector=VectorUnit(vector["lanes"], dict(vector["cycles_per_element"]), dict(vector["energy_pj_per_element"])),
         sram_energy=SramEnergy(
-            {b: energy["sram_pj_per_bit"][b]["read"] for b in BUFFERS},
-            {b: energy["sram_pj_per_bit"][b]["write"] for b in BUFFERS},
+            {b: energy["sram_pj_per_bit"][b]["read"] * scale[b].read for b in BUFFERS},
+            {b: energy["sram_pj_per_bit"][b]["write"] * scale[b].write for b in BUFFERS},
         ),
         static_power_w=float(energy["static_power_w"]),
-        sources=dict(config["sources"]),
+        sources=_with_dram_source(config),
         config=config,
     )
 
@@ -93,6 +97,24 @@ def _merged(base: dict, changes: dict) -> dict:
     for key, value in changes.items():
         out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return out
+
+
+def _with_dram_source(config: dict) -> dict[str, str]:
+    """The description's sources, plus where a ``dram.technology``'s figure comes from (unless it says)."""
+    sources = dict(config["sources"])
+    technology = config["dram"]["technology"]
+    if technology is not None:
+        sources.setdefault("dram.technology", sram.DRAM_TECHNOLOGIES[technology][1])
+    return sources
+
+
+def _dram_energy(dram: dict, source: str) -> float:
+    """DRAM pJ/bit as stated, or the figure of ``dram.technology`` (one of the two, not both)."""
+    stated, technology = dram["energy_pj_per_bit"], dram["technology"]
+    if (stated is None) == (technology is None):
+        raise ConfigError(f"accelerator '{source}': dram needs exactly one of energy_pj_per_bit or technology "
+                          f"({', '.join(sram.DRAM_TECHNOLOGIES)}); got {'both' if technology else 'neither'}")
+    return stated if technology is None else sram.dram_energy_pj_per_bit(technology, source)
 
 
 def _read(name_or_path: str | os.PathLike, relative_to: Path | None = None, chain: tuple[Path, ...] = ()) -> tuple[dict, Path]:

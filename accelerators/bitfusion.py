@@ -95,6 +95,10 @@ class BitFusionArray(PEArray):
     def passes(self, op: Gemm) -> int:
         return passes(op.bits_a) * passes(op.bits_b)
 
+    def precision_key(self, op: Gemm) -> tuple:
+        """Operands run at their BitBrick width (3 -> 4, 5..7 -> 8), which sets pf and passes."""
+        return brick_bits(op.bits_a), brick_bits(op.bits_b)
+
     def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
         return READABLE_BITS
 

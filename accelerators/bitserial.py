@@ -116,6 +116,10 @@ class StripesArray(_BitSerialArray):
     def serial_bits(self, op: Gemm) -> tuple[int, int]:
         return op.bits_a, 1
 
+    def precision_key(self, op: Gemm) -> tuple:
+        """Weights run bit-parallel at 16 bits: only the activation bits set time and MAC energy."""
+        return (op.bits_a,)
+
     def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
         return SERIAL_BITS if operand == "a" else (PARALLEL_BITS,)
 

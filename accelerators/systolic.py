@@ -70,6 +70,10 @@ class SystolicArray(PEArray):
     def readable_storage_bits(self, operand: str) -> tuple[int, ...]:
         return READABLE_BITS
 
+    def precision_key(self, op: Gemm) -> tuple:
+        """Up to 8 bits run in one pass, 9..16 in two: nothing else of the bits matters to the array."""
+        return _passes(op.bits_a), _passes(op.bits_b)
+
     def passes(self, op: Gemm) -> int:
         return _passes(op.bits_a) * _passes(op.bits_b)
 

@@ -87,10 +87,10 @@ def measure() -> dict:
             "entries": entries}
 
 
-def run(tree: Path) -> dict:
-    """``measure()`` in a fresh interpreter importing hwsim from ``tree``."""
+def run(tree: Path, function: str = "measure") -> dict:
+    """``function()`` of this module in a fresh interpreter importing hwsim from ``tree``."""
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}"}
-    out = subprocess.run([sys.executable, "-c", "import json, hwsim_speed; print(json.dumps(hwsim_speed.measure()))"],
+    out = subprocess.run([sys.executable, "-c", f"import json, hwsim_speed; print(json.dumps(hwsim_speed.{function}()))"],
                          env=env, cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -103,6 +103,33 @@ def best(runs: list[dict]) -> dict:
             row[key] = min(r["presets"][name][key] for r in runs)
     first["table_s"] = min(r["table_s"] for r in runs)
     return first
+
+
+def measure_cost_table() -> dict:
+    """This tree's cost-table path (:func:`hwsim.costtable.variant_table`, cold caches) over the DeiT-S
+    components x the 25 (activation, weight) pairs: as many entries as ``measure``'s table, and more
+    distinct ones (its matmuls vary B's bits too), each equal to ``hwsim.estimate`` of that variant."""
+    from hwsim.costtable import variant_table
+
+    workload = deit_small()
+    names = [op.name for op in workload.ops if isinstance(op, hwsim.Gemm)]
+    accel = accelerators.load("bitfusion")
+    start = time.perf_counter()
+    table = variant_table(workload, names, list(itertools.product(BITS, BITS)), accel)
+    return {"table_s": time.perf_counter() - start, "entries": sum(len(row) for row in table.rows.values())}
+
+
+def cost_table_section(old: dict, new: dict, repeat: int) -> None:
+    """The cost table three ways: the baseline's per-entry ``estimate``, this tree's, and hwsim.costtable."""
+    fast = min((run(ROOT, "measure_cost_table") for _ in range(repeat)), key=lambda r: r["table_s"])
+    print()
+    print("DeiT-S cost table on bitfusion, fresh interpreter and accelerator (cold caches), best of "
+          f"{repeat}; goal (issue 15): the cost-table path >= 20x faster than the baseline's")
+    print(f"{'path':<44}{'entries':>8}{'seconds':>9}{'vs baseline':>13}")
+    for label, entries, seconds in (("baseline: hwsim.estimate per entry", old["entries"], old["table_s"]),
+                                    ("this tree: hwsim.estimate per entry", new["entries"], new["table_s"]),
+                                    ("this tree: hwsim.costtable.variant_table", fast["entries"], fast["table_s"])):
+        print(f"{label:<44}{entries:>8}{seconds:>9.3f}{old['table_s'] / seconds:>12.1f}x")
 
 
 def main() -> None:
@@ -133,6 +160,7 @@ def main() -> None:
     print("Cost table on bitfusion via hwsim.estimate (fresh accelerator object, cold caches); goal: new <= old")
     print(f"{'components':>11}{'bit pairs':>11}{'entries':>9}{'old s':>8}{'new s':>8}")
     print(f"{new['components']:>11}{len(BITS) ** 2:>11}{new['entries']:>9}{old['table_s']:>8.2f}{new['table_s']:>8.2f}")
+    cost_table_section(old, new, args.repeat)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ Top-1 is a stand-in (exp(-Ω)), so the timing is the per-design pricing the exec
 (hwsim cost table, exact Pareto frontier, one whole-model estimate per budget); real evaluation
 runs in the parent once per distinct allocation whichever executor is used.
 
-Both executors get the same number of worker processes; the time of each includes starting its
-workers (spawned processes; the cluster's start is also shown on its own). Prints a table and
-checks that both executors wrote byte-identical tables. Run: ``python benchmarks/sweep_speed.py``
+Each executor runs with each worker count (default 1 and 2: the scaling figure); the time of each
+includes starting its workers (spawned processes; the cluster's start is also shown on its own).
+Prints points/s, per worker and relative to one worker, and checks that every run wrote a
+byte-identical table. Run: ``python benchmarks/sweep_speed.py``
 (needs ``pip install 'pmq[distributed]'``).
 """
 
@@ -83,7 +84,8 @@ def deit_inputs(images: int = 8):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10, help="random designs per preset (4 presets)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for both executors")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker counts to run each executor with (the scaling figure)")
     args = parser.parse_args()
 
     import yaml
@@ -96,31 +98,35 @@ def main() -> None:
     prepare_s = time.perf_counter() - start
     space = space_from_dict({**yaml.safe_load(DESIGNS.format(samples=args.samples)), "budgets": BUDGETS}, "bench")
     points = len(space.designs) * len(BUDGETS)
-    rows = []
+    rows, tables = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t = time.perf_counter()
-        local = run_sweep(space, inputs, tmp / "local", "latency", workers=args.workers, progress=False)
-        rows.append(("local processes", args.workers, time.perf_counter() - t, 0.0))
+        for workers in args.workers:
+            t = time.perf_counter()
+            local = run_sweep(space, inputs, tmp / f"local{workers}", "latency", workers=workers, progress=False)
+            rows.append(("local processes", workers, time.perf_counter() - t, 0.0))
+            tables.append(local.table.read_bytes())
 
-        t = time.perf_counter()
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
-            cluster_s = time.perf_counter() - t
-            dask = run_sweep(space, inputs, tmp / "dask", "latency", executor="dask",
-                             scheduler=cluster.scheduler_address, progress=False)
-        rows.append(("dask LocalCluster", args.workers, time.perf_counter() - t, cluster_s))
-        same = local.table.read_bytes() == dask.table.read_bytes()
+            t = time.perf_counter()
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster:
+                cluster_s = time.perf_counter() - t
+                dask = run_sweep(space, inputs, tmp / f"dask{workers}", "latency", executor="dask",
+                                 scheduler=cluster.scheduler_address, progress=False)
+            rows.append(("dask LocalCluster", workers, time.perf_counter() - t, cluster_s))
+            tables.append(dask.table.read_bytes())
         failed = local.failed
 
     print(f"deit_small_patch16_224: {len(space.designs)} designs x {len(BUDGETS)} budgets = {points} points "
           f"({failed} failed: budget below a design's cheapest allocation); Ω + workload prepared once in "
           f"{prepare_s:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'executor':<20}{'workers':>8}{'wall s':>10}{'start s':>10}{'points/s':>10}{'designs/s':>11}")
+    print(f"{'executor':<20}{'workers':>8}{'wall s':>10}{'start s':>10}{'points/s':>10}{'per worker':>11}"
+          f"{'vs 1 worker':>12}")
+    single = {name: wall for name, workers, wall, _ in rows if workers == min(args.workers)}
     for name, workers, wall, started in rows:
         print(f"{name:<20}{workers:>8}{wall:>10.1f}{started:>10.1f}{points / wall:>10.2f}"
-              f"{len(space.designs) / wall:>11.2f}")
-    print(f"tables identical: {same}")
+              f"{points / wall / workers:>11.2f}{single[name] / wall:>11.2f}x")
+    print(f"tables identical across executors and worker counts: {len(set(tables)) == 1}")
 
 
 if __name__ == "__main__":

@@ -25,11 +25,9 @@ from hwsim.config import (
     Text,
 )
 from hwsim.errors import ConfigError
+from hwsim.sram import BUFFERS, SRAM_SCHEMA
 from hwsim.tokens import TOKENS_SCHEMA
 from hwsim.workload import MAX_BITS, Gemm
-
-BUFFERS = ("ifmap", "filter", "ofmap")
-
 
 ORDERS = tuple("".join(order) for order in itertools.permutations("mkn"))
 """Tile loop nests, outer to inner (``"nmk"``: for each n-block, each m-block, each k-block)."""
@@ -95,6 +93,12 @@ class PEArray(ABC):
     def loop_orders(self) -> tuple[str, ...]:
         """Tile loop nests legal on this array (any order is, partial sums being placed by the mapper)."""
         return ORDERS
+
+    def precision_key(self, op: Gemm) -> tuple:
+        """What of the op's bits the array's timing and MAC energy depend on: two variants of a GEMM
+        with equal keys (and equal storage widths) map and cost alike except for their bits and BOPs,
+        so a cost table prices them once (:mod:`hwsim.costtable`). Default: the bits themselves."""
+        return op.bits_a, op.bits_b
 
     @abstractmethod
     def peak_macs_per_cycle(self, op: Gemm) -> float:
@@ -293,14 +297,19 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
         "array": array_schema,
         "buffers": {"ifmap": POSITIVE_INT, "filter": POSITIVE_INT, "ofmap": POSITIVE_INT},
         "memory": MEMORY_SCHEMA,
-        "dram": {"bandwidth_bits_per_cycle": POSITIVE, "energy_pj_per_bit": NON_NEGATIVE,
-                 "read_bandwidth_bits_per_cycle": Optional(POSITIVE, None)},
+        "dram": {  # energy per bit, or a technology whose figure hwsim.sram.DRAM_TECHNOLOGIES gives
+            "bandwidth_bits_per_cycle": POSITIVE,
+            "energy_pj_per_bit": Optional(NON_NEGATIVE, None),
+            "technology": Optional(Text(), None),
+            "read_bandwidth_bits_per_cycle": Optional(POSITIVE, None),
+        },
         "vector": VECTOR_SCHEMA,
         "energy": {
             "mac": mac_energy_schema,
             "sram_pj_per_bit": SRAM_ENERGY_SCHEMA,
             "static_power_w": NON_NEGATIVE,
         },
+        "sram": Optional(SRAM_SCHEMA, None),  # size-dependent SRAM energy and area (hwsim.sram)
         "area": Optional(AREA_SCHEMA, None),
         "tokens": Optional(TOKENS_SCHEMA, None),
         "sources": Optional(MapOf(Text()), {}),

@@ -6,8 +6,9 @@ is only the arithmetic that makes area follow the parameters a co-design sweep v
 * array: ``array.area_units() × area.unit_um2``; a unit is whatever the PE model replicates (an
   8-bit MAC PE, a BitFusion Fusion Unit, one lane of a bit-serial inner-product unit), so the
   precision support of the array is priced in ``unit_um2``;
-* SRAM: ``KiB × area.sram_mm2_per_kib[buffer]`` per buffer (CACTI-style linear density; eDRAM
-  buffers simply carry a denser figure);
+* SRAM: ``area.sram_mm2_per_kib[buffer]`` is the density at the geometry the description states
+  (``sram.stated_at``; eDRAM buffers carry a denser figure); other sizes, bankings and word widths
+  scale that area by CACTI's (:mod:`hwsim.sram`);
 * vector unit: ``vector.lanes × area.vector_lane_um2``;
 * token capabilities (patch-wise precision in hardware): the ``area_um2`` of each ``tokens`` key
   (:mod:`hwsim.tokens`), 0 on a plain preset.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim import tokens
+from hwsim import sram, tokens
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.errors import ConfigError
 
@@ -65,10 +66,11 @@ def area(accel: Accelerator) -> AreaBreakdown:
             f"accelerator '{accel.name}' has no area section; add area.unit_um2, area.sram_mm2_per_kib and "
             f"area.vector_lane_um2 to its YAML (see accelerators/presets/*.yaml)"
         )
-    density = constants["sram_mm2_per_kib"]
+    density, stated = constants["sram_mm2_per_kib"], accel.config["sram"]["stated_at"]
+    scale = sram.scales(accel.config["sram"], accel.config["buffers"], accel.name)
     return AreaBreakdown(
         array_mm2=accel.array.area_units() * constants["unit_um2"] / UM2_PER_MM2,
-        sram_mm2={b: getattr(accel.buffers, b) / BYTES_PER_KIB * density[b] for b in BUFFERS},
+        sram_mm2={b: stated[b]["bytes"] / BYTES_PER_KIB * density[b] * scale[b].area for b in BUFFERS},
         vector_mm2=accel.vector.lanes * constants["vector_lane_um2"] / UM2_PER_MM2,
         tokens_mm2=tokens.area_mm2(accel),
     )

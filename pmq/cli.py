@@ -193,6 +193,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from pmq.plots.sweep import save_sweep_figure
     from pmq.sweep import SweepConfig, SweepSettings, sweep
 
     settings = SweepSettings(args.objective, args.budgets, args.executor, args.scheduler, args.workers, args.method,
@@ -200,13 +201,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     result = sweep(args.space, args.out, SweepConfig(
         args.model, args.checkpoint, args.pretrained, args.data, args.metric, args.bit_choices,
         args.calibration_images, limit=args.limit, settings=settings))
-    summary = {"table": str(result.table), "pareto": str(result.pareto), "points": len(result.rows),
+    figure = save_sweep_figure(result.out)
+    summary = {"table": str(result.table), "pareto": str(result.pareto), "figure": str(figure),
+               "points": len(result.rows),
                "failed": result.failed, "computed_designs": result.computed_designs, "wall_s": result.wall_s}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{len(result.rows)} points ({result.failed} failed, {result.computed_designs} designs computed now) "
-              f"in {result.wall_s:.1f} s: {result.table}, Pareto set {result.pareto}")
+              f"in {result.wall_s:.1f} s: {result.table}, Pareto set {result.pareto}, figure {figure}")
     return 0
 
 

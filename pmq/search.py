@@ -8,13 +8,13 @@ added to every total, so budgets and reported numbers are whole-model figures.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import hwsim
+from hwsim.costtable import VariantTable, variant_table
 from pmq.allocation import BitAllocation, Bits
 from pmq.budget import Budget
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_SENSITIVITY_IMAGES
@@ -71,11 +71,12 @@ class CostTable:
 
 def cost_table(costs: dict[str, ComponentCost], params_total: int, choices: Sequence[Bits],
                objectives: Sequence[str], workload: hwsim.Workload | None = None,
-               accelerator: hwsim.Accelerator | None = None) -> CostTable:
+               accelerator: hwsim.Accelerator | None = None, variants: VariantTable | None = None) -> CostTable:
     """Price every component at every bit pair for each objective.
 
     ``workload`` (from :func:`pmq.workload.model_workload`) and ``accelerator`` are needed for
-    latency/energy: each component's GEMM is re-estimated at each bit pair with ``hwsim.estimate``.
+    latency/energy: each component's GEMM is priced at each bit pair as ``hwsim.estimate`` prices it,
+    through :func:`hwsim.costtable.variant_table` (pass ``variants`` to reuse one already built).
     """
     per_choice: dict[str, dict[str, dict[Bits, float]]] = {}
     fixed: dict[str, float] = {}
@@ -90,28 +91,32 @@ def cost_table(costs: dict[str, ComponentCost], params_total: int, choices: Sequ
             per_choice[objective] = {name: {b: c.macs * b.w * b.a for b in choices} for name, c in costs.items()}
             fixed[objective] = 0.0
         else:
-            if workload is None or accelerator is None:
-                raise PMQError(f"objective {objective!r} needs an accelerator: pass --accelerator NAME|YAML")
-            per_choice[objective], fixed[objective] = _hardware_costs(workload, accelerator, costs, choices, objective)
+            if variants is None:
+                if workload is None or accelerator is None:
+                    raise PMQError(f"objective {objective!r} needs an accelerator: pass --accelerator NAME|YAML")
+                variants = variant_table(workload, costs, [pair_of(b) for b in choices], accelerator)
+            per_choice[objective], fixed[objective] = _hardware_costs(variants, costs, choices, objective)
     return CostTable(per_choice, fixed)
 
 
-def _hardware_costs(workload: hwsim.Workload, accelerator: hwsim.Accelerator, costs: dict[str, ComponentCost],
-                    choices: Sequence[Bits], objective: str) -> tuple[dict[str, dict[Bits, float]], float]:
+def pair_of(bits: Bits) -> tuple[int, int]:
+    """The (bits_a, bits_b) of a component's GEMM at ``bits`` (B holds the weights, or the second
+    activation of a matmul, which the allocation's ``w`` sets too)."""
+    return bits.a, bits.w
+
+
+def _hardware_costs(variants: VariantTable, costs: Mapping[str, ComponentCost | None], choices: Sequence[Bits],
+                    objective: str) -> tuple[dict[str, dict[Bits, float]], float]:
     def value(cost: hwsim.OpCost) -> float:
         return cost.latency_s if objective == "latency" else cost.energy_pj
 
-    table: dict[str, dict[Bits, float]] = {}
-    fixed = 0.0
-    for op in workload.ops:
-        if isinstance(op, hwsim.Gemm) and op.name in costs:
-            table[op.name] = {b: value(hwsim.estimate(dataclasses.replace(op, bits_a=b.a, bits_b=b.w), accelerator))
-                              for b in choices}
-        else:
-            fixed += value(hwsim.estimate(op, accelerator))
-    missing = set(costs) - set(table)
+    missing = [name for name in costs if name not in variants.rows]
     if missing:
         raise PMQError(f"component {sorted(missing)[0]!r} has no GEMM in the workload: the model is not a plain ViT")
+    table = {name: {b: value(row[pair_of(b)]) for b in choices} for name, row in variants.rows.items() if name in costs}
+    fixed = 0.0
+    for cost in variants.fixed.values():  # workload order, as estimate_workload sums them
+        fixed += value(cost)
     return table, fixed
 
 

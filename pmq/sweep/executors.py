@@ -1,24 +1,28 @@
 """Where designs are priced: a local process pool or a dask.distributed cluster.
 
 Both take the pricing inputs and the pending designs and yield one list of rows per finished
-design, in completion order; the table does not depend on which executor ran.
+design, in completion order; the table does not depend on which executor ran. A task prices a
+batch of designs (:func:`batches`), so the inputs are unpickled once per batch and the scheduler
+handles few, long tasks.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 
 from pmq.errors import PMQError
-from pmq.sweep.pricing import PricingInputs, price_design
+from pmq.sweep.pricing import PricingInputs, price_designs
 from pmq.sweep.space import Design
 
 EXECUTORS = ("local", "dask")
+MAX_BATCH = 16  # designs per task: enough to amortise a task's overhead, few enough to balance workers
 NO_DASK = "--executor dask needs dask.distributed: pip install 'pmq[distributed]'"
 
 
@@ -34,25 +38,34 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+def batches(designs: list[Design], workers: int) -> list[list[tuple[int, dict]]]:
+    """Designs cut into tasks: at least four per worker (load balance, progress), at most MAX_BATCH each."""
+    size = max(1, min(MAX_BATCH, math.ceil(len(designs) / (4 * workers))))
+    return [[(d.id, d.config) for d in designs[i:i + size]] for i in range(0, len(designs), size)]
+
+
+def _each(batches_done: Iterable[list[list[dict]]]) -> Iterator[list[dict]]:
+    for batch in batches_done:
+        yield from batch
+
+
 def run_local(inputs: PricingInputs, designs: list[Design], workers: int | None) -> Iterator[list[dict]]:
     """Process pool over all cores; workers are spawned (not forked), so they never hold torch.
 
-    The inputs travel with each task (no per-process state): unpickling a DeiT-S workload and Ω
-    takes ~10 ms, against ~1 s to price one design.
+    The inputs travel with each task (no per-process state), a batch of designs per task.
     """
     workers = max(1, min(workers or os.cpu_count() or 1, len(designs)))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                initializer=_init_worker, initargs=(os.getpid(),))
     try:
-        futures = [pool.submit(price_design, inputs, d.id, d.config) for d in designs]
-        for future in as_completed(futures):
-            yield future.result()
+        futures = [pool.submit(price_designs, inputs, batch) for batch in batches(designs, workers)]
+        yield from _each(future.result() for future in as_completed(futures))
     finally:  # on Ctrl-C or an error: drop what has not started, do not wait for it
         pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_dask(inputs: PricingInputs, designs: list[Design], scheduler: str) -> Iterator[list[dict]]:
-    """Submit one task per design to the cluster; the inputs are broadcast to every worker once.
+    """Submit batches of designs to the cluster; the inputs are broadcast to every worker once.
 
     Pricing is pure Python, so workers should run one thread each; their statistical profiler
     (``distributed.worker.profile.enabled``) costs it some 10-15% (benchmarks/sweep_speed.py).
@@ -69,8 +82,8 @@ def run_dask(inputs: PricingInputs, designs: list[Design], scheduler: str) -> It
                        "start one (`dask scheduler`) or pass its address with --scheduler") from None
     try:
         shared = client.scatter(inputs, broadcast=True)
-        futures = [client.submit(price_design, shared, d.id, d.config, pure=False) for d in designs]
-        for future in dask_completed(futures):
-            yield future.result()
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        futures = [client.submit(price_designs, shared, batch, pure=False) for batch in batches(designs, workers)]
+        yield from _each(future.result() for future in dask_completed(futures))
     finally:
         client.close()

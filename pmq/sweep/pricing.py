@@ -1,8 +1,10 @@
 """Per-design pricing, torch-free (it runs on local worker processes or dask workers).
 
-Per design: the cost table on that accelerator, one :class:`pmq.search.SearchProblem`, and for each
-budget the least-Ω allocation priced whole-model (``hwsim.estimate_workload`` or ``hwsim.simulate``),
-plus ``hwsim.area``.
+Per design: the cost table on that accelerator (:func:`hwsim.costtable.variant_table`: one mapper
+search per distinct GEMM shape and precision), one :class:`pmq.search.SearchProblem`, and for each
+budget the least-Ω allocation priced whole-model — assembled from the same table (equal to
+``hwsim.estimate_workload``) or by ``hwsim.simulate`` — plus ``hwsim.area``. Executors hand a task
+a batch of designs (:func:`price_designs`), so the workload and Ω travel once per batch.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 
 import accelerators
 import hwsim
+from hwsim.costtable import VariantTable, variant_table
 from hwsim.errors import HwsimError
 from pmq.allocation import BitAllocation, Bits
 from pmq.errors import PMQError
-from pmq.search import SearchProblem, cost_table
+from pmq.search import SearchProblem, cost_table, pair_of
 
 
 @dataclass(frozen=True)
@@ -46,16 +49,17 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
     rows = [{"design": design_id, "budget": budget, "status": "ok", "error": "", **area}
             for budget in inputs.budgets]
     try:
+        pairs = bit_pairs_of(inputs.omega)
+        table = variant_table(inputs.workload, names, [pair_of(b) for b in pairs], accel)
         # hardware objectives read only the component names from the per-component costs
-        costs = cost_table(dict.fromkeys(names), 0, bit_pairs_of(inputs.omega), [objective],
-                           inputs.workload, accel)
+        costs = cost_table(dict.fromkeys(names), 0, pairs, [objective], variants=table)
         problem = SearchProblem.build(inputs.omega, costs, [objective])
     except (HwsimError, PMQError) as err:
         return [_failed(row, err) for row in rows]
     for row in rows:
         try:
             allocation = problem.choose(row["budget"])
-            result = _run(_at_allocation(inputs.workload, allocation), accel, inputs.method)
+            result = _run(table, allocation, inputs.method)
         except (HwsimError, PMQError) as err:
             _failed(row, err)
             continue
@@ -72,6 +76,11 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
     return rows
 
 
+def price_designs(inputs: PricingInputs, designs: list[tuple[int, dict]]) -> list[list[dict[str, Any]]]:
+    """:func:`price_design` for a batch of ``(design id, config)``: one task's worth of work."""
+    return [price_design(inputs, design_id, config) for design_id, config in designs]
+
+
 def bit_pairs_of(omega: Mapping[str, Mapping[Bits, float]]) -> list[Bits]:
     """The bit pairs Ω is given for (the same for every component)."""
     return list(next(iter(omega.values())))
@@ -82,8 +91,11 @@ def _failed(row: dict, err: Exception) -> dict:
     return row
 
 
-def _run(workload: hwsim.Workload, accel: hwsim.Accelerator, method: str) -> hwsim.SimResult:
-    return hwsim.simulate(workload, accel) if method == "simulate" else hwsim.estimate_workload(workload, accel)
+def _run(table: VariantTable, allocation: BitAllocation, method: str) -> hwsim.SimResult:
+    """The whole model at ``allocation``: from the cost table's rows, or by event simulation."""
+    if method == "simulate":
+        return hwsim.simulate(_at_allocation(table.workload, allocation), table.accelerator)
+    return table.result({name: pair_of(bits) for name, bits in allocation.items()})
 
 
 def _at_allocation(workload: hwsim.Workload, allocation: BitAllocation) -> hwsim.Workload:
@@ -106,5 +118,3 @@ def _mean_bits(workload: hwsim.Workload, allocation: BitAllocation) -> dict[str,
         "mean_bits_a": sum(op.macs * allocation[op.name].a for op in gemms) / macs,
     }
 
-
-_WORKER_INPUTS: PricingInputs | None = None

@@ -38,14 +38,18 @@ def test_stripes_is_32_percent_larger_than_its_bit_parallel_counterpart(presets)
     assert stripes.total_mm2 / dadiannao == pytest.approx(1.32, abs=0.002)
 
 
-def test_sram_area_is_linear_in_buffer_size(presets):
+def test_sram_area_grows_with_buffer_size_linearly_only_under_the_constant_model(presets):
     base = presets["bitfusion"]
-    sizes = [8192, 16384, 32768, 65536, 131072]
+    sizes = [32768, 65536, 131072, 262144, 524288]  # 64 B .. 1 KB per weight bank
     areas = [hwsim.area(with_value(base, "buffers.filter", size)) for size in sizes]
     totals = [a.total_mm2 for a in areas]
     assert totals == sorted(totals) and len(set(totals)) == len(totals)
-    assert areas[-1].sram_mm2["filter"] == pytest.approx(16 * areas[0].sram_mm2["filter"])
     assert {a.array_mm2 for a in areas} == {areas[0].array_mm2}
+    # CACTI: small banks carry more periphery per bit, so 16x the bytes is less than 16x the area
+    assert 8 * areas[0].sram_mm2["filter"] < areas[-1].sram_mm2["filter"] < 16 * areas[0].sram_mm2["filter"]
+    constant = with_value(base, "sram.table", "constant")
+    linear = [hwsim.area(with_value(constant, "buffers.filter", size)).sram_mm2["filter"] for size in sizes]
+    assert linear[-1] == pytest.approx(16 * linear[0])
 
 
 @pytest.mark.parametrize("name, keys", [

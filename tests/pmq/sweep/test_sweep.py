@@ -268,6 +268,22 @@ def test_pareto_set_is_the_non_dominated_points(reference):
     assert all(any(dominates(c, o) for c in chosen) for o in ok if o not in chosen)
 
 
+def test_the_pareto_figure_is_drawn_from_the_folder(reference):
+    from pmq.plots.sweep import plot_sweep_pareto, save_sweep_figure
+
+    figure = save_sweep_figure(reference.out)
+    assert figure == reference.out / "pareto.png" and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    front = read(reference.pareto)
+    fig = plot_sweep_pareto(reference.rows, front)
+    ok = [r for r in reference.rows if r["status"] == "ok"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["latency (ms)", "energy (µJ)", "area (mm²)"]
+    for ax in fig.axes:
+        everything, *by_budget = ax.collections
+        assert len(everything.get_offsets()) == len(ok)
+        assert sum(len(c.get_offsets()) for c in by_budget) == len(front)
+        assert min(everything.get_offsets()[:, 0]) > 0 and ax.get_xscale() == "log"
+
+
 def test_dask_gives_the_same_table(reference, tmp_path):
     from distributed import LocalCluster
 
