@@ -20,7 +20,7 @@ The array's dynamic energy is ``array_pj_per_cycle`` per busy cycle of the whole
 from __future__ import annotations
 
 from hwsim.accelerator import PEArray, ceil_div
-from hwsim.config import POSITIVE, POSITIVE_INT, Number
+from hwsim.config import ARRAY_DIM, POSITIVE, Number
 from hwsim.workload import Gemm
 
 
@@ -44,8 +44,8 @@ def passes(bits: int) -> int:
 class BitFusionArray(PEArray):
     kind = "bitfusion"
     ARRAY_SCHEMA = {
-        "rows": POSITIVE_INT,
-        "cols": POSITIVE_INT,
+        "rows": ARRAY_DIM,
+        "cols": ARRAY_DIM,
         "fill_drain_cycles": Number(integer=True, strict=False),
     }
     MAC_ENERGY_SCHEMA = {"array_pj_per_cycle": POSITIVE}

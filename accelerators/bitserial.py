@@ -25,16 +25,16 @@ Loom ``pj_per_bit_product · Pa · Pw``.
 from __future__ import annotations
 
 from hwsim.accelerator import PEArray, ceil_div
-from hwsim.config import POSITIVE, POSITIVE_INT, Number
+from hwsim.config import ARRAY_DIM, POSITIVE, Number
 from hwsim.workload import Gemm
 
 PARALLEL_BITS = 16
 
 _ARRAY_SCHEMA = {
-    "tiles": POSITIVE_INT,
-    "filters": POSITIVE_INT,
-    "windows": POSITIVE_INT,
-    "lanes": POSITIVE_INT,
+    "tiles": ARRAY_DIM,
+    "filters": ARRAY_DIM,
+    "windows": ARRAY_DIM,
+    "lanes": ARRAY_DIM,
     "fill_drain_cycles": Number(integer=True, strict=False),
 }
 

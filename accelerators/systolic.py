@@ -20,7 +20,7 @@ from fewer bits); 9–16-bit operands are split into two 8-bit halves, two passe
 from __future__ import annotations
 
 from hwsim.accelerator import PEArray, ceil_div
-from hwsim.config import POSITIVE, POSITIVE_INT, Choice
+from hwsim.config import ARRAY_DIM, POSITIVE, Choice
 from hwsim.workload import Gemm
 
 
@@ -30,7 +30,7 @@ def _passes(bits: int) -> int:
 
 class SystolicArray(PEArray):
     kind = "systolic"
-    ARRAY_SCHEMA = {"rows": POSITIVE_INT, "cols": POSITIVE_INT, "dataflow": Choice(("ws", "os", "is"))}
+    ARRAY_SCHEMA = {"rows": ARRAY_DIM, "cols": ARRAY_DIM, "dataflow": Choice(("ws", "os", "is"))}
     MAC_ENERGY_SCHEMA = {"pj_per_mac": POSITIVE}
 
     @property

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 
 from hwsim.errors import WorkloadError
+from hwsim.files import atomic_write_text
 
 MIN_BITS, MAX_BITS = 1, 16
 GEMM_KINDS = ("linear", "matmul")
@@ -239,8 +239,12 @@ class Workload:
             raise WorkloadError(f"topology '{path}': no such file; pass a SCALE-Sim GEMM CSV (Layer,M,N,K,)")
         workload = cls()
         previous: list[str] = []
-        with path.open(newline="") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        except UnicodeDecodeError as err:
+            raise WorkloadError(f"topology '{path}': not UTF-8 text (byte {err.start}: {err.reason}); "
+                                "save it as UTF-8") from None
         for line_no, row in enumerate(rows[1:], start=2):
             cells = [cell.strip() for cell in row]
             if len(cells) < 4:
@@ -267,18 +271,3 @@ class Workload:
                     names = [part.name] if part.count == 1 else [f"{part.name}#{i}" for i in range(part.count)]
                     lines += [f"{name}, {part.m}, {part.n}, {part.k}," for name in names]
         return atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from pmq.allocation import BitAllocation
 
 
+FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
+         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RESULTS_DIR"}
+"""Library parameter names (``PMQError.param``) → the flag a user typed."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line with exit 2 (not the usage block)."""
 
@@ -78,8 +83,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import accelerators
     import hwsim
     from pmq.allocation import Bits
-    from pmq.io import provenance, write_json
+    from pmq.runs import RunFolder, check_output_folder, write_simulation
 
+    if args.out:
+        check_output_folder(args.out)  # before anything is loaded
     accel = accelerators.load(args.accelerator)
     if args.workload:
         if args.allocation:
@@ -99,28 +106,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         workload = model_workload(loaded.model, alloc, batch=args.batch)
         label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
     result = hwsim.simulate(workload, accel)
-    out = Path(args.out) if args.out else Path("results") / f"simulate-{label}-{accel.name}"
-    per_op = result.to_csv(out / "per_op.csv")
     summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
-    summary["per_op"] = str(per_op)
-    write_json(out / "summary.json", {
-        **result.summary(), "per_op": str(per_op), "batch": args.batch, "allocation": allocation,
-        "accelerator_config": accel.config, "accelerator_sources": accel.sources,
-        "provenance": provenance(model_tag=tag),
-    })
+    where = "not written: pass --out DIR to keep per_op.csv and run.json"
+    if args.out:
+        with RunFolder(args.out, "simulate") as folder:
+            write_simulation(folder, result, accel, batch=args.batch, allocation=allocation, model_tag=tag)
+        summary["per_op"] = str(Path(args.out) / "per_op.csv")
+        where = str(args.out)
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
               f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
-              f"utilisation {100 * result.utilization:.1f}%  ({out})")
+              f"utilisation {100 * result.utilization:.1f}%  ({where})")
     return 0
+
+
+def _patchwise_step(args: argparse.Namespace, experiment, result, accel) -> None:
+    """``--patchwise``: reallocate token bits on the chosen allocation; the summary then describes it."""
+    from pmq.cost import bops
+    from pmq.patchwise.search import run_patchwise
+
+    # token bits change no weight, so a size search hands its patch-wise step to BOPs
+    objective = args.patchwise_objective or ("bops" if args.objective == "size" else args.objective)
+    patchwise = run_patchwise(experiment, result.allocation, accel, objective, args.patchwise_budget,
+                              limit=args.limit, evaluate_base=False, progress=not args.json)
+    result.allocation = patchwise.allocation
+    simulated = patchwise.summary["patchwise_simulated"]
+    before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
+    result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
+                          energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
+                          gbops=bops(experiment.loaded.model, result.allocation, giga=True),
+                          before_patchwise=before, patchwise=patchwise.summary)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     import accelerators
     from pmq.experiment import Experiment
-    from pmq.io import provenance, write_json
+    from pmq.runs import RunFolder, default_out, write_search
     from pmq.search import check_objective, run_search
     from pmq.sensitivity import get_metric
 
@@ -129,33 +152,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_objective(args.also)
     get_metric(args.metric)
     accel = accelerators.load(args.accelerator)
-    experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images)
-    result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
-                        bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
-                        progress=not args.json)
-    if args.patchwise:
-        from pmq.cost import bops
-        from pmq.patchwise.search import run_patchwise
-
-        # token bits change no weight, so a size search hands its patch-wise step to BOPs
-        objective = args.patchwise_objective or ("bops" if args.objective == "size" else args.objective)
-        patchwise = run_patchwise(experiment, result.allocation, accel, objective, args.patchwise_budget,
-                                  limit=args.limit, evaluate_base=False, progress=not args.json)
-        result.allocation = patchwise.allocation
-        simulated = patchwise.summary["patchwise_simulated"]
-        before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
-        result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
-                              energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
-                              gbops=bops(experiment.loaded.model, result.allocation, giga=True),
-                              before_patchwise=before, patchwise=patchwise.summary)
-    budget_slug = args.budget.replace(":", "_").replace("/", "_")
-    out = Path(args.out) if args.out else Path("results") / f"search-{args.model}-{accel.name}-{args.objective}-{budget_slug}"
-    result.frontier.to_csv(out / "frontier.csv", key_format=str)
-    result.frontier.to_json(out / "frontier.json", extra={"provenance": provenance(model_tag=experiment.loaded.tag)})
-    result.allocation.save(out / "allocation.json")
-    write_json(out / "search.json", {**result.summary, "allocation": str(out / "allocation.json"),
-                                     "provenance": provenance(model_tag=experiment.loaded.tag)})
+    out = Path(args.out) if args.out else default_out("search", args.model, accel.name, args.objective, args.budget)
+    with RunFolder(out, "search") as folder:  # checked and locked before any work
+        experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
+                                calibration_images=args.calibration_images)
+        result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
+                            bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
+                            progress=not args.json)
+        if args.patchwise:
+            _patchwise_step(args, experiment, result, accel)
+        write_search(folder, result, model_tag=experiment.loaded.tag)
     s = result.summary
     if args.json:
         print(json.dumps({key: s[key] for key in ("top1", "size_mb", "gbops", "latency_s", "energy_pj", "omega")}
@@ -312,13 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    sys.stderr.write(f"pmq: warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return run(args)
     except (PMQError, HwsimError) as exc:
-        sys.stderr.write(f"pmq {args.command}: error: {exc}\n")
+        flag = FLAGS.get(getattr(exc, "param", None) or "")
+        sys.stderr.write(f"pmq {args.command}: error: {flag + ': ' if flag else ''}{exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"pmq {args.command}: interrupted; finished result files are intact\n")

@@ -243,7 +243,8 @@ def render_report(results: Results) -> str:
                 _figures(results),
                 ["## Files", "", f"`{POINTS_FILE}` (one row per allocation × accelerator), `{RUN_FILE}` (manifest, "
                  "provenance, configs), `allocations/`, `ops/<allocation>/<accelerator>.csv` (per op), "
-                 "`frontiers/` (exact Pareto frontiers, CSV and JSON)."]]
+                 "`frontiers/` (exact Pareto frontiers: ΣΩ, cost and the bits of every component per point). "
+                 f"`{RUN_FILE}` records the size and sha256 of every file, so `pmq plot` refuses an altered folder."]]
     body = [title, "", *status, f"Created {results.run.get('created', '')}.", ""]
     for section in sections:
         if section:

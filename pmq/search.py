@@ -181,7 +181,8 @@ def run_search(experiment: Experiment, accelerator: hwsim.Accelerator, objective
     summary = {
         "model": experiment.loaded.name, "model_tag": experiment.loaded.tag, "data": experiment.source.describe(),
         "metric": metric, "objective": objective, "second_objective": second_objective,
-        "budget": budget, f"budget_{OBJECTIVES[objective]}": costs.in_units(objective, budget_base),
+        "budget": budget, "budget_value": costs.in_units(objective, budget_base),
+        "budget_unit": OBJECTIVES[objective],
         "bit_choices": list(bit_choices), "frontier_points": len(front),
         "sensitivity_s": sensitivity.wall_time_s, "omega": sum(omega[n][allocation[n]] for n in names),
         "top1": evaluated.top1, "images": evaluated.images, "size_mb": evaluated.size_mb, "gbops": evaluated.gbops,

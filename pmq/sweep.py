@@ -67,8 +67,9 @@ import hwsim
 from hwsim.errors import HwsimError
 from pmq.allocation import BitAllocation, Bits
 from pmq.errors import PMQError
-from pmq.io import write_json, write_text
+from pmq.io import read_text, write_json, write_text
 from pmq.pareto import frontier, parse_budget
+from pmq.runs import RunFolder
 from pmq.search import (
     DEFAULT_BIT_CHOICES,
     HARDWARE_OBJECTIVES,
@@ -129,7 +130,7 @@ def load_space(path: str | os.PathLike) -> Space:
     if not path.is_file():
         raise PMQError(f"space file {path} not found: pass a YAML file (see `pmq sweep --help`)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "space file"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -538,7 +539,7 @@ class SweepResult:
         return sum(row["status"] != "ok" for row in self.rows)
 
 
-def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | os.PathLike,
+def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | os.PathLike | RunFolder,
               objective: str | None = None, budgets: Sequence[str] | None = None, *,
               executor: str = "local", scheduler: str | None = None, workers: int | None = None,
               method: str = "estimate", progress: bool = True) -> SweepResult:
@@ -548,13 +549,19 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     (``workers``, default all cores); ``"dask"`` submits to the dask.distributed scheduler at
     ``scheduler``. The table is the same whichever executor, and whether or not the run was
     interrupted and restarted. Local workers are spawned, so a script that calls this needs the
-    ``if __name__ == "__main__":`` guard.
+    ``if __name__ == "__main__":`` guard. ``out`` may be a :class:`pmq.runs.RunFolder` the caller
+    has claimed already; otherwise it is claimed (checked, locked, swept) here.
     """
+    if not isinstance(out, RunFolder):
+        with RunFolder(Path(out), "sweep") as folder:
+            return run_sweep(space, inputs, folder, objective, budgets, executor=executor, scheduler=scheduler,
+                             workers=workers, method=method, progress=progress)
+    folder = out
     start = time.perf_counter()
     space = space if isinstance(space, Space) else load_space(space)
     pairs = bit_pairs_of(inputs.omega)
     objective, budgets = _check_settings(space, objective, budgets, pairs, executor, scheduler, method)
-    out = Path(out)
+    out = folder.root
     pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.workload, objective,
                             tuple(budgets), method)
     fingerprint = _fingerprint(space, pricing, inputs)
@@ -567,6 +574,7 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
         "parameters": space.parameters, "provenance": inputs.provenance,
     }
     _claim(out, fingerprint)
+    folder.begin_in_place()
     write_json(out / "sweep.json", manifest)
 
     store = _Store(out, fingerprint, len(budgets), inputs)
@@ -588,9 +596,11 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     table = write_text(out / "sweep.csv", _csv(rows, _columns(space)))
     pareto = write_text(out / "pareto.csv", _csv(best, _columns(space)))
     wall = time.perf_counter() - start
-    write_json(out / "sweep.json", {**manifest, "failed_points": sum(r["status"] != "ok" for r in rows),
-                                    "pareto_points": len(best), "executor": executor,
-                                    "computed_designs": len(pending), "wall_s": wall})
+    summary = {**manifest, "failed_points": sum(r["status"] != "ok" for r in rows),
+               "pareto_points": len(best), "executor": executor, "computed_designs": len(pending), "wall_s": wall}
+    write_json(out / "sweep.json", summary)
+    folder.finish({key: value for key, value in summary.items() if key not in ("space", "provenance")},
+                  inputs.provenance, names=("sweep.json", "sweep.csv", "pareto.csv"))
     return SweepResult(out, table, pareto, rows, len(pending), wall)
 
 
@@ -649,8 +659,8 @@ def _claim(out: Path, fingerprint: str) -> None:
     if not manifest.is_file():
         return
     try:
-        previous = json.loads(manifest.read_text()).get("fingerprint")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         previous = None
     if previous != fingerprint:
         raise PMQError(f"{out} holds results of a different sweep (other space, budgets, model or settings): "
@@ -669,14 +679,17 @@ class _Store:
         return self.out / "points" / f"p{point:07d}.json"
 
     def load_point(self, point: int) -> dict | None:
-        path = self.point_path(point)
-        if not path.is_file():
+        """The finished point, or None when it is missing, damaged (then recomputed) or of another sweep."""
+        row = _read_record(self.point_path(point))
+        if row is None or row.get("fingerprint") != self.fingerprint:
             return None
-        row = json.loads(path.read_text())
-        return row if row.get("fingerprint") == self.fingerprint else None
+        allocation_id = row.get("allocation_id")
+        if allocation_id and _read_record(self.out / "allocations" / f"{allocation_id}.json") is None:
+            return None
+        return row
 
     def has_design(self, design: int) -> bool:
-        return all(self.point_path(design * self.n_budgets + b).is_file() for b in range(self.n_budgets))
+        return all(self.load_point(design * self.n_budgets + b) is not None for b in range(self.n_budgets))
 
     def save_design(self, rows: list[dict]) -> None:
         """Write each row's allocation, then the point (atomically), then evaluate new allocations."""
@@ -686,7 +699,7 @@ class _Store:
             if components is not None:
                 row["allocation_id"] = _digest(components)[:16]
                 path = self.out / "allocations" / f"{row['allocation_id']}.json"
-                if not path.is_file():
+                if _read_record(path) is None:
                     BitAllocation.from_dict({"components": components}).save(path)
             write_json(self.point_path(row["point"]), row)
             if components is not None:
@@ -695,8 +708,9 @@ class _Store:
     def evaluation(self, allocation_id: str) -> dict:
         """Top-1 (and friends) of one allocation: evaluated once, then read from ``evals/``."""
         path = self.out / "evals" / f"{allocation_id}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
+        cached = _read_record(path)
+        if cached is not None and "top1" in cached:
+            return cached
         allocation = BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json")
         result = {key: value for key, value in dict(self.inputs.evaluate(allocation)).items() if key in EVAL_COLUMNS}
         if "top1" not in result:
@@ -706,8 +720,8 @@ class _Store:
 
     def evaluate_missing(self) -> None:
         for path in sorted((self.out / "points").glob("p*.json")):
-            row = json.loads(path.read_text())
-            if row.get("fingerprint") == self.fingerprint and row.get("allocation_id"):
+            row = _read_record(path)
+            if row is not None and row.get("fingerprint") == self.fingerprint and row.get("allocation_id"):
                 self.evaluation(row["allocation_id"])
 
     def table_rows(self, space: Space) -> list[dict[str, Any]]:
@@ -723,6 +737,15 @@ class _Store:
                 rows.append({**row, "base": design.base, "kind": design.config["kind"],
                              **design.params, **evaluated})
         return rows
+
+
+def _read_record(path: Path) -> dict | None:
+    """A JSON object written by the store, or None when missing or damaged (the caller recomputes it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _columns(space: Space) -> list[str]:
@@ -799,7 +822,8 @@ def sweep(model: str, space: str | os.PathLike, out: str | os.PathLike, objectiv
     _check_settings(loaded_space, objective, budgets, bit_pairs(bit_choices), executor, scheduler, method)
     from pmq.experiment import Experiment
 
-    experiment = Experiment(model, checkpoint, pretrained, data_dir, calibration_images=calibration_images)
-    inputs = model_inputs(experiment, metric, bit_choices, sensitivity_images, limit)
-    return run_sweep(loaded_space, inputs, out, objective, budgets, executor=executor, scheduler=scheduler,
-                     workers=workers, method=method, progress=progress)
+    with RunFolder(Path(out), "sweep") as folder:  # checked and locked before any work
+        experiment = Experiment(model, checkpoint, pretrained, data_dir, calibration_images=calibration_images)
+        inputs = model_inputs(experiment, metric, bit_choices, sensitivity_images, limit)
+        return run_sweep(loaded_space, inputs, folder, objective, budgets, executor=executor, scheduler=scheduler,
+                         workers=workers, method=method, progress=progress)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from pmq.cli import main
+from pmq.runs import read_run
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -108,10 +109,12 @@ def test_simulate_json_keys_and_files(capsys, tmp_path):
     summary = json.loads(out)
     assert set(summary) == {"cycles", "latency_s", "energy_pj", "bops", "utilization", "per_op"}
     assert summary["cycles"] > 0 and 0 < summary["utilization"] <= 1
-    recorded = json.loads((tmp_path / "summary.json").read_text())
-    assert recorded["provenance"]["torch"] and recorded["provenance"]["timm"]
-    assert recorded["provenance"]["model_tag"].startswith("pmq-demo-vit@")
-    assert recorded["accelerator_config"]["name"] == "bitfusion"
+    run = read_run(tmp_path)
+    recorded = run.summary
+    assert run.kind == "simulate" and set(run.files) == {"per_op.csv"}
+    assert run.provenance["torch"] and run.provenance["timm"]
+    assert run.provenance["model_tag"].startswith("pmq-demo-vit@")
+    assert recorded["accelerator_config"]["name"] == "bitfusion" and recorded["cycles"] == summary["cycles"]
     rows = (tmp_path / "per_op.csv").read_text().splitlines()
     assert rows[0].startswith("name,") and len(rows) > 40
 
