@@ -66,8 +66,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.bits:
         Bits.parse(args.bits)  # bad settings fail before anything is loaded
+    # an observer only means something for static ranges: --observer switches activations to per tensor
     experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images, observer=args.observer)
+                            calibration_images=args.calibration_images, observer=args.observer,
+                            seed=args.calibration_seed, granularity="tensor" if args.observer else None)
     allocation = resolve_allocation(args, experiment.component_names)
     result = experiment.evaluate(allocation, args.limit, progress=not args.json)
     if args.json:
@@ -254,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
     p.add_argument("--limit", type=_positive_int, help="evaluate on this many test images (seeded subset)")
     p.add_argument("--calibration-images", type=_positive_int, default=256, help="train images for calibration")
-    p.add_argument("--observer", help="observer of static per-tensor activation ranges: minmax, percentile or mse "
-                   "(default percentile; per-token activations, the default, need none)")
+    p.add_argument("--observer", choices=("minmax", "percentile", "mse"),
+                   help="quantize activations per tensor with static ranges fitted by this observer on the "
+                   "calibration images (default: per-token dynamic ranges, which need no observer)")
+    p.add_argument("--calibration-seed", type=int, default=0, help="seed of the calibration image draw")
     p.add_argument("--json", action="store_true", help="print one JSON object: top1, size_mb, gbops")
     p.set_defaults(run=cmd_evaluate)
 

@@ -291,6 +291,18 @@ def write_search(folder: RunFolder, result: Any, *, model_tag: str) -> Path:
     result.allocation.save(folder.staging / "allocation.json")
     summary = {**result.summary, "allocation_file": "allocation.json", "frontier": {
         "file": "frontier.csv", "points": len(front), "objectives": list(front.objectives),
+        "unit_scale": result.costs.in_units(front.objectives[0], 1.0),
         "resolution": front.resolution, "fixed_cost": {o: result.costs.fixed[o] for o in front.objectives},
         "cost_range": {o: [front.cost_min[j], front.cost_max[j]] for j, o in enumerate(front.objectives)}}}
     return folder.publish(summary, provenance(model_tag=model_tag))
+
+
+def run_kind(root: str | os.PathLike) -> str | None:
+    """The ``kind`` a folder's manifest declares (None: no readable manifest); no files are checked."""
+    import json
+
+    try:
+        data = json.loads((Path(root) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("kind") if isinstance(data, dict) else None
