@@ -243,12 +243,12 @@ class Results:
 
     def ops(self, label: str, accelerator: str) -> list[dict[str, Any]]:
         """Per-op rows (numbers parsed) of ``label`` on ``accelerator``."""
-        return _read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
+        return read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
 
     def frontier(self, metric: str, objective: str) -> tuple[list[float], list[float]]:
         """(ΣΩ, whole-model cost in the search's report unit) per frontier point, cost ascending."""
         search = self.search(metric, objective)
-        rows = _read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
+        rows = read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
         scale, fixed = search["unit_scale"], search["fixed_cost"]
         return [r["omega"] for r in rows], [(r[objective] + fixed) * scale for r in rows]
 
@@ -305,7 +305,7 @@ def load_results(root: str | Path) -> Results:
         if (root / relative).is_file() and file_record(root / relative) != record:
             raise PMQError(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): "
                            f"re-run `pmq demo --out {root}`")
-    points = _read_csv(root / POINTS_FILE)
+    points = read_csv(root / POINTS_FILE)
     missing = [name for name in ("label", "method", "accelerator", "top1") if points and name not in points[0]]
     if missing:
         raise PMQError(f"{root / POINTS_FILE} lacks column {missing[0]!r}: re-run `pmq demo --out {root}`")
@@ -321,7 +321,7 @@ def _csv_value(value: Any) -> Any:
     return repr(value) if isinstance(value, float) else value
 
 
-def _read_csv(path: Path, numeric: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def read_csv(path: Path, numeric: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows with numbers parsed (every non-text column, or just ``numeric``); '' → None."""
     rows: list[dict[str, Any]] = []
     text = read_text(path, "results table")

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from pmq.plots.style import MARKERS, METHOD_STYLE, OBJECTIVE_NAME, OKABE_ITO, PALETTE, SINGLE_COLUMN_IN, new_figure
-from pmq.results import _read_csv
+from pmq.plots.style import (
+    MARKERS,
+    METHOD_STYLE,
+    OBJECTIVE_NAME,
+    OKABE_ITO,
+    PALETTE,
+    SINGLE_COLUMN_IN,
+    new_figure,
+)
+from pmq.results import read_csv
 from pmq.runs import Run
 
 _SWEEP_AXIS = {"latency": ("latency_s", 1e3, "latency (ms)"), "energy": ("energy_pj", 1e-6, "energy (uJ)")}
@@ -18,7 +26,7 @@ _SWEEP_AXIS = {"latency": ("latency_s", 1e3, "latency (ms)"), "energy": ("energy
 def plot_search_frontier(run: Run) -> Figure:
     s = run.summary
     objective, frontier = s["objective"], s["frontier"]
-    rows = _read_csv(run.path(frontier["file"]), numeric=("omega", objective))
+    rows = read_csv(run.path(frontier["file"]), numeric=("omega", objective))
     scale, fixed = frontier["unit_scale"], frontier["fixed_cost"][objective]
     costs = [(r[objective] + fixed) * scale for r in rows]
     chosen = min((i for i, c in enumerate(costs) if c <= s["budget_value"] * (1 + 1e-9)),
@@ -43,8 +51,8 @@ def plot_search_frontier(run: Run) -> Figure:
 def plot_sweep(run: Run) -> Figure:
     s = run.summary
     column, scale, label = _SWEEP_AXIS[s["objective"]]
-    rows = [r for r in _read_csv(run.path("sweep.csv")) if r.get("status") == "ok"]
-    best = {r["point"] for r in _read_csv(run.path("pareto.csv"))}
+    rows = [r for r in read_csv(run.path("sweep.csv")) if r.get("status") == "ok"]
+    best = {r["point"] for r in read_csv(run.path("pareto.csv"))}
     fig = new_figure(SINGLE_COLUMN_IN, 2.4)
     ax = fig.add_subplot()
     for i, budget in enumerate(s["budgets"]):
@@ -52,9 +60,10 @@ def plot_sweep(run: Run) -> Figure:
         ax.plot([r[column] * scale for r in points], [100 * r["top1"] for r in points], linestyle="none",
                 marker=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)], alpha=0.8,
                 label=f"budget {budget}")
-    front = sorted((r for r in rows if r["point"] in best), key=lambda r: r[column])
-    ax.plot([r[column] * scale for r in front], [100 * r["top1"] for r in front], color=OKABE_ITO["black"],
-            linewidth=0.8, marker="o", markerfacecolor="none", markersize=7, label="Pareto set")
+    front = [r for r in rows if r["point"] in best]  # 4-D (top-1, latency, energy, area): no line in 2-D
+    ax.plot([r[column] * scale for r in front], [100 * r["top1"] for r in front], linestyle="none",
+            color=OKABE_ITO["black"], marker="o", markerfacecolor="none", markersize=8,
+            label="Pareto set (top-1, latency,\nenergy, area)")
     ax.set_xlabel(label)
     ax.set_ylabel("top-1 (%)")
     ax.set_title(f"sweep: {s['designs']} designs x {len(s['budgets'])} budgets")
