@@ -82,13 +82,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from pmq.runs import RunFolder
+
+    # written only when asked; then the folder is checked and locked before anything is loaded
+    with RunFolder(args.out, "simulate") if args.out else nullcontext() as folder:
+        summary, line = _simulate(args, folder)
+    print(json.dumps(summary) if args.json else line)
+    return 0
+
+
+def _simulate(args: argparse.Namespace, folder) -> tuple[dict, str]:
     import accelerators
     import hwsim
     from pmq.allocation import Bits
-    from pmq.runs import RunFolder, check_output_folder, write_simulation
+    from pmq.runs import write_simulation
 
-    if args.out:
-        check_output_folder(args.out)  # before anything is loaded
     accel = accelerators.load(args.accelerator)
     if args.workload:
         if args.allocation:
@@ -110,18 +120,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     result = hwsim.simulate(workload, accel)
     summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
     where = "not written: pass --out DIR to keep per_op.csv and run.json"
-    if args.out:
-        with RunFolder(args.out, "simulate") as folder:
-            write_simulation(folder, result, accel, batch=args.batch, allocation=allocation, model_tag=tag)
-        summary["per_op"] = str(Path(args.out) / "per_op.csv")
-        where = str(args.out)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
-              f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
-              f"utilisation {100 * result.utilization:.1f}%  ({where})")
-    return 0
+    if folder is not None:
+        write_simulation(folder, result, accel, batch=args.batch, allocation=allocation, model_tag=tag)
+        summary["per_op"] = str(folder.root / "per_op.csv")
+        where = str(folder.root)
+    return summary, (f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
+                     f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
+                     f"utilisation {100 * result.utilization:.1f}%  ({where})")
 
 
 def _patchwise_step(args: argparse.Namespace, experiment, result, accel) -> None:
