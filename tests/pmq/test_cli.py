@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pmq.cli import main
+from pmq.cli import build_parser, main
 from pmq.runs import read_run
 
 
@@ -142,3 +142,29 @@ def test_real_process_prints_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_observer_switches_to_static_per_tensor_ranges(capsys):
+    """--observer X: activations per tensor, ranges fitted by X; the same number as the library's recipe."""
+    from pmq.allocation import BitAllocation
+    from pmq.data import fashion_mnist, stack_images
+    from pmq.evaluate import evaluate_top1
+    from pmq.models import load_model
+    from pmq.quant import OBSERVERS, calibrate, quantize_vit
+
+    top1 = {}
+    for observer in (None, "minmax"):
+        argv = ["evaluate", "--model", "demo", "--bits", "W4A4", "--limit", "1000", "--calibration-images", "32",
+                "--json", *(["--observer", observer] if observer else [])]
+        assert main(argv) == 0
+        top1[observer] = json.loads(capsys.readouterr().out)["top1"]
+    model = load_model("demo").model
+    qv = quantize_vit(model, granularity="tensor")
+    calibrate(qv, stack_images(fashion_mnist("train"), 32, seed=0)[0], "minmax")
+    qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))
+    assert top1["minmax"] == evaluate_top1(qv, fashion_mnist("test"), 1000, progress=False)
+    assert top1["minmax"] != top1[None]
+    parser_choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["evaluate"]._actions
+                          if a.dest == "observer").choices
+    assert set(parser_choices) == set(OBSERVERS)

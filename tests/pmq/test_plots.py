@@ -26,6 +26,7 @@ from pmq.plots import DOUBLE_COLUMN_IN, FIGURES, SINGLE_COLUMN_IN, plot_results
 from pmq.quant import quantize_vit
 from pmq.report import write_report
 from pmq.results import Measured, ResultsWriter, load_results
+from pmq.runs import file_record
 from pmq.workload import model_workload
 
 ARGS = dict(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0)
@@ -155,3 +156,37 @@ def test_interrupted_run_is_still_readable(results_dir, tmp_path):
     assert {p.stem for p in plot_results(partial, fmt="png")} == set(FIGURES)
     report = write_report(partial).read_text()
     assert "Incomplete run" in report and "hawq-bops" not in report
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "whole-row"])
+def test_truncated_points_csv_is_refused(results_dir, tmp_path, capsys, cut):
+    broken = tmp_path / "broken"
+    shutil.copytree(results_dir, broken)
+    run = json.loads((broken / "run.json").read_text())
+    run["files"] = {"points.csv": file_record(broken / "points.csv")}  # what ResultsWriter.complete records
+    (broken / "run.json").write_text(json.dumps(run))
+    text = (broken / "points.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    (broken / "points.csv").write_text(text[: len(text) - len(lines[-1]) // 2] if cut == "mid-line"
+                                       else "".join(lines[:-1]))
+    assert main(["plot", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "points.csv" in err[0] and ("truncated" in err[0] or "differs" in err[0])
+    assert not (broken / "figures").exists()
+
+
+def test_cut_csv_is_refused_without_a_manifest_record(results_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(results_dir, broken)
+    text = (broken / "ops" / "W4A4" / "stripes.csv").read_text()
+    (broken / "ops" / "W4A4" / "stripes.csv").write_text(text[: len(text) // 2])
+    with pytest.raises(PMQError, match="truncated"):
+        load_results(broken).ops("W4A4", "stripes")
+
+
+def test_plot_names_the_folders_it_reads(tmp_path, capsys):
+    assert main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--out", str(tmp_path / "sim")]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "sim")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "simulate" in err[0] and "demo, search and sweep folders" in err[0]
