@@ -19,10 +19,23 @@ if TYPE_CHECKING:
 FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
          "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RESULTS_DIR"}
 """Library parameter names (``PMQError.param``) → the flag a user typed."""
+METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "init": "CKPT", "bits": "WxAy",
+            "allocation": "FILE", "calibration_images": "N", "calibration_seed": "S", "accelerator": "NAME|YAML",
+            "model": "NAME", "workload": "CSV", "space": "SPACE.yaml", "batch": "N", "epochs": "N", "seed": "S",
+            "lr": "LR", "warmup_epochs": "E", "workers": "N", "scheduler": "ADDRESS", "budget": "X",
+            "budgets": "B", "bit_choices": "2,3,4,6,8", "objective": "OBJECTIVE", "also": "OBJECTIVE",
+            "metric": "pmq|hawq|nuclear", "patchwise_objective": "OBJECTIVE", "patchwise_budget": "X",
+            "executor": "local|dask", "method": "estimate|simulate"}
+"""How each option's value is shown in usage lines and the README synopsis."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line with exit 2 (not the usage block)."""
+    """argparse that reports usage errors as one line with exit 2 (not the usage block), and wraps
+    usage at a fixed width (so the README synopsis does not depend on the terminal)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("formatter_class", lambda prog: argparse.HelpFormatter(prog, width=100))
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"pmq: error: {message} (see `{self.prog} --help`)\n")
@@ -321,10 +334,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("plot", help="paper figures (PDF/PNG/SVG) from a results folder, without re-running")
-    p.add_argument("results_dir", type=Path, help="folder written by `pmq demo`")
+    p.add_argument("results_dir", type=Path, metavar="RUN_DIR", help="folder written by `pmq demo`, `search` or `sweep`")
     p.add_argument("--format", default="pdf", choices=("pdf", "png", "svg"), help="figure format (default pdf)")
     p.set_defaults(run=cmd_plot)
+    for command in sub.choices.values():
+        for action in command._actions:
+            if action.option_strings and action.metavar is None and action.nargs != 0 and not action.choices:
+                action.metavar = METAVARS.get(action.dest, action.dest.upper())
     return parser
+
+
+def synopsis() -> str:
+    """One usage block per command, from the parser itself (the README's "Command line" block)."""
+    return "\n".join(command.format_usage().removeprefix("usage: ").replace(" [-h]", "").strip()
+                     for command in _subcommands(build_parser()).values())
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
