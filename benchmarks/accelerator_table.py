@@ -26,7 +26,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="deit_small_patch16_224")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.model = "vit_tiny_patch16_224"
     model = timm.create_model(args.model, pretrained=False).eval()
     names = [spec.name for spec in component_specs(model)]
     presets = sorted(accelerators.available(), key=lambda p: (p != BASELINE, p))

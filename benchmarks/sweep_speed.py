@@ -84,7 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10, help="random designs per preset (4 presets)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for both executors")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.samples, args.workers = 1, 1
 
     import yaml
     from distributed import LocalCluster
