@@ -168,3 +168,26 @@ def test_observer_switches_to_static_per_tensor_ranges(capsys):
     parser_choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["evaluate"]._actions
                           if a.dest == "observer").choices
     assert set(parser_choices) == set(OBSERVERS)
+
+
+def test_readme_synopsis_is_the_parser():
+    """The README's command-line block is generated from the parser: regenerate it when flags change."""
+    from pathlib import Path
+
+    from pmq.cli import synopsis
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```\n", 2)[1]
+    assert block.rstrip("\n") == synopsis(), (
+        'README synopsis is stale: paste `python -c "from pmq.cli import synopsis; print(synopsis())"`')
+    for flag in ("--limit", "--workers", "--method", "--metric", "--data", "--bit-choices", "--checkpoint",
+                 "--patchwise-budget", "--patchwise-objective", "--observer"):
+        assert flag in block
+
+
+def test_library_errors_name_the_flag(capsys, tmp_path):
+    """The library names its parameter (out_dir); the CLI names the flag the user typed."""
+    (tmp_path / "f").write_text("x")
+    code = main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("pmq simulate: error: --out: output folder")
