@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
-         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RESULTS_DIR"}
+         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit"}
 """Library parameter names (``PMQError.param``) → the flag a user typed."""
 METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "init": "CKPT", "bits": "WxAy",
             "allocation": "FILE", "calibration_images": "N", "calibration_seed": "S", "accelerator": "NAME|YAML",
