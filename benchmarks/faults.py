@@ -31,7 +31,6 @@ SIMULATE = ["simulate", "--model", "demo", "--accelerator", "bitfusion", "--json
 TINY_SPACE = "designs:\n  - base: bitfusion\n    grid:\n      array.rows: [8, 16]\nbudgets: ['0.7x:W8A8']\nobjective: latency\n"
 SWEEP = ["sweep", "--model", "demo", "--bit-choices", "4,8", "--calibration-images", "16", "--limit", "32",
          "--workers", "1", "--json"]
-CACHE = tempfile.mkdtemp(prefix="pmq-faults-cache-")
 KILL_AFTER = """
 import os, signal, sys
 import {module} as target
@@ -58,8 +57,8 @@ class Outcome:
 
 
 def env(**extra: str) -> dict[str, str]:
-    """The child's environment: this repository first, the battery's own sensitivity cache."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "PMQ_CACHE_DIR": CACHE, **extra}
+    """The child's environment: this repository first (``main`` points PMQ_CACHE_DIR at the battery's folder)."""
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
 
 
 def other_budget(argv: list[str]) -> list[str]:
@@ -250,28 +249,23 @@ def search_cases(b: Battery) -> None:
     b.run("search, PMQ_CACHE_DIR read-only", cache_unwritable(False))
     b.run("search, $HOME read-only, no PMQ_CACHE_DIR", cache_unwritable(True))
 
-    def kill_while_publishing(base):
-        out = base / "out"
-        first = pmq([*SEARCH, "--out", str(out)], base)
-        assert first.returncode == 0, first.stderr
-        argv = [*other_budget(SEARCH), "--out", str(out)]
-        proc = killed(argv, base, "os", "replace", after=4)  # staged 2 files, moved 2 in: no manifest yet
-        state = manifest_state(out)
-        proc.returncode = f"{proc.returncode} ({state})"
-        return proc, out, state == "incomplete"
+    def kill_second_run(module, attr, after, expected):
+        """A finished search, then a second one into the same folder killed right after the
+        ``after``-th call of ``module.attr``; the folder must then read as ``expected``."""
+        def action(base):
+            out = base / "out"
+            first = pmq([*SEARCH, "--out", str(out)], base)
+            assert first.returncode == 0, first.stderr
+            proc = killed([*other_budget(SEARCH), "--out", str(out)], base, module, attr, after)
+            state = manifest_state(out)
+            proc.returncode = f"{proc.returncode} ({state})"
+            return proc, out, state == expected
+        return action
 
-    b.run("SIGKILL while search publishes", kill_while_publishing)
-
-    def kill_while_staging(base):
-        out = base / "out"
-        assert pmq([*SEARCH, "--out", str(out)], base).returncode == 0
-        argv = [*other_budget(SEARCH), "--out", str(out)]
-        proc = killed(argv, base, "hwsim.files", "atomic_write", after=1)  # half of the new set written
-        state = manifest_state(out)
-        proc.returncode = f"{proc.returncode} (old set {state})"
-        return proc, out, state == "complete"
-
-    b.run("SIGKILL while search writes (staging)", kill_while_staging)
+    # publishing: 2 files staged, 2 moved in, no manifest yet -> the folder reads as incomplete
+    b.run("SIGKILL while search publishes", kill_second_run("os", "replace", 4, "incomplete"))
+    # staging: half of the new set written -> the old set is untouched and still checks out
+    b.run("SIGKILL while search writes (staging)", kill_second_run("hwsim.files", "atomic_write", 1, "complete"))
 
     def rerun_after_kill(base):
         out = base / "out"
@@ -336,6 +330,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="pmq-faults-") as tmp:
+        os.environ["PMQ_CACHE_DIR"] = str(Path(tmp) / "sensitivity-cache")  # never the user's cache
         battery = Battery(Path(tmp))
         quick_cases(battery)
         if not args.smoke:

@@ -129,29 +129,13 @@ def test_concurrent_processes_one_wins_one_is_refused(tmp_path):
 
 # --- SIGKILL while writing --------------------------------------------------------------------
 
-_KILL_ON = """
-import os, signal, sys
-import {module} as target
-real = target.{attr}
-calls = []
-def killing(*args, **kwargs):
-    result = real(*args, **kwargs)
-    calls.append(1)
-    if len(calls) == {after}:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
-target.{attr} = killing
-from pmq.cli import main
-main(sys.argv[1:])
-"""
-
-
 def killed_run(argv: list[str], module: str, attr: str, after: int = 1) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process that SIGKILLs itself right after the ``after``-th call of
-    ``module.attr`` (real fault injection: the process dies between two real writes)."""
-    code = _KILL_ON.format(module=module, attr=attr, after=after)
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    """The CLI in a fresh process that SIGKILLs itself right after the ``after``-th call of
+    ``module.attr`` (real fault injection, shared with benchmarks/faults.py)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from faults import killed
+
+    return killed(argv, REPO, module, attr, after)
 
 
 def test_sigkill_while_staging_keeps_the_old_set_and_next_run_sweeps_leftovers(tmp_path):
