@@ -198,9 +198,10 @@ def _hardware_notes(results: Results) -> list[str]:
                 cycles.setdefault(p["cycles"], []).append(label)
         for same in (group for group in cycles.values() if len(group) > 1):
             description = results.run.get("accelerators", {}).get(accelerator, {}).get("description", "")
-            notes.append(f"- {' and '.join(f'`{s}`' for s in same)} take the same cycles on `{accelerator}`: its PE "
-                         "array runs operands at the widths it supports, rounding the others up"
-                         + (f" ({description.strip()})" if description else "") + ".")
+            names = [f"`{s}`" for s in same]
+            notes.append(f"- {', '.join(names[:-1])} and {names[-1]} take the same cycles on `{accelerator}`: its PE "
+                         "array's time does not depend on the bits in which they differ"
+                         + (f" ({description.strip().rstrip('.')})" if description else "") + ".")
     primary = results.primary_accelerator
     for label, entry in results.run["allocations"].items():
         p, b = results.point(label, primary), results.point(entry.get("base") or "", primary)

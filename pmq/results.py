@@ -196,11 +196,10 @@ class ResultsWriter:
         self._write_manifest()
 
     def complete(self, **entries: Any) -> None:
-        """Mark the run complete, recording size and sha256 of every file it wrote (written last)."""
+        """Mark the run complete, recording size and sha256 of every data file (written last; figures
+        and the report are drawn from those files and may be redrawn, so they are not recorded)."""
         self.run.update(entries, complete=True)
-        names = [*referenced_files(self.run), *self.run.get("figures", []),
-                 *([self.run["report"]] if self.run.get("report") else [])]
-        self.run["files"] = {name: file_record(self.root / name) for name in dict.fromkeys(names)}
+        self.run["files"] = {name: file_record(self.root / name) for name in dict.fromkeys(referenced_files(self.run))}
         self._write_manifest()
 
 

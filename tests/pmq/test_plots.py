@@ -203,7 +203,7 @@ def test_report_states_errors_ratios_and_equal_settings(results_dir):
     cell = f"{base['latency_s'] / w4['latency_s']:.2f}× / {w4['energy_pj'] / base['energy_pj']:.2f}×"
     assert cell in report and "saving" not in report.split("## Speedup")[1].split("##")[0]
     # an INT8 array runs every uniform setting at 8 bits: the report says so instead of leaving a puzzle
-    assert "`W8A8` and `W4A8` and `W4A4` take the same cycles on `int8_systolic`" in report
+    assert "`W8A8`, `W4A8` and `W4A4` take the same cycles on `int8_systolic`" in report
 
 
 def test_speedup_figure_leaves_out_the_flat_baseline_accelerator(results_dir):
