@@ -68,7 +68,7 @@ def other_budget(argv: list[str]) -> list[str]:
 
 
 def pmq(argv: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pmq", *argv], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "pmq.cli", *argv], capture_output=True, text=True, cwd=cwd,
                           env=env(**extra), timeout=900)
 
 
@@ -240,7 +240,7 @@ def search_cases(b: Battery) -> None:
             if home_only:
                 child.pop("PMQ_CACHE_DIR", None)
             out = base / "out"
-            proc = subprocess.run([sys.executable, "-m", "pmq", *SEARCH, "--out", str(out)], capture_output=True,
+            proc = subprocess.run([sys.executable, "-m", "pmq.cli", *SEARCH, "--out", str(out)], capture_output=True,
                                   text=True, cwd=base, env=child, timeout=900)
             return proc, out, proc.returncode == 0 and "sensitivity cache not written" in proc.stderr
         return action
@@ -278,7 +278,7 @@ def search_cases(b: Battery) -> None:
 
     def concurrent(base):
         out = base / "out"
-        procs = [subprocess.Popen([sys.executable, "-m", "pmq", *SEARCH, "--out", str(out)], stdout=subprocess.PIPE,
+        procs = [subprocess.Popen([sys.executable, "-m", "pmq.cli", *SEARCH, "--out", str(out)], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, cwd=base, env=env()) for _ in range(2)]
         results = [p.communicate(timeout=900) for p in procs]
         codes = sorted(p.returncode for p in procs)
