@@ -132,7 +132,10 @@ def _read(name_or_path: str | os.PathLike, relative_to: Path | None = None, chai
     if not path.is_file():
         raise ConfigError(f"accelerator '{text}': no such file; pass an existing YAML path or a preset name")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"accelerator '{path}': not UTF-8 text (byte {err.start}: {err.reason}); "
+                          "save it as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

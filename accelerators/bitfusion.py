@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from accelerators.registry import register_pe_model
 from hwsim.accelerator import PEArray, ceil_div
-from hwsim.config import POSITIVE, POSITIVE_INT, Number
+from hwsim.config import ARRAY_DIM, POSITIVE, Number
 from hwsim.workload import Gemm
 
 READABLE_BITS = (1, 2, 4, 8, 16)
@@ -63,8 +63,8 @@ class BitFusionArray(PEArray):
     Params = BitFusionParams
     MacEnergy = BitFusionMacEnergy
     ARRAY_SCHEMA = {
-        "rows": POSITIVE_INT,
-        "cols": POSITIVE_INT,
+        "rows": ARRAY_DIM,
+        "cols": ARRAY_DIM,
         "fill_drain_cycles": Number(integer=True, strict=False),
     }
     MAC_ENERGY_SCHEMA = {"array_pj_per_cycle": POSITIVE}

@@ -28,17 +28,17 @@ from dataclasses import dataclass
 
 from accelerators.registry import register_pe_model
 from hwsim.accelerator import PEArray, ceil_div
-from hwsim.config import POSITIVE, POSITIVE_INT, Number
+from hwsim.config import ARRAY_DIM, POSITIVE, Number
 from hwsim.workload import MAX_BITS, Gemm
 
 PARALLEL_BITS = 16
 SERIAL_BITS = tuple(range(1, MAX_BITS + 1))
 
 _ARRAY_SCHEMA = {
-    "tiles": POSITIVE_INT,
-    "filters": POSITIVE_INT,
-    "windows": POSITIVE_INT,
-    "lanes": POSITIVE_INT,
+    "tiles": ARRAY_DIM,
+    "filters": ARRAY_DIM,
+    "windows": ARRAY_DIM,
+    "lanes": ARRAY_DIM,
     "fill_drain_cycles": Number(integer=True, strict=False),
 }
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from accelerators.registry import register_pe_model
 from hwsim.accelerator import PEArray, ceil_div
-from hwsim.config import POSITIVE, POSITIVE_INT, Choice
+from hwsim.config import ARRAY_DIM, POSITIVE, Choice
 from hwsim.workload import Gemm
 
 READABLE_BITS = (8, 16)  # 8-bit words; a 16-bit operand is two of them
@@ -49,7 +49,7 @@ class SystolicMacEnergy:
 class SystolicArray(PEArray):
     Params = SystolicParams
     MacEnergy = SystolicMacEnergy
-    ARRAY_SCHEMA = {"rows": POSITIVE_INT, "cols": POSITIVE_INT, "dataflow": Choice(("ws", "os", "is"))}
+    ARRAY_SCHEMA = {"rows": ARRAY_DIM, "cols": ARRAY_DIM, "dataflow": Choice(("ws", "os", "is"))}
     MAC_ENERGY_SCHEMA = {"pj_per_mac": POSITIVE}
 
     params: SystolicParams

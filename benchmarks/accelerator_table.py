@@ -79,7 +79,10 @@ def main() -> None:
     parser.add_argument("--model", default="deit_small_patch16_224")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--baseline", help="git ref of an older hwsim to show side by side")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.model = "vit_tiny_patch16_224"
     new = results(args.model, args.batch)
     old = baseline_results(args.baseline, args.model, args.batch) if args.baseline else None
     labels = list(mappings())

@@ -71,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="report the best of this many runs")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
     table = deit_small_table(args.seed)
     runs = [
@@ -82,6 +83,8 @@ def main() -> None:
         ("size + bops (3-D)", ("size", "bops"), None, first_blocks(table, 4)),
         ("size + bops (3-D), res 1e-2", ("size", "bops"), 1e-2, first_blocks(table, 4)),
     ]
+    if args.smoke:
+        runs, args.repeat = runs[:1], 1
     print(f"{'objectives':<28} {'components':>10} {'choices':>7} {'frontier':>9} {'wall s':>8}  goal")
     for label, objectives, resolution, part in runs:
         best = float("inf")

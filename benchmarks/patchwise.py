@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/patchwise"))
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a crowded machine)")
     parser.add_argument("--replot", type=Path, metavar="JSON", help="redraw the sweep figure from a saved patchwise.json")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.limit = 16
     if args.replot:
         saved = json.loads(args.replot.read_text())
         print("wrote", *plot_sweep(saved["sweep"], saved["base_top1"], args.out))

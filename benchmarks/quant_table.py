@@ -147,7 +147,10 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="Fashion-MNIST folder")
     parser.add_argument("--tables", default="main,observers,ablation",
                         help="comma-separated subset of main,observers,ablation")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.limit, args.calibration, args.tables = 16, 8, "main"
     torch.manual_seed(0)
     try:
         bench = Bench(args)

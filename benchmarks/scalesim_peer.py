@@ -429,6 +429,8 @@ def compare(ss_rows: list[dict], hw_rows: dict, cfg: ArrayConfig) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--smoke", action="store_true", help="smallest setting: --check-formula on the stored "
+                      "reference (no SCALE-Sim needed); the test suite runs it")
     mode.add_argument("--write-reference", action="store_true", help="run SCALE-Sim, write the JSON")
     mode.add_argument("--check-formula", action="store_true", help="check the closed form on the JSON")
     mode.add_argument("--compare", action="store_true", help="SCALE-Sim vs hwsim, side by side")
@@ -450,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     cfg = ArrayConfig()
-    if args.check_formula:
+    if args.check_formula or args.smoke:
         payload = json.loads(args.reference.read_text())
         saved = payload["config"]
         return 0 if check_formula(payload["layers"], replace(cfg, rows=saved["rows"], cols=saved["cols"])) else 1

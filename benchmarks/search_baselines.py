@@ -260,7 +260,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/search_baselines"))
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="print the tables and redraw the figure from a saved search_baselines.json")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.limit, args.budgets, args.random, args.sensitivity_images = 16, 1, 1, 4
     if args.replot:
         saved = json.loads(args.replot.read_text())
         report = Report([Point(**p) for p in saved["points"]], saved["images"])

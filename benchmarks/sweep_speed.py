@@ -86,7 +86,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10, help="random designs per preset (4 presets)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="worker counts to run each executor with (the scaling figure)")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.samples, args.workers = 1, [1]
 
     import yaml
     from distributed import LocalCluster

@@ -8,15 +8,21 @@ A schema is a ``dict`` (fixed keys, all required unless wrapped in :class:`Optio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from hwsim.errors import ConfigError
 
+MAX_NUMBER = 1e15
+"""No hardware quantity in a description is larger (clock in Hz, buffer bytes...): a bigger value
+(``.inf``, 1e300) is a typo that would only make every later number meaningless."""
+
 
 @dataclass(frozen=True)
 class Number:
-    """An int (``integer=True``) or float; ``minimum`` is exclusive when ``strict``."""
+    """An int (``integer=True``) or float; ``minimum`` is exclusive when ``strict``; every number is
+    finite and at most ``maximum`` (default :data:`MAX_NUMBER`)."""
 
     integer: bool = False
     minimum: float = 0.0
@@ -67,6 +73,9 @@ class Optional:
 
 
 POSITIVE_INT = Number(integer=True)
+ARRAY_DIM = Number(integer=True, maximum=4096)
+"""Rows, columns, tiles, lanes of a PE array. Assumption: 16x the largest real array we model
+(TPU v1's 256x256), so a description of 10^12 PEs is refused instead of simulated."""
 POSITIVE = Number()
 NON_NEGATIVE = Number(strict=False)
 
@@ -129,12 +138,15 @@ def validate(schema: Any, data: Any, source: str, path: str = "") -> Any:
         if isinstance(data, bool) or not ok_type:
             kind = "an integer" if schema.integer else "a number"
             raise _fail(source, where, f"must be {kind}, got {data!r}")
+        if not math.isfinite(data):
+            raise _fail(source, where, f"must be a finite number, got {data!r}")
         if schema.strict and not data > schema.minimum:
             raise _fail(source, where, f"must be > {schema.minimum:g}, got {data!r}")
         if not schema.strict and not data >= schema.minimum:
             raise _fail(source, where, f"must be >= {schema.minimum:g}, got {data!r}")
-        if schema.maximum is not None and data > schema.maximum:
-            raise _fail(source, where, f"must be <= {schema.maximum:g}, got {data!r}")
+        maximum = MAX_NUMBER if schema.maximum is None else schema.maximum
+        if data > maximum:
+            raise _fail(source, where, f"must be <= {maximum:g}, got {data!r}")
         return data
     if isinstance(schema, Choice):
         if data not in schema.options:

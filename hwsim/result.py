@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.area import area, has_area
-from hwsim.workload import atomic_write_text
+from hwsim.files import atomic_write_text, json_text
 
 ENERGY_PARTS = ("mac", "sram", "dram", "vector", "static")
 
@@ -167,4 +166,4 @@ class SimResult:
             "accelerator_config": self.accelerator.config,
             "accelerator_sources": self.accelerator.sources,
         }
-        return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        return atomic_write_text(path, json_text(payload))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 
 from hwsim.errors import WorkloadError
+from hwsim.files import atomic_write_text
 
 MIN_BITS, MAX_BITS = 1, 16
 MAX_OUT_BITS = 32  # outputs may leave at accumulator width (e.g. 32-bit partial sums)
@@ -288,8 +288,12 @@ class Workload:
         if not path.is_file():
             raise WorkloadError(f"topology '{path}': no such file; pass a SCALE-Sim GEMM CSV (Layer,M,N,K,) "
                                 "or convolution CSV (Layer name, IFMAP Height, ..., Strides,)")
-        with path.open(newline="") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+        except UnicodeDecodeError as err:
+            raise WorkloadError(f"topology '{path}': not UTF-8 text (byte {err.start}: {err.reason}); "
+                                "save it as UTF-8") from None
         conv = bool(rows) and len(rows[0]) > 1 and "ifmap" in rows[0][1].strip().lower()
         need, form = (8, CONV_COLUMNS) if conv else (4, "Layer,M,N,K")
         workload = cls()
@@ -340,18 +344,3 @@ def _conv_row(name: str, values: list[int], bits_a: int, bits_b: int, where: str
     out_h, out_w = -(-(height - filter_h + stride) // stride), -(-(width - filter_w + stride) // stride)
     conv = Conv2d(filter_h, filter_w, stride, out_h, out_w, channels)
     return Gemm.from_conv(name, conv, filters, bits_a, bits_b)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

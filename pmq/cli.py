@@ -17,8 +17,26 @@ if TYPE_CHECKING:
     from pmq.allocation import BitAllocation
 
 
+FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
+         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit"}
+"""Library parameter names (``PMQError.param``) → the flag a user typed."""
+METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "init": "CKPT", "bits": "WxAy",
+            "allocation": "FILE", "calibration_images": "N", "calibration_seed": "S", "accelerator": "NAME|YAML",
+            "model": "NAME", "workload": "CSV", "space": "SPACE.yaml", "batch": "N", "epochs": "N", "seed": "S",
+            "lr": "LR", "warmup_epochs": "E", "workers": "N", "scheduler": "ADDRESS", "budget": "X",
+            "budgets": "B", "bit_choices": "2,3,4,6,8", "objective": "OBJECTIVE", "also": "OBJECTIVE",
+            "metric": "pmq|hawq|nuclear", "patchwise_objective": "OBJECTIVE", "patchwise_budget": "X",
+            "executor": "local|dask", "method": "estimate|simulate"}
+"""How each option's value is shown in usage lines and the README synopsis."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line with exit 2 (not the usage block)."""
+    """argparse that reports usage errors as one line with exit 2 (not the usage block), and wraps
+    usage at a fixed width (so the README synopsis does not depend on the terminal)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("formatter_class", lambda prog: argparse.HelpFormatter(prog, width=100))
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"pmq: error: {message} (see `{self.prog} --help`)\n")
@@ -62,8 +80,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.bits:
         Bits.parse(args.bits)  # bad settings fail before anything is loaded
+    # an observer only means something for static ranges: --observer switches activations to per tensor
     experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images, observer=args.observer)
+                            calibration_images=args.calibration_images, observer=args.observer,
+                            seed=args.calibration_seed, granularity="tensor" if args.observer else None)
     allocation = resolve_allocation(args, experiment.component_names)
     result = experiment.evaluate(allocation, args.limit, progress=not args.json)
     if args.json:
@@ -76,10 +96,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from pmq.runs import RunFolder
+
+    # written only when asked; then the folder is checked and locked before anything is loaded
+    with RunFolder(args.out, "simulate") if args.out else nullcontext() as folder:
+        summary, line = _simulate(args, folder)
+    print(json.dumps(summary) if args.json else line)
+    return 0
+
+
+def _simulate(args: argparse.Namespace, folder) -> tuple[dict, str]:
     import accelerators
     import hwsim
     from pmq.allocation import Bits
-    from pmq.io import provenance, write_json
+    from pmq.runs import write_simulation
 
     accel = accelerators.load(args.accelerator)
     mapper = hwsim.mapper_for(args.mapping)
@@ -103,29 +135,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         workload = model_workload(loaded.model, alloc, batch=args.batch)
         label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
     result = hwsim.simulate(workload, accel, mapper=mapper)
-    out = Path(args.out) if args.out else Path("results") / f"simulate-{label}-{accel.name}"
-    per_op = result.to_csv(out / "per_op.csv")
     summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
-    summary["per_op"] = str(per_op)
-    write_json(out / "summary.json", {
-        **result.summary(), "per_op": str(per_op), "batch": args.batch, "allocation": allocation,
-        "mapping": args.mapping,
-        "accelerator_config": accel.config, "accelerator_sources": accel.sources,
-        "provenance": provenance(model_tag=tag),
-    })
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
-              f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
-              f"utilisation {100 * result.utilization:.1f}%  ({out})")
-    return 0
+    where = "not written: pass --out DIR to keep per_op.csv and run.json"
+    if folder is not None:
+        write_simulation(folder, result, accel, batch=args.batch, allocation=allocation, model_tag=tag,
+                         mapping=args.mapping)
+        summary["per_op"] = str(folder.root / "per_op.csv")
+        where = str(folder.root)
+    return summary, (f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
+                     f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
+                     f"utilisation {100 * result.utilization:.1f}%  ({where})")
+
+
+def _patchwise_step(args: argparse.Namespace, experiment, result, accel) -> None:
+    """``--patchwise``: reallocate token bits on the chosen allocation; the summary then describes it."""
+    from pmq.cost import bops
+    from pmq.patchwise.search import run_patchwise
+
+    # token bits change no weight, so a size search hands its patch-wise step to BOPs
+    objective = args.patchwise_objective or ("bops" if args.objective == "size" else args.objective)
+    patchwise = run_patchwise(experiment, result.allocation, accel, objective, args.patchwise_budget,
+                              limit=args.limit, evaluate_base=False, progress=not args.json)
+    result.allocation = patchwise.allocation
+    simulated = patchwise.summary["patchwise_simulated"]
+    before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
+    result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
+                          energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
+                          gbops=bops(experiment.loaded.model, result.allocation, giga=True),
+                          before_patchwise=before, patchwise=patchwise.summary)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     import accelerators
     from pmq.experiment import Experiment
-    from pmq.io import provenance, write_json
+    from pmq.runs import RunFolder, default_out, write_search
     from pmq.search import check_objective, run_search
     from pmq.sensitivity import get_metric
 
@@ -134,33 +177,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_objective(args.also)
     get_metric(args.metric)
     accel = accelerators.load(args.accelerator)
-    experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images)
-    result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
-                        bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
-                        progress=not args.json)
-    if args.patchwise:
-        from pmq.cost import bops
-        from pmq.patchwise.search import run_patchwise
-
-        # token bits change no weight, so a size search hands its patch-wise step to BOPs
-        objective = args.patchwise_objective or ("bops" if args.objective == "size" else args.objective)
-        patchwise = run_patchwise(experiment, result.allocation, accel, objective, args.patchwise_budget,
-                                  limit=args.limit, evaluate_base=False, progress=not args.json)
-        result.allocation = patchwise.allocation
-        simulated = patchwise.summary["patchwise_simulated"]
-        before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
-        result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
-                              energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
-                              gbops=bops(experiment.loaded.model, result.allocation, giga=True),
-                              before_patchwise=before, patchwise=patchwise.summary)
-    budget_slug = args.budget.replace(":", "_").replace("/", "_")
-    out = Path(args.out) if args.out else Path("results") / f"search-{args.model}-{accel.name}-{args.objective}-{budget_slug}"
-    result.frontier.to_csv(out / "frontier.csv", key_format=str)
-    result.frontier.to_json(out / "frontier.json", extra={"provenance": provenance(model_tag=experiment.loaded.tag)})
-    result.allocation.save(out / "allocation.json")
-    write_json(out / "search.json", {**result.summary, "allocation": str(out / "allocation.json"),
-                                     "provenance": provenance(model_tag=experiment.loaded.tag)})
+    out = Path(args.out) if args.out else default_out("search", args.model, accel.name, args.objective, args.budget)
+    with RunFolder(out, "search") as folder:  # checked and locked before any work
+        experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
+                                calibration_images=args.calibration_images)
+        result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
+                            bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
+                            progress=not args.json)
+        if args.patchwise:
+            _patchwise_step(args, experiment, result, accel)
+        write_search(folder, result, model_tag=experiment.loaded.tag)
     s = result.summary
     if args.json:
         print(json.dumps({key: s[key] for key in ("top1", "size_mb", "gbops", "latency_s", "energy_pj", "omega")}
@@ -261,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="dataset folder (Fashion-MNIST IDX files, or ImageNet layout)")
     p.add_argument("--limit", type=_positive_int, help="evaluate on this many test images (seeded subset)")
     p.add_argument("--calibration-images", type=_positive_int, default=DEFAULT_CALIBRATION_IMAGES, help="train images for calibration")
-    p.add_argument("--observer", help="observer of static per-tensor activation ranges: minmax, percentile or mse "
-                   "(default percentile; per-token activations, the default, need none)")
+    p.add_argument("--observer", choices=("minmax", "percentile", "mse"),
+                   help="quantize activations per tensor with static ranges fitted by this observer on the "
+                   "calibration images (default: per-token dynamic ranges, which need no observer)")
+    p.add_argument("--calibration-seed", type=int, default=0, help="seed of the calibration image draw")
     p.add_argument("--json", action="store_true", help="print one JSON object: top1, size_mb, gbops")
     p.set_defaults(run=cmd_evaluate)
 
@@ -323,19 +351,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("plot", help="paper figures (PDF/PNG/SVG) from a results folder, without re-running")
-    p.add_argument("results_dir", type=Path, help="folder written by `pmq demo`")
+    p.add_argument("results_dir", type=Path, metavar="RUN_DIR", help="folder written by `pmq demo`, `search` or `sweep`")
     p.add_argument("--format", default="pdf", choices=("pdf", "png", "svg"), help="figure format (default pdf)")
     p.set_defaults(run=cmd_plot)
+    for command in sub.choices.values():
+        for action in command._actions:
+            if action.option_strings and action.metavar is None and action.nargs != 0 and not action.choices:
+                action.metavar = METAVARS.get(action.dest, action.dest.upper())
     return parser
 
 
+def synopsis() -> str:
+    """One usage block per command, from the parser itself (the README's "Command line" block)."""
+    return "\n".join(command.format_usage().removeprefix("usage: ").replace(" [-h]", "").strip()
+                     for command in _subcommands(build_parser()).values())
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    sys.stderr.write(f"pmq: warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return run(args)
     except (PMQError, HwsimError) as exc:
-        sys.stderr.write(f"pmq {args.command}: error: {exc}\n")
+        flag = FLAGS.get(getattr(exc, "param", None) or "")
+        sys.stderr.write(f"pmq {args.command}: error: {flag + ': ' if flag else ''}{exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"pmq {args.command}: interrupted; finished result files are intact\n")

@@ -38,14 +38,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Parse one IDX file (optionally gzip-compressed) into an array, checking magic and size."""
     path = Path(path)
     if not path.is_file():
-        raise PMQError(f"IDX file {path} not found: check --data or run `{FASHION_MNIST_INSTALL}`")
+        raise PMQError(f"IDX file {path} not found: check the data folder or run `{FASHION_MNIST_INSTALL}`",
+                       param="data_dir")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         raise PMQError(f"IDX file {path} is corrupt ({exc}): reinstall it (`{FASHION_MNIST_INSTALL}`)") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise PMQError(f"IDX file {path} has a bad magic number {raw[:4].hex() or '(empty)'}: "
-                       "it is not an IDX file; point --data at the Fashion-MNIST folder")
+                       "it is not an IDX file; name the Fashion-MNIST folder as the data folder", param="data_dir")
     dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -63,7 +64,7 @@ def _idx_file(root: Path, stem: str) -> Path:
         if (root / name).is_file():
             return root / name
     raise PMQError(f"Fashion-MNIST file {stem}[.gz] not found in {root}: run `{FASHION_MNIST_INSTALL}` "
-                   "(as root) or pass --data DIR pointing at a folder with the IDX files")
+                   "(as root) or name a data folder that holds the IDX files", param="data_dir")
 
 
 def load_fashion_mnist_arrays(split: str, root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +74,7 @@ def load_fashion_mnist_arrays(split: str, root: str | os.PathLike | None = None)
     folder = Path(root) if root is not None else FASHION_MNIST_DIR
     if not folder.is_dir():
         raise PMQError(f"Fashion-MNIST folder {folder} does not exist: run `{FASHION_MNIST_INSTALL}` "
-                       "(as root) or pass --data DIR")
+                       "(as root) or name another data folder", param="data_dir")
     prefix = _SPLIT_PREFIX[split]
     images = read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
@@ -98,8 +99,8 @@ def image_folder(root: str | os.PathLike, split: str, model: torch.nn.Module) ->
 
     folder = Path(root) / ("val" if split == "test" else "train")
     if not folder.is_dir():
-        raise PMQError(f"image folder {folder} does not exist: --data must hold train/ and val/ "
-                       "in ImageNet layout (<class>/<image>)")
+        raise PMQError(f"image folder {folder} does not exist: the data folder must hold train/ and val/ "
+                       "in ImageNet layout (<class>/<image>)", param="data_dir")
     config = timm.data.resolve_model_data_config(model)
     transform = timm.data.create_transform(**config, is_training=False)
     try:
@@ -128,12 +129,12 @@ class DataSource:
 
 
 def data_source_for(model_name: str, data_dir: str | os.PathLike | None) -> DataSource:
-    """The demo model reads Fashion-MNIST; timm models read an ImageFolder tree given by --data."""
+    """The demo model reads Fashion-MNIST; timm models read an ImageFolder tree in ``data_dir``."""
     if model_name == "demo":
         return DataSource("fashion-mnist", Path(data_dir) if data_dir is not None else None)
     if data_dir is None:
-        raise PMQError(f"model {model_name!r} needs images: pass --data DIR with an ImageNet-layout "
-                       "folder (DIR/val/<class>/*.JPEG, DIR/train/... for calibration)")
+        raise PMQError(f"model {model_name!r} needs images: name a data folder in ImageNet layout "
+                       "(DIR/val/<class>/*.JPEG, DIR/train/... for calibration)", param="data_dir")
     return DataSource("image-folder", Path(data_dir))
 
 
@@ -143,7 +144,7 @@ def subset(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
     if limit is None or limit >= n:
         return dataset
     if limit <= 0:
-        raise PMQError(f"--limit must be a positive number of images, got {limit}")
+        raise PMQError(f"the image limit must be a positive number of images, got {limit}", param="limit")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
     return torch.utils.data.Subset(dataset, order.tolist())
 

@@ -37,6 +37,7 @@ from pmq.io import provenance
 from pmq.patchwise.search import DEFAULT_LEVEL_SETS, DEFAULT_RHOS
 from pmq.quant import DEFAULT_OBSERVER
 from pmq.results import REPORT_FILE, Measured, ResultsWriter, allocation_label
+from pmq.runs import RunFolder
 from pmq.search import OBJECTIVES, ModelSearch
 from pmq.workload import model_workload
 
@@ -220,16 +221,14 @@ class _DemoRun:
                 if i == 0:  # one frontier per (metric, objective): the budgets only pick points on it
                     self.writer.add_frontier(
                         metric, objective, result.frontier, result.costs.fixed[objective],
-                        result.costs.in_units(objective, 1.0), OBJECTIVES[objective], accel.name,
-                        extra={"provenance": provenance(model_tag=self.experiment.loaded.tag), "metric": metric,
-                               "accelerator": accel.name})
+                        result.costs.in_units(objective, 1.0), OBJECTIVES[objective], accel.name)
                 label = allocation_label(metric, objective, budget)
                 evaluated = EvalResult(s["top1"], s["size_mb"], s["gbops"], s["images"])
                 sims = self.simulate_all(result.allocation)
                 self.writer.add_allocation(label, metric, result.allocation,
                                            {n: _measured(evaluated, sim, s["omega"]) for n, sim in sims.items()},
                                            sims, metric=metric, objective=objective, budget=budget,
-                                           budget_value=s[f"budget_{OBJECTIVES[objective]}"])
+                                           budget_value=s["budget_value"], budget_unit=s["budget_unit"])
                 self.chosen[label] = result.allocation
                 if objective == cfg.highlight_objective and i == len(budgets) // 2:
                     self.highlight.append(label)
@@ -277,13 +276,19 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, limit: int | None = None, progre
     file is complete once written; Ctrl-C leaves the finished ones (and a ``run.json`` listing
     them) in place. Wall time per phase is recorded in ``run.json`` (``timings_s``).
     """
-    from pmq.plots import plot_results
-    from pmq.report import write_report
-
     cfg = config or DemoConfig()
     unknown = [objective for objective in cfg.budgets if objective not in OBJECTIVES]
     if unknown:
         raise PMQError(f"unknown objective {unknown[0]!r} in the demo budgets: use one of {', '.join(OBJECTIVES)}")
+    with RunFolder(Path(out_dir), "demo") as folder:  # checked and locked before any work
+        folder.begin_in_place()
+        return _run_demo(folder.root, cfg, limit, progress)
+
+
+def _run_demo(out_dir: Path, cfg: DemoConfig, limit: int | None, progress: bool) -> Path:
+    from pmq.plots import plot_results
+    from pmq.report import write_report
+
     steps = 1 + len(cfg.uniform) + len(cfg.metrics) * sum(map(len, cfg.budgets.values())) \
         + bool(cfg.patchwise_objective) + 2
     started = time.perf_counter()
@@ -308,5 +313,6 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, limit: int | None = None, progre
         run.writer.update(figures=[str(p.relative_to(run.writer.root)) for p in figures], timings_s=timings,
                           runtime_s=timings["total"], report=REPORT_FILE, complete=True)
         report = write_report(run.writer.root)
+        run.writer.complete()
         bar.update()
     return report

@@ -19,7 +19,7 @@ from pmq.data import DataSource, data_source_for, stack_images
 from pmq.defaults import DEFAULT_CALIBRATION_IMAGES
 from pmq.evaluate import evaluate_top1
 from pmq.models import LoadedModel, load_model
-from pmq.quant import DEFAULT_OBSERVER, QuantViT, calibrate, quantize_vit
+from pmq.quant import DEFAULT_GRANULARITY, DEFAULT_OBSERVER, QuantViT, calibrate, quantize_vit
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,12 @@ class Experiment:
 
     def __init__(self, model: str, checkpoint: str | Path | None = None, pretrained: bool = False,
                  data_dir: str | Path | None = None, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
-                 observer: str | None = None, seed: int = 0) -> None:
+                 observer: str | None = None, seed: int = 0, granularity: str | None = None) -> None:
+        """``granularity``: activation ranges per ``token`` (dynamic, the default) or per ``tensor``
+        (static, fitted by ``observer`` on the calibration images)."""
         self.loaded: LoadedModel = load_model(model, checkpoint, pretrained)
         self.source: DataSource = data_source_for(model, data_dir)
-        self.qv: QuantViT = quantize_vit(self.loaded.model)
+        self.qv: QuantViT = quantize_vit(self.loaded.model, granularity or DEFAULT_GRANULARITY)
         # the observer only ranges per-tensor activations (per-token ones, the default, need none)
         self.calibration_size, self.observer, self.seed = calibration_images, observer or DEFAULT_OBSERVER, seed
         self.calibration_s: float | None = None

@@ -1,44 +1,38 @@
-"""Atomic result files and the provenance every result records."""
+"""Atomic result files (one behaviour with ``hwsim``, see :mod:`hwsim.files`) and the provenance
+every result records."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from hwsim.files import TEMP_GLOB, atomic_write, atomic_write_text, json_text
 
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so readers never see half a file.
-
-    An interrupted run (Ctrl-C, SIGKILL) leaves either the old file or none, never a torn one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["TEMP_GLOB", "atomic_write", "provenance", "read_text", "write_json", "write_text"]
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text))
+    return atomic_write_text(path, text)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Standard JSON only: NaN/Infinity raise ValueError instead of writing a file strict parsers reject."""
+    return atomic_write_text(path, json_text(obj))
+
+
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A user's text file as UTF-8; unreadable or non-UTF-8 bytes are a one-line PMQError naming ``what``."""
+    from pmq.errors import PMQError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PMQError(f"{what} '{path}' is not UTF-8 text (byte {exc.start}: {exc.reason}): "
+                       "save it as UTF-8") from None
+    except OSError as exc:
+        raise PMQError(f"{what} '{path}' cannot be read ({exc.strerror})") from None
 
 
 def provenance(**extra: Any) -> dict[str, Any]:

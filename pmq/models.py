@@ -36,16 +36,63 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
+_HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _cached_pretrained(name: str) -> str | None:
+    """Path of ``name``'s cached pretrained weights, None when absent but downloadable now; offline
+    (``HF_HUB_OFFLINE=1``, or the hub unreachable within a few seconds) and absent is a one-line
+    PMQError naming the cache folder, instead of a minute of download retries."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if repo:
+        repo, _, revision = repo.partition("@")
+        for filename in _HUB_FILES:
+            found = huggingface_hub.try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(found, str):
+                return found
+        where, host = constants.HF_HUB_CACHE, "huggingface.co"
+    else:
+        url = getattr(cfg, "url", "") if cfg is not None else ""
+        local = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+        if url and local.is_file():
+            return str(local)
+        where, host = str(local.parent), (url.split("/")[2] if url.count("/") > 2 else "")
+    offline = constants.HF_HUB_OFFLINE or not host
+    if not offline:
+        try:
+            socket.create_connection((host, 443), timeout=3).close()
+        except OSError:
+            offline = True
+    if offline:
+        raise PMQError(f"no pretrained weights for {name!r} in the cache {where} and {host or 'no hub'} is "
+                       "not reachable (offline): download them on a connected machine into that folder "
+                       "(same HF_HOME/TORCH_HOME), or drop --pretrained", param="pretrained")
+    return None
+
+
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a checkpoint written by ``pmq train`` ({"model": state_dict}) or a bare state_dict."""
     if not path.is_file():
         raise PMQError(f"checkpoint {path} not found: run `pmq train --out {path}` or pass --checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # random bytes raise UnpicklingError, zip errors, ... (all mean: not a checkpoint)
+        raise PMQError(f"checkpoint {path} is not a PyTorch checkpoint ({type(exc).__name__}): pass a file "
+                       "written by `pmq train` or torch.save(state_dict)", param="checkpoint") from None
+    if not isinstance(state, dict):
+        raise PMQError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict: pass a file "
+                       "written by `pmq train` or torch.save(state_dict)", param="checkpoint")
+    try:
         model.load_state_dict(state.get("model", state))
-    except (RuntimeError, KeyError, EOFError, OSError, TypeError, AttributeError) as exc:
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
         raise PMQError(f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0]}): "
-                       "pass the checkpoint made for it") from None
+                       "pass the checkpoint made for it", param="checkpoint") from None
 
 
 def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool = False) -> LoadedModel:
@@ -59,11 +106,12 @@ def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise PMQError(f"unknown model {name!r}{hint}: use 'demo' or a timm model name from timm.list_models()")
+    overlay = {"file": _cached_pretrained(name)} if pretrained else None
     try:
-        model = timm.create_model(name, pretrained=pretrained)
+        model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay)
     except Exception as exc:  # timm raises many kinds when weights can't be fetched
         raise PMQError(f"could not load pretrained weights for {name!r} ({type(exc).__name__}): "
-                       "put them in timm's cache or drop --pretrained") from None
+                       "put them in timm's cache or drop --pretrained", param="pretrained") from None
     if checkpoint:
         _load_weights(model, Path(checkpoint))
         tag = f"{name}@{file_digest(Path(checkpoint))}"

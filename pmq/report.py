@@ -11,14 +11,17 @@ from typing import Any
 from pmq.defaults import FLOAT_BITS_ON_HARDWARE
 from pmq.io import write_text
 from pmq.plots.allocation import PART_NAMES, layer_grid
+from pmq.plots.pareto import top1_standard_error
 from pmq.results import FIGURES_DIR, POINTS_FILE, REPORT_FILE, RUN_FILE, Results, load_results
 
 FIGURE_CAPTIONS = {
-    "pareto_accuracy": "Top-1 against model size, BOPs, latency and energy: uniform settings, PMQ and HAWQ-v2.",
+    "pareto_accuracy": "Top-1 (± one standard error) against model size, BOPs, latency and energy: uniform "
+                       "settings, PMQ and HAWQ-v2.",
     "pareto_omega": "Exact Pareto frontiers of total sensitivity ΣΩ against cost, with the chosen allocations.",
     "allocation_heatmap": "Bits per layer and component of the highlighted allocations.",
     "breakdown": "Latency and energy per op type on every accelerator preset.",
-    "speedup": "Speedup and energy saving over the baseline across accelerators and budgets.",
+    "speedup": "Speedup and energy ratio against the baseline across accelerators and budgets (the baseline "
+               "INT8 array is not drawn: fewer bits do not change its cost, so it sits at 1×).",
     "token_bits": "Patch-wise activation bits over input images.",
 }
 
@@ -144,14 +147,21 @@ def _results_tables(results: Results) -> list[str]:
         if p is None:
             continue
         entry = results.run["allocations"][label]
+        omega = None if p["omega"] is None else f"{p['omega']:.4g}" + ("†" if entry["method"] == "patchwise" else "")
         rows.append([f"`{label}`", _method(results, entry), _budget(entry),
-                     _fixed(100 * p["top1"], 2), _fixed(p["size_mb"], 3), _fixed(p["gbops"], 3),
-                     _fixed(p["latency_s"] * 1e3, 4), _fixed(p["energy_pj"] * 1e-6, 2),
-                     None if p["omega"] is None else f"{p['omega']:.4g}"])
+                     f"{100 * p['top1']:.2f} ± {top1_standard_error(p):.2f}", _fixed(p["size_mb"], 3),
+                     _fixed(p["gbops"], 3), _fixed(p["latency_s"] * 1e3, 4), _fixed(p["energy_pj"] * 1e-6, 2), omega])
+    images = max((p["images"] for p in results.points), default=0)
     lines = [f"## Measured results (latency and energy on `{primary}`, per image)", "",
-             table(["allocation", "method", "budget", "top-1 (%)", "size (MB)", "GBOPs", "latency (ms)",
+             table(["allocation", "method", "budget", "top-1 (%) ± SE", "size (MB)", "GBOPs", "latency (ms)",
                     "energy (µJ)", "ΣΩ"], rows), "",
-             "ΣΩ is each search's own sensitivity total (PMQ and HAWQ-v2 values are on different scales)."]
+             f"± is one standard error of top-1 on {images} test images (binomial, sqrt(p(1−p)/n)): "
+             "differences within about two of them are noise. ΣΩ is the total sensitivity the search minimised, "
+             "on each metric's own scale (PMQ and HAWQ-v2 values are not comparable)."
+             + (" † Patch-wise rows: the Ω of the token-group step (Fisher-weighted error of moving token "
+                "groups to fewer bits, summed over layers), not the component ΣΩ of the search above it."
+                if any(e["method"] == "patchwise" for e in results.run["allocations"].values()) else ""),
+             *_hardware_notes(results)]
     accels = results.accelerators
     base_accel, base_setting = results.baseline
     base = results.point(base_setting, base_accel)
@@ -167,11 +177,41 @@ def _results_tables(results: Results) -> list[str]:
         for label in results.labels:
             cells = [results.point(label, a) for a in accels]
             body.append([f"`{label}`", *[
-                f"{base['latency_s'] / c['latency_s']:.2f}× / {100 * (1 - c['energy_pj'] / base['energy_pj']):.0f}%"
+                f"{base['latency_s'] / c['latency_s']:.2f}× / {c['energy_pj'] / base['energy_pj']:.2f}×"
                 if c else None for c in cells]])
-        lines += ["", f"## Speedup / energy saving over uniform {base_setting} on `{base_accel}`", "",
+        lines += ["", f"## Speedup / energy ratio against uniform {base_setting} on `{base_accel}`", "",
+                  "Each cell: speedup (higher is better) / energy ÷ the baseline's (lower is better).", "",
                   table(["allocation", *accels], body)]
     return lines
+
+
+def _hardware_notes(results: Results) -> list[str]:
+    """What a reader would otherwise ask: why two settings cost the same on an accelerator, and
+    why a patch-wise allocation is slower than its base on the search's accelerator."""
+    notes = []
+    uniform = [label for label in results.labels if results.run["allocations"][label]["method"] == "uniform"]
+    for accelerator in results.accelerators:
+        cycles: dict[int, list[str]] = {}
+        for label in uniform:
+            p = results.point(label, accelerator)
+            if p is not None and label != "float":
+                cycles.setdefault(p["cycles"], []).append(label)
+        for same in (group for group in cycles.values() if len(group) > 1):
+            description = results.run.get("accelerators", {}).get(accelerator, {}).get("description", "")
+            names = [f"`{s}`" for s in same]
+            notes.append(f"- {', '.join(names[:-1])} and {names[-1]} take the same cycles on `{accelerator}`: its PE "
+                         "array's time does not depend on the bits in which they differ"
+                         + (f" ({description.strip().rstrip('.')})" if description else "") + ".")
+    primary = results.primary_accelerator
+    for label, entry in results.run["allocations"].items():
+        p, b = results.point(label, primary), results.point(entry.get("base") or "", primary)
+        if entry["method"] == "patchwise" and p and b and p["latency_s"] > b["latency_s"]:
+            notes.append(f"- `{label}` is slower than its base `{entry['base']}` on `{primary}` "
+                         f"({p['latency_s'] * 1e3:.4f} vs {b['latency_s'] * 1e3:.4f} ms) although it has fewer BOPs: "
+                         f"its budget was on {entry['objective']}; ranking and regrouping tokens (`token_score`, `regroup` "
+                         "ops on the vector unit) and running each token group as its own GEMM part cost more "
+                         "cycles there than the fewer activation bits save.")
+    return ["", "Notes:", *notes] if notes else []
 
 
 def _allocations(results: Results) -> list[str]:
@@ -243,7 +283,8 @@ def render_report(results: Results) -> str:
                 _figures(results),
                 ["## Files", "", f"`{POINTS_FILE}` (one row per allocation × accelerator), `{RUN_FILE}` (manifest, "
                  "provenance, configs), `allocations/`, `ops/<allocation>/<accelerator>.csv` (per op), "
-                 "`frontiers/` (exact Pareto frontiers, CSV and JSON)."]]
+                 "`frontiers/` (exact Pareto frontiers: ΣΩ, cost and the bits of every component per point). "
+                 f"`{RUN_FILE}` records the size and sha256 of every file, so `pmq plot` refuses an altered folder."]]
     body = [title, "", *status, f"Created {results.run.get('created', '')}.", ""]
     for section in sections:
         if section:

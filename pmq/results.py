@@ -3,18 +3,20 @@
 Layout (every file written atomically, as soon as it is final, so an interrupted run leaves a
 readable folder of whatever had finished)::
 
-    run.json                         manifest: provenance, model, data, accelerator configs, and the
-                                     path of every other file below (``pmq plot`` checks them all)
+    run.json                         manifest (``pmq.run/1``, kind ``demo``, see :mod:`pmq.runs`): provenance,
+                                     model, data, accelerator configs, the path of every other file below
+                                     and, once complete, each file's size and sha256 (``pmq plot`` checks them)
     points.csv                       one row per allocation × accelerator (``POINT_FIELDS``)
     allocations/<label>.json         BitAllocation JSON, loadable by `pmq evaluate/simulate --allocation`
     ops/<label>/<accelerator>.csv    hwsim per-op table (cycles, latency, energy parts per op)
-    frontiers/<metric>-<objective>.csv|.json   the exact Pareto frontier of each search
+    frontiers/<metric>-<objective>.csv   the exact Pareto frontier of each search (Ω, cost, bits per component)
     patchwise/token_bits.json        optional, see ``TOKEN_BITS_FORMAT``
     figures/*.pdf|png|svg, report.md written from the files above, never from live objects
 
-Costs in ``points.csv`` are per image: ``size_mb`` (MB = 10^6 bytes), ``gbops`` (10^9 BOPs),
-``latency_s``, ``energy_*_pj``; ``budget`` is the text given (``0.4x:W8A8``), ``budget_factor`` its
-multiple (0.4) and ``budget_value`` the whole-model budget in the objective's unit (MB, GBOPs, ms, uJ). Frontier costs are the per-component sums the search optimises;
+Costs in ``points.csv`` are per image, each column named with its unit: ``size_mb`` (MB = 10^6
+bytes), ``gbops`` (10^9 BOPs), ``latency_s``, ``energy_*_pj``; ``budget`` is the text given
+(``0.4x:W8A8``), ``budget_factor`` its multiple (0.4) and ``budget_value`` the whole-model budget in
+``budget_unit`` (the objective's: MB, GBOPs, ms, uJ). Frontier costs are the per-component sums the search optimises;
 the search entry in ``run.json`` carries the ``fixed_cost`` every allocation adds (base units).
 """
 
@@ -34,11 +36,12 @@ from hwsim.result import ENERGY_PARTS
 from pmq.allocation import BitAllocation
 from pmq.budget import Budget
 from pmq.errors import PMQError
-from pmq.io import write_json, write_text
+from pmq.io import read_text, write_json, write_text
 from pmq.methods import METHODS, MethodStyle, method_style
+from pmq.runs import RUN_FILE, RUN_FORMAT, file_record
 
 RESULTS_FORMAT = "pmq.results/1"
-RUN_FILE = "run.json"
+"""The demo manifest's layout before it became a kind of :data:`pmq.runs.RUN_FORMAT` (still read)."""
 POINTS_FILE = "points.csv"
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -56,11 +59,12 @@ TOKEN_BITS_FORMAT = "pmq.token_bits/1"
 """
 
 POINT_FIELDS = (
-    "label", "method", "metric", "objective", "budget", "budget_factor", "budget_value", "accelerator",
+    "label", "method", "metric", "objective", "budget", "budget_factor", "budget_value", "budget_unit", "accelerator",
     "top1", "images", "size_mb", "gbops", "omega", "latency_s", "energy_pj", "cycles", "utilization",
     *(f"energy_{part}_pj" for part in ENERGY_PARTS), "allocation_file", "ops_file",
 )
-_TEXT_FIELDS = {"label", "method", "metric", "objective", "budget", "accelerator", "allocation_file", "ops_file"}
+_TEXT_FIELDS = {"label", "method", "metric", "objective", "budget", "budget_unit", "accelerator", "allocation_file",
+                "ops_file"}
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -102,7 +106,7 @@ class ResultsWriter:
     def __init__(self, root: str | Path, run_info: Mapping[str, Any]) -> None:
         self.root = Path(root)
         self.run: dict[str, Any] = {
-            "format": RESULTS_FORMAT, "complete": False, **run_info,
+            "format": RUN_FORMAT, "kind": "demo", "complete": False, **run_info,
             "allocations": {}, "methods": {}, "searches": [], "highlight": [], "patchwise": None, "figures": [],
             "report": None,
         }
@@ -124,7 +128,7 @@ class ResultsWriter:
     def add_allocation(self, label: str, method: str, allocation: BitAllocation,
                        measured: Mapping[str, Measured], per_op_csv: Mapping[str, Any], *,
                        metric: str = "", objective: str = "", budget: str = "",
-                       budget_value: float | None = None, base: str = "") -> None:
+                       budget_value: float | None = None, budget_unit: str = "", base: str = "") -> None:
         """Record one allocation: its JSON, one per-op CSV and one ``points.csv`` row per accelerator.
 
         ``per_op_csv[accelerator]`` is an object with ``to_csv(path)`` (a ``hwsim.SimResult``);
@@ -143,7 +147,8 @@ class ResultsWriter:
         for accelerator, m in measured.items():
             self.rows.append({
                 "label": label, "method": method, "metric": metric, "objective": objective, "budget": budget,
-                "budget_factor": budget_factor(budget), "budget_value": budget_value, "accelerator": accelerator,
+                "budget_factor": budget_factor(budget), "budget_value": budget_value, "budget_unit": budget_unit,
+                "accelerator": accelerator,
                 "top1": m.top1, "images": m.images, "size_mb": m.size_mb, "gbops": m.gbops, "omega": m.omega,
                 "latency_s": m.latency_s, "energy_pj": m.energy_pj, "cycles": m.cycles,
                 "utilization": m.utilization,
@@ -158,20 +163,19 @@ class ResultsWriter:
 
     def add_frontier(self, metric: str, objective: str, frontier: Any, fixed_cost: float, unit_scale: float,
                      unit: str, accelerator: str, extra: Mapping[str, Any] | None = None) -> None:
-        """Write one search's frontier (a ``pmq.pareto.Frontier``) as CSV and JSON.
+        """Write one search's frontier (a ``pmq.pareto.Frontier``) as a CSV bits table (one row per point).
 
         ``fixed_cost`` (base units) is what every allocation adds to the frontier's per-component
         cost; ``unit_scale`` converts base units to ``unit`` (e.g. 1e3 for s → ms).
         """
         stem = f"frontiers/{metric}-{objective}"
         frontier.to_csv(self.root / f"{stem}.csv", key_format=str)
-        frontier.to_json(self.root / f"{stem}.json", extra={"fixed_cost": fixed_cost, **(extra or {})})
         self.run["searches"] = [s for s in self.run["searches"]
                                 if (s["metric"], s["objective"]) != (metric, objective)]
         self.run["searches"].append({
             "metric": metric, "objective": objective, "accelerator": accelerator, "fixed_cost": fixed_cost,
-            "unit": unit, "unit_scale": unit_scale, "points": len(frontier),
-            "frontier_csv": f"{stem}.csv", "frontier_json": f"{stem}.json",
+            "unit": unit, "unit_scale": unit_scale, "points": len(frontier), "resolution": frontier.resolution,
+            "frontier_csv": f"{stem}.csv", **dict(extra or {}),
         })
         self._write_manifest()
 
@@ -185,6 +189,13 @@ class ResultsWriter:
     def update(self, **entries: Any) -> None:
         """Set top-level manifest entries (``highlight``, ``figures``, ``report``, ``runtime_s`` ...)."""
         self.run.update(entries)
+        self._write_manifest()
+
+    def complete(self, **entries: Any) -> None:
+        """Mark the run complete, recording size and sha256 of every data file (written last; figures
+        and the report are drawn from those files and may be redrawn, so they are not recorded)."""
+        self.run.update(entries, complete=True)
+        self.run["files"] = {name: file_record(self.root / name) for name in dict.fromkeys(referenced_files(self.run))}
         self._write_manifest()
 
 
@@ -231,12 +242,12 @@ class Results:
 
     def ops(self, label: str, accelerator: str) -> list[dict[str, Any]]:
         """Per-op rows (numbers parsed) of ``label`` on ``accelerator``."""
-        return _read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
+        return read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
 
     def frontier(self, metric: str, objective: str) -> tuple[list[float], list[float]]:
         """(ΣΩ, whole-model cost in the search's report unit) per frontier point, cost ascending."""
         search = self.search(metric, objective)
-        rows = _read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
+        rows = read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
         scale, fixed = search["unit_scale"], search["fixed_cost"]
         return [r["omega"] for r in rows], [(r[objective] + fixed) * scale for r in rows]
 
@@ -263,7 +274,7 @@ def referenced_files(run: Mapping[str, Any]) -> list[str]:
         files.append(entry["file"])
         files.extend(entry.get("ops", {}).values())
     for search in run.get("searches", []):
-        files.extend([search["frontier_csv"], search["frontier_json"]])
+        files.append(search["frontier_csv"])
     if run.get("patchwise"):
         files.append(run["patchwise"])
     return files
@@ -279,16 +290,21 @@ def load_results(root: str | Path) -> Results:
         raise PMQError(f"results folder {root} lacks {RUN_FILE}: it was not written by `pmq demo`; "
                        f"re-run `pmq demo --out {root}`")
     try:
-        run = json.loads(run_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        run = json.loads(read_text(run_path, "results manifest"))
+    except json.JSONDecodeError as exc:
         raise PMQError(f"{run_path} is not valid JSON ({exc}): re-run `pmq demo --out {root}`") from None
-    if not isinstance(run, dict) or run.get("format") != RESULTS_FORMAT:
-        raise PMQError(f"{run_path} is not a {RESULTS_FORMAT} manifest: re-run `pmq demo --out {root}`")
+    if not isinstance(run, dict) or not (run.get("format") == RESULTS_FORMAT
+                                         or (run.get("format") == RUN_FORMAT and run.get("kind") == "demo")):
+        raise PMQError(f"{run_path} is not a `pmq demo` manifest: re-run `pmq demo --out {root}`")
     for relative in referenced_files(run):
         if not (root / relative).is_file():
             raise PMQError(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or "
                            f"re-run `pmq demo --out {root}`")
-    points = _read_csv(root / POINTS_FILE)
+    for relative, record in run.get("files", {}).items():
+        if (root / relative).is_file() and file_record(root / relative) != record:
+            raise PMQError(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): "
+                           f"re-run `pmq demo --out {root}`")
+    points = read_csv(root / POINTS_FILE)
     missing = [name for name in ("label", "method", "accelerator", "top1") if points and name not in points[0]]
     if missing:
         raise PMQError(f"{root / POINTS_FILE} lacks column {missing[0]!r}: re-run `pmq demo --out {root}`")
@@ -304,17 +320,22 @@ def _csv_value(value: Any) -> Any:
     return repr(value) if isinstance(value, float) else value
 
 
-def _read_csv(path: Path, numeric: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def read_csv(path: Path, numeric: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows with numbers parsed (every non-text column, or just ``numeric``); '' → None."""
-    rows = []
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            parsed: dict[str, Any] = {}
-            for key, text in row.items():
-                if numeric is not None and key not in numeric:
-                    continue
-                parsed[key] = text if key in _TEXT_FIELDS or key in ("name", "kind", "tile") else _number(text)
-            rows.append(parsed)
+    rows: list[dict[str, Any]] = []
+    text = read_text(path, "results table")
+    if text and not text.endswith("\n"):
+        raise PMQError(f"{path} is truncated (its last line is cut off): re-run the command that wrote it")
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        if None in row or None in row.values():
+            raise PMQError(f"{path} line {line} has {'more' if None in row else 'fewer'} cells than its header "
+                           "(truncated or edited): re-run the command that wrote it")
+        parsed: dict[str, Any] = {}
+        for key, cell in row.items():
+            if numeric is not None and key not in numeric:
+                continue
+            parsed[key] = cell if key in _TEXT_FIELDS or key in ("name", "kind", "tile") else _number(cell)
+        rows.append(parsed)
     return rows
 
 

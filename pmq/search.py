@@ -265,7 +265,8 @@ class ModelSearch:
         summary = {
             "model": experiment.loaded.name, "model_tag": experiment.loaded.tag, "data": experiment.source.describe(),
             "metric": metric, "objective": objective, "second_objective": second,
-            "budget": budget, f"budget_{OBJECTIVES[objective]}": self.costs.in_units(objective, budget_base),
+            "budget": budget, "budget_value": self.costs.in_units(objective, budget_base),
+            "budget_unit": OBJECTIVES[objective],
             "bit_choices": list(self.bit_choices), "frontier_points": len(problem.frontier),
             "sensitivity_s": self.sensitivity_s[metric], "omega": problem.omega_of(allocation),
             "top1": evaluated.top1, "images": evaluated.images, "size_mb": evaluated.size_mb,

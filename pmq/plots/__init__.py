@@ -1,4 +1,8 @@
-"""Paper figures from a results folder (``pmq.results``) alone: ``plot_results(dir, fmt)``.
+"""Paper figures from a run folder alone: ``plot_results(dir, fmt)``.
+
+``pmq demo`` folders (``pmq.results``) get the paper figures; ``pmq search`` and ``pmq sweep``
+folders get their frontier / design-space figure (:mod:`pmq.plots.runs`). A ``simulate`` folder
+holds one table and no figure.
 
 Each figure is a function ``Results -> Figure | None`` in ``FIGURES`` (None: the folder holds no
 data for it, e.g. no patch-wise run); all share the style in :mod:`pmq.plots.style`.
@@ -15,6 +19,7 @@ from pmq.errors import PMQError
 from pmq.plots.allocation import plot_allocation_heatmap
 from pmq.plots.breakdown import plot_breakdown
 from pmq.plots.pareto import plot_pareto_accuracy, plot_pareto_omega
+from pmq.plots.runs import plot_search_frontier, plot_sweep
 from pmq.plots.speedup import plot_speedup
 from pmq.plots.style import (
     DOUBLE_COLUMN_IN,
@@ -29,6 +34,7 @@ from pmq.plots.style import (
 from pmq.plots.tokens import plot_token_bits
 from pmq.registry import Registry
 from pmq.results import FIGURES_DIR, Results, load_results
+from pmq.runs import Run, read_run, run_kind
 
 FIGURES: Registry[Callable[[Results], Figure | None]] = Registry("figure", {
     "pareto_accuracy": plot_pareto_accuracy,
@@ -40,6 +46,12 @@ FIGURES: Registry[Callable[[Results], Figure | None]] = Registry("figure", {
 })
 """Figures by name; ``@FIGURES.register("name")`` on a ``Results -> Figure | None`` function adds one
 to ``pmq plot`` and the demo."""
+
+RUN_FIGURES: dict[str, tuple[str, Callable[[Run], Figure]]] = {
+    "search": ("frontier", plot_search_frontier),
+    "sweep": ("sweep", plot_sweep),
+}
+"""Run kinds other than demo: the one figure each gets."""
 
 __all__ = [
     "DOUBLE_COLUMN_IN", "FIGURES", "FORMATS", "OKABE_ITO", "SINGLE_COLUMN_IN", "new_figure", "plot_results",
@@ -58,10 +70,19 @@ def plot_results(results_dir: str | Path, fmt: str | Sequence[str] = "pdf",
     for f in formats:
         if f not in FORMATS:
             raise PMQError(f"unknown figure format {f!r}: use one of {', '.join(FORMATS)}")
-    results = load_results(results_dir)
-    target = Path(out_dir) if out_dir is not None else results.root / FIGURES_DIR
+    root = Path(results_dir)
+    target = Path(out_dir) if out_dir is not None else root / FIGURES_DIR
+    kind = run_kind(root)
     written = []
     with style():
+        if kind in RUN_FIGURES:
+            run = read_run(root)
+            name, draw = RUN_FIGURES[kind]
+            return save(draw(run), [target / f"{name}.{f}" for f in formats])
+        if kind == "simulate":
+            raise PMQError(f"{root} is a `pmq simulate` folder (per_op.csv, one table): pmq plot draws "
+                           "demo, search and sweep folders", param="results_dir")
+        results = load_results(root)
         for name, draw in FIGURES.items():
             fig = draw(results)
             if fig is not None:

@@ -81,13 +81,20 @@ def label_points(ax: Axes, xs: list[float], ys: list[float], labels: list[str], 
                     color=colour, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 0.4})
 
 
+def top1_standard_error(p: dict) -> float:
+    """One binomial standard error of a measured top-1, in percentage points: sqrt(p(1-p)/n)."""
+    return 100 * float(np.sqrt(p["top1"] * (1 - p["top1"]) / max(p["images"], 1)))
+
+
 def plot_pareto_accuracy(results: Results) -> Figure:
-    """Top-1 vs size, BOPs, latency and energy (the latter two on the search's accelerator); the float
-    model is a dotted reference line (its 32-bit cost would squeeze every other point)."""
+    """Top-1 (± one standard error) vs size, BOPs, latency and energy (the latter two on the search's
+    accelerator); the float model is a dotted reference line (its 32-bit cost would squeeze every
+    other point). The legend shows each method's marker once and each budget objective's line once."""
     accelerator = results.primary_accelerator
-    fig = new_figure(DOUBLE_COLUMN_IN, 2.1)
+    fig = new_figure(DOUBLE_COLUMN_IN, 2.3)
     axes = fig.subplots(1, len(COST_AXES), sharey=True)
     handles: dict[str, Line2D] = {}
+    objectives: dict[str, None] = {}
     for ax, (column, scale, xlabel) in zip(axes, COST_AXES, strict=True):
         uniform = None
         for method, objective, points in _series(results, accelerator):
@@ -100,26 +107,33 @@ def plot_pareto_accuracy(results: Results) -> Figure:
                 points = [p for p in points if p["label"] != FLOAT_LABEL]
                 xs = [p[column] * scale for p in points]
                 ys = [100 * p["top1"] for p in points]
+                ax.errorbar(xs, ys, yerr=[top1_standard_error(p) for p in points], linestyle="none",
+                            color=look["color"], elinewidth=0.6, capsize=1.5, zorder=2)
                 handles["uniform"], = ax.plot(xs, ys, linestyle="none", marker=look["marker"], color=look["color"],
                                               markerfacecolor="white", markeredgewidth=1.0, zorder=3)
                 uniform = (xs, ys, [p["label"] for p in points], look["color"])
             else:
                 points = sorted(points, key=lambda p: p[column])
-                hollow = objective != "bops"
-                line, = ax.plot([p[column] * scale for p in points], [100 * p["top1"] for p in points],
-                                marker=look["marker"], color=look["color"],
-                                linestyle=OBJECTIVE_LINE.get(objective, "-"),
-                                markerfacecolor="white" if hollow else look["color"], zorder=4)
-                name = look["label"] if method == "patchwise" else \
-                    f"{look['label']}, {OBJECTIVE_NAME.get(objective, objective)} budget"
-                handles[name] = line
+                xs, ys = [p[column] * scale for p in points], [100 * p["top1"] for p in points]
+                ax.errorbar(xs, ys, yerr=[top1_standard_error(p) for p in points], linestyle="none",
+                            color=look["color"], elinewidth=0.6, capsize=1.5, alpha=0.7, zorder=2)
+                ax.plot(xs, ys, marker=look["marker"], color=look["color"],
+                        linestyle=OBJECTIVE_LINE.get(objective, "-") if method != "patchwise" else "none",
+                        markerfacecolor=look["color"], zorder=4)
+                handles.setdefault(look["label"], Line2D([], [], marker=look["marker"], color=look["color"],
+                                                         linestyle="none"))
+                if method != "patchwise":
+                    objectives.setdefault(objective, None)
         ax.xaxis.set_major_locator(MaxNLocator(3))
         ax.set_xlabel(xlabel.format(acc=accelerator))
         if uniform and uniform[0]:
             label_points(ax, *uniform)
     images = max(p["images"] for p in results.points)
-    axes[0].set_ylabel(f"top-1 on {images} test images (%)")
-    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=min(4, len(handles)))
+    axes[0].set_ylabel(f"top-1 on {images} test images (%)\n± 1 standard error")
+    for objective in objectives:
+        handles[f"{OBJECTIVE_NAME.get(objective, objective)} budget"] = Line2D(
+            [], [], color="0.3", linestyle=OBJECTIVE_LINE.get(objective, "-"))
+    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=min(5, len(handles)))
     return fig
 
 

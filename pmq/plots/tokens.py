@@ -22,14 +22,14 @@ LEVEL_COLOURS = {  # strong hues that stand out on a greyscale image (a sequenti
 }
 
 
-def _pick_layers(images: list[dict], max_layers: int) -> tuple[list[str], bool]:
+def _pick_layers(images: list[dict], max_layers: int) -> tuple[list[str], int]:
     """Up to ``max_layers`` layers, those whose bits differ between patches first (in model order);
-    and whether they are exactly those (else evenly spaced layers, none of which varies)."""
+    and how many layers vary in all (0: none does, so evenly spaced layers are shown)."""
     layers = list(images[0]["bits"])
     varied = [layer for layer in layers if any(len(np.unique(image["bits"][layer])) > 1 for image in images)]
     if varied:
-        return varied[:max_layers], True
-    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).round()], False
+        return varied[:max_layers], len(varied)
+    return [layers[int(i)] for i in np.linspace(0, len(layers) - 1, min(max_layers, len(layers))).round()], 0
 
 
 def plot_token_bits(results: Results) -> Figure | None:
@@ -100,8 +100,13 @@ def draw_token_bits(data: dict, source: str = "token bits", max_images: int = MA
     handles = [Patch(facecolor="white", edgecolor="0.3", label=f"{top} bits (image shown)" if top else "float")]
     handles += [Patch(facecolor=colour(b), alpha=LOW_BITS_ALPHA, label="float" if b == 0 else f"{b} bits")
                 for b in present if b != top]
-    title = f"{operand} bits per patch" + (f" in {data['allocation']}" if data.get("allocation") else "") \
-        + (", layers where they vary" if varied and len(layers) < len(images[0]["bits"]) else "")
+    title = f"{operand} bits per patch" + (f" in {data['allocation']}" if data.get("allocation") else "")
+    if varied > len(layers):
+        title += f": the first {len(layers)} of the {varied} layers where they vary ({varied - len(layers)} not shown)"
+    elif varied and len(layers) < len(images[0]["bits"]):
+        title += f": the {varied} layer{'s' if varied > 1 else ''} where they vary"
+    elif not varied:
+        title += ": no layer varies between patches"
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), title=title, title_fontsize=7)
     return fig
 

@@ -6,6 +6,12 @@ labels, the metric (name, version, options), the bit candidates, every quantizer
 fake-quantization arithmetic changes every Δ; changes to a metric's own code bump its ``version``).
 Equal inputs give the same file, so a second call returns without running a single pass; any
 change gives a new key.
+
+Where: ``$PMQ_CACHE_DIR`` or ``~/.cache/pmq/sensitivity``. What: one JSON file per (model, images,
+metric, bits, quantizer settings), ``<metric>-<key>.json``, holding Ω per component and bit width
+plus timings and provenance (16 kB for the demo model's ``pmq`` metric), nothing else: no weights,
+no images. Deleting the folder only costs recomputation; if
+it cannot be written the run goes on with a warning.
 """
 
 from __future__ import annotations
@@ -26,13 +32,25 @@ from pmq.quant import ActQuantizer, QuantViT
 from pmq.sensitivity.result import Sensitivity
 
 CACHE_ENV = "PMQ_CACHE_DIR"
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be written; results are unaffected."""
+
 KEY_VERSION = 1
 
 
 def default_cache_dir() -> Path:
     """``$PMQ_CACHE_DIR`` or ``~/.cache/pmq/sensitivity``."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "pmq" / "sensitivity"
+    if env:
+        return Path(env)
+    try:
+        return Path.home() / ".cache" / "pmq" / "sensitivity"
+    except RuntimeError:  # no $HOME and no passwd entry: cache in the temp folder
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "pmq-cache" / "sensitivity"
 
 
 def _hash_tensor(digest: Any, tensor: Tensor) -> None:

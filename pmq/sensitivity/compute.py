@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ from torch import Tensor, nn
 from pmq.errors import PMQError
 from pmq.io import provenance
 from pmq.quant import MAX_BITS, MIN_BITS, QuantViT, quantize_vit
-from pmq.sensitivity.cache import cache_key, cache_path, default_cache_dir, load_cached
+from pmq.sensitivity.cache import (
+    CACHE_ENV,
+    CacheWarning,
+    cache_key,
+    cache_path,
+    default_cache_dir,
+    load_cached,
+)
 from pmq.sensitivity.operands import PassCounter, check_images, float_eval
 from pmq.sensitivity.registry import METRICS, Metric, run_metric
 from pmq.sensitivity.result import Sensitivity
@@ -89,8 +97,19 @@ def compute_sensitivity(qv_or_model: QuantViT | nn.Module, images: Tensor, label
     )
     _check_finite(result)
     if path is not None:
-        result.save(path)
+        _store(result, path)
     return result
+
+
+def _store(result: Sensitivity, path: Path) -> None:
+    """Cache the result if the cache folder is writable; the cache only saves time, so a failure is a
+    one-line warning, not an error (a read-only or missing ``$HOME``, a full disk)."""
+    try:
+        result.save(path)
+    except OSError as exc:
+        warnings.warn(f"sensitivity cache not written ({exc.strerror}: {path.parent}); results are "
+                      f"unchanged, only not reused: set ${CACHE_ENV} to a writable folder", CacheWarning,
+                      stacklevel=3)
 
 
 def _check_finite(result: Sensitivity) -> None:

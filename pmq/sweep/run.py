@@ -21,6 +21,7 @@ from pmq.budget import Budget
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_CALIBRATION_IMAGES, DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
 from pmq.io import write_json, write_text
+from pmq.runs import RunFolder
 from pmq.search import bit_pairs
 from pmq.sweep.executors import EXECUTORS, NO_DASK, run_dask, run_local
 from pmq.sweep.pricing import PricingInputs, bit_pairs_of
@@ -98,7 +99,7 @@ class SweepResult:
         return sum(row["status"] != "ok" for row in self.rows)
 
 
-def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | os.PathLike,
+def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | os.PathLike | RunFolder,
               objective: str | None = None, budgets: Sequence[str] | None = None, *,
               executor: str = "local", scheduler: str | None = None, workers: int | None = None,
               method: str = "estimate", progress: bool = True) -> SweepResult:
@@ -108,15 +109,21 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     (``workers``, default all cores); ``"dask"`` submits to the dask.distributed scheduler at
     ``scheduler``. The table is the same whichever executor, and whether or not the run was
     interrupted and restarted. Local workers are spawned, so a script that calls this needs the
-    ``if __name__ == "__main__":`` guard.
+    ``if __name__ == "__main__":`` guard. ``out`` may be a :class:`pmq.runs.RunFolder` the caller
+    has claimed already; otherwise it is claimed (checked, locked, swept) here.
     """
+    if not isinstance(out, RunFolder):
+        with RunFolder(Path(out), "sweep") as folder:
+            return run_sweep(space, inputs, folder, objective, budgets, executor=executor, scheduler=scheduler,
+                             workers=workers, method=method, progress=progress)
+    folder = out
     start = time.perf_counter()
     space = space if isinstance(space, Space) else load_space(space)
     pairs = bit_pairs_of(inputs.omega)
     settings = SweepSettings(objective, tuple(budgets) if budgets else None, executor, scheduler, workers, method,
                              progress).checked(space, pairs)
     objective, budgets = settings.objective, list(settings.budgets)
-    out = Path(out)
+    out = folder.root
     pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.workload, objective,
                             tuple(budgets), method)
     fingerprint = _fingerprint(space, pricing, inputs)
@@ -129,6 +136,7 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
         "parameters": space.parameters, "provenance": inputs.provenance,
     }
     claim(out, fingerprint)
+    folder.begin_in_place()
     write_json(out / "sweep.json", manifest)
 
     store = Store(out, fingerprint, len(budgets), inputs.evaluate)
@@ -150,9 +158,11 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     table = write_text(out / "sweep.csv", to_csv(rows, table_columns(space)))
     pareto = write_text(out / "pareto.csv", to_csv(best, table_columns(space)))
     wall = time.perf_counter() - start
-    write_json(out / "sweep.json", {**manifest, "failed_points": sum(r["status"] != "ok" for r in rows),
-                                    "pareto_points": len(best), "executor": executor,
-                                    "computed_designs": len(pending), "wall_s": wall})
+    summary = {**manifest, "failed_points": sum(r["status"] != "ok" for r in rows),
+               "pareto_points": len(best), "executor": executor, "computed_designs": len(pending), "wall_s": wall}
+    write_json(out / "sweep.json", summary)
+    folder.finish({key: value for key, value in summary.items() if key not in ("space", "provenance")},
+                  inputs.provenance, names=("sweep.json", "sweep.csv", "pareto.csv"))
     return SweepResult(out, table, pareto, rows, len(pending), wall)
 
 
@@ -235,9 +245,11 @@ def sweep(space: str | os.PathLike, out: str | os.PathLike, config: SweepConfig)
     settings.checked(loaded_space, bit_pairs(config.bit_choices))
     from pmq.experiment import Experiment
 
-    experiment = Experiment(config.model, config.checkpoint, config.pretrained, config.data_dir,
-                            calibration_images=config.calibration_images)
-    inputs = model_inputs(experiment, config.metric, config.bit_choices, config.sensitivity_images, config.limit)
-    return run_sweep(loaded_space, inputs, out, settings.objective, settings.budgets, executor=settings.executor,
-                     scheduler=settings.scheduler, workers=settings.workers, method=settings.method,
-                     progress=settings.progress)
+    with RunFolder(Path(out), "sweep") as folder:  # checked and locked before any work
+        experiment = Experiment(config.model, config.checkpoint, config.pretrained, config.data_dir,
+                                calibration_images=config.calibration_images)
+        inputs = model_inputs(experiment, config.metric, config.bit_choices, config.sensitivity_images,
+                              config.limit)
+        return run_sweep(loaded_space, inputs, folder, settings.objective, settings.budgets,
+                         executor=settings.executor, scheduler=settings.scheduler, workers=settings.workers,
+                         method=settings.method, progress=settings.progress)

@@ -22,6 +22,7 @@ import accelerators
 import hwsim
 from hwsim.errors import HwsimError
 from pmq.errors import PMQError
+from pmq.io import read_text
 from pmq.search import HARDWARE_OBJECTIVES
 
 SPACE_KEYS = ("designs", "base", "grid", "random", "budgets", "objective")
@@ -59,7 +60,7 @@ def load_space(path: str | os.PathLike) -> Space:
     if not path.is_file():
         raise PMQError(f"space file {path} not found: pass a YAML file (see `pmq sweep --help`)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "space file"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -39,12 +39,21 @@ def claim(out: Path, fingerprint: str) -> None:
     if not manifest.is_file():
         return
     try:
-        previous = json.loads(manifest.read_text()).get("fingerprint")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         previous = None
     if previous != fingerprint:
         raise PMQError(f"{out} holds results of a different sweep (other space, budgets, model or settings): "
                        "pass a new --out, or delete the folder to start over")
+
+
+def read_record(path: Path) -> dict | None:
+    """A JSON object written by the store, or None when missing or damaged (the caller recomputes it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class Store:
@@ -59,14 +68,17 @@ class Store:
         return self.out / "points" / f"p{point:07d}.json"
 
     def load_point(self, point: int) -> dict | None:
-        path = self.point_path(point)
-        if not path.is_file():
+        """The finished point, or None when it is missing, damaged (then recomputed) or of another sweep."""
+        row = read_record(self.point_path(point))
+        if row is None or row.get("fingerprint") != self.fingerprint:
             return None
-        row = json.loads(path.read_text())
-        return row if row.get("fingerprint") == self.fingerprint else None
+        allocation_id = row.get("allocation_id")
+        if allocation_id and read_record(self.out / "allocations" / f"{allocation_id}.json") is None:
+            return None
+        return row
 
     def has_design(self, design: int) -> bool:
-        return all(self.point_path(design * self.n_budgets + b).is_file() for b in range(self.n_budgets))
+        return all(self.load_point(design * self.n_budgets + b) is not None for b in range(self.n_budgets))
 
     def save_design(self, rows: list[dict]) -> None:
         """Write each row's allocation, then the point (atomically), then evaluate new allocations."""
@@ -76,7 +88,7 @@ class Store:
             if components is not None:
                 row["allocation_id"] = digest(components)[:16]
                 path = self.out / "allocations" / f"{row['allocation_id']}.json"
-                if not path.is_file():
+                if read_record(path) is None:
                     BitAllocation.from_dict({"components": components}).save(path)
             write_json(self.point_path(row["point"]), row)
             if components is not None:
@@ -85,8 +97,9 @@ class Store:
     def evaluation(self, allocation_id: str) -> dict:
         """Top-1 (and friends) of one allocation: evaluated once, then read from ``evals/``."""
         path = self.out / "evals" / f"{allocation_id}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
+        cached = read_record(path)
+        if cached is not None and "top1" in cached:
+            return cached
         allocation = BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json")
         result = {key: value for key, value in dict(self.evaluate(allocation)).items() if key in EVAL_COLUMNS}
         if "top1" not in result:
@@ -96,8 +109,8 @@ class Store:
 
     def evaluate_missing(self) -> None:
         for path in sorted((self.out / "points").glob("p*.json")):
-            row = json.loads(path.read_text())
-            if row.get("fingerprint") == self.fingerprint and row.get("allocation_id"):
+            row = read_record(path)
+            if row is not None and row.get("fingerprint") == self.fingerprint and row.get("allocation_id"):
                 self.evaluation(row["allocation_id"])
 
     def table_rows(self, space: Space) -> list[dict[str, Any]]:

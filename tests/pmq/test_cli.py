@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from pmq.cli import main
+from pmq.cli import build_parser, main
+from pmq.runs import read_run
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -108,10 +109,12 @@ def test_simulate_json_keys_and_files(capsys, tmp_path):
     summary = json.loads(out)
     assert set(summary) == {"cycles", "latency_s", "energy_pj", "bops", "utilization", "per_op"}
     assert summary["cycles"] > 0 and 0 < summary["utilization"] <= 1
-    recorded = json.loads((tmp_path / "summary.json").read_text())
-    assert recorded["provenance"]["torch"] and recorded["provenance"]["timm"]
-    assert recorded["provenance"]["model_tag"].startswith("pmq-demo-vit@")
-    assert recorded["accelerator_config"]["name"] == "bitfusion"
+    run = read_run(tmp_path)
+    recorded = run.summary
+    assert run.kind == "simulate" and set(run.files) == {"per_op.csv"}
+    assert run.provenance["torch"] and run.provenance["timm"]
+    assert run.provenance["model_tag"].startswith("pmq-demo-vit@")
+    assert recorded["accelerator_config"]["name"] == "bitfusion" and recorded["cycles"] == summary["cycles"]
     rows = (tmp_path / "per_op.csv").read_text().splitlines()
     assert rows[0].startswith("name,") and len(rows) > 40
 
@@ -140,3 +143,52 @@ def test_real_process_prints_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_observer_switches_to_static_per_tensor_ranges(capsys):
+    """--observer X: activations per tensor, ranges fitted by X; the same number as the library's recipe."""
+    from pmq.allocation import BitAllocation
+    from pmq.data import fashion_mnist, stack_images
+    from pmq.evaluate import evaluate_top1
+    from pmq.models import load_model
+    from pmq.quant import OBSERVERS, calibrate, quantize_vit
+
+    top1 = {}
+    for observer in (None, "minmax"):
+        argv = ["evaluate", "--model", "demo", "--bits", "W4A4", "--limit", "1000", "--calibration-images", "32",
+                "--json", *(["--observer", observer] if observer else [])]
+        assert main(argv) == 0
+        top1[observer] = json.loads(capsys.readouterr().out)["top1"]
+    model = load_model("demo").model
+    qv = quantize_vit(model, granularity="tensor")
+    calibrate(qv, stack_images(fashion_mnist("train"), 32, seed=0)[0], "minmax")
+    qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))
+    assert top1["minmax"] == evaluate_top1(qv, fashion_mnist("test"), 1000, progress=False)
+    assert top1["minmax"] != top1[None]
+    parser_choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["evaluate"]._actions
+                          if a.dest == "observer").choices
+    assert set(parser_choices) == set(OBSERVERS)
+
+
+def test_readme_synopsis_is_the_parser():
+    """The README's command-line block is generated from the parser: regenerate it when flags change."""
+    from pathlib import Path
+
+    from pmq.cli import synopsis
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```\n", 2)[1]
+    assert block.rstrip("\n") == synopsis(), (
+        'README synopsis is stale: paste `python -c "from pmq.cli import synopsis; print(synopsis())"`')
+    for flag in ("--limit", "--workers", "--method", "--metric", "--data", "--bit-choices", "--checkpoint",
+                 "--patchwise-budget", "--patchwise-objective", "--observer"):
+        assert flag in block
+
+
+def test_library_errors_name_the_flag(capsys, tmp_path):
+    """The library names its parameter (out_dir); the CLI names the flag the user typed."""
+    (tmp_path / "f").write_text("x")
+    code = main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("pmq simulate: error: --out: output folder")

@@ -71,5 +71,6 @@ def test_real_fashion_mnist_package():
 
 
 def test_timm_models_need_an_image_folder():
-    with pytest.raises(PMQError, match="--data"):
+    with pytest.raises(PMQError, match="needs images: name a data folder") as exc:
         data_source_for("deit_tiny_patch16_224", None)
+    assert exc.value.param == "data_dir"  # the CLI names it --data

@@ -56,6 +56,9 @@ def test_folder_is_complete(demo_dir):
         for fmt in ("png", "pdf"):
             assert (demo_dir / "figures" / f"{name}.{fmt}").is_file(), f"{name}.{fmt}"
     assert not list(demo_dir.rglob("*.tmp"))
+    # one run-folder format: the manifest is pmq.run/1 of kind demo and checks every data file it names
+    assert (run["format"], run["kind"]) == ("pmq.run/1", "demo")
+    assert set(run["files"]) == set(referenced_files(run)) and not list(demo_dir.glob("frontiers/*.json"))
 
 
 @pytest.mark.slow  # shares the 16 s end-to-end demo run

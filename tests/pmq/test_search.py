@@ -12,6 +12,7 @@ from pmq.cli import main
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.pareto import frontier
+from pmq.runs import read_run
 from pmq.search import ModelSearch, SearchProblem, bit_pairs, cost_table, pareto_table, resolve_budget
 from pmq.sensitivity import compute_sensitivity
 from pmq.workload import model_workload
@@ -93,11 +94,14 @@ def test_search_cli_writes_a_loadable_allocation(capsys, tmp_path):
                  "--limit", "64", "--out", str(out), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    record = json.loads((out / "search.json").read_text())
-    assert record["provenance"]["torch"] and record["provenance"]["model_tag"].startswith("pmq-demo-vit@")
+    run = read_run(out)  # the manifest checks out: every file it lists has its recorded size and hash
+    record = run.summary
+    assert run.kind == "search" and set(run.files) == {"frontier.csv", "allocation.json"}
+    assert run.provenance["torch"] and run.provenance["model_tag"].startswith("pmq-demo-vit@")
     assert record["accelerator_config"]["name"] == "bitfusion"
     assert (out / "frontier.csv").read_text().startswith("omega,")
-    assert 0 < printed["gbops"] <= record["budget_GBOPs"] * (1 + 1e-9)  # the whole-model BOPs fit the budget
+    assert record["budget_unit"] == "GBOPs"
+    assert 0 < printed["gbops"] <= record["budget_value"] * (1 + 1e-9)  # the whole-model BOPs fit the budget
     # the allocation it wrote is what `pmq simulate --allocation` reads
     assert main(["simulate", "--model", "demo", "--accelerator", "loom", "--allocation", printed["allocation"],
                  "--out", str(tmp_path / "sim"), "--json"]) == 0
@@ -112,7 +116,7 @@ def test_search_cli_size_objective_runs_patchwise_on_bops(capsys, tmp_path):
                  "--limit", "64", "--patchwise", "--patchwise-budget", "0.9x", "--out", str(out), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    record = json.loads((out / "search.json").read_text())
+    record = read_run(out).summary
     assert record["patchwise"]["objective"] == "bops"
     assert "base_top1" not in record["patchwise"]  # the search evaluated the base already
     before = record["before_patchwise"]["gbops"]

@@ -26,6 +26,7 @@ from pmq.plots import DOUBLE_COLUMN_IN, FIGURES, SINGLE_COLUMN_IN, plot_results
 from pmq.quant import quantize_vit
 from pmq.report import write_report
 from pmq.results import Measured, ResultsWriter, load_results
+from pmq.runs import file_record
 from pmq.workload import model_workload
 
 ARGS = dict(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0)
@@ -155,3 +156,69 @@ def test_interrupted_run_is_still_readable(results_dir, tmp_path):
     assert {p.stem for p in plot_results(partial, fmt="png")} == set(FIGURES)
     report = write_report(partial).read_text()
     assert "Incomplete run" in report and "hawq-bops" not in report
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "whole-row"])
+def test_truncated_points_csv_is_refused(results_dir, tmp_path, capsys, cut):
+    broken = tmp_path / "broken"
+    shutil.copytree(results_dir, broken)
+    shutil.rmtree(broken / "figures", ignore_errors=True)
+    run = json.loads((broken / "run.json").read_text())
+    run["files"] = {"points.csv": file_record(broken / "points.csv")}  # what ResultsWriter.complete records
+    (broken / "run.json").write_text(json.dumps(run))
+    text = (broken / "points.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    (broken / "points.csv").write_text(text[: len(text) - len(lines[-1]) // 2] if cut == "mid-line"
+                                       else "".join(lines[:-1]))
+    assert main(["plot", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "points.csv" in err[0] and ("truncated" in err[0] or "differs" in err[0])
+    assert not (broken / "figures").exists()
+
+
+def test_cut_csv_is_refused_without_a_manifest_record(results_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(results_dir, broken)
+    text = (broken / "ops" / "W4A4" / "stripes.csv").read_text()
+    (broken / "ops" / "W4A4" / "stripes.csv").write_text(text[: len(text) // 2])
+    with pytest.raises(PMQError, match="truncated"):
+        load_results(broken).ops("W4A4", "stripes")
+
+
+def test_plot_names_the_folders_it_reads(tmp_path, capsys):
+    assert main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--out", str(tmp_path / "sim")]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "sim")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "simulate" in err[0] and "demo, search and sweep folders" in err[0]
+
+
+def test_report_states_errors_ratios_and_equal_settings(results_dir):
+    report = write_report(results_dir).read_text()
+    results = load_results(results_dir)
+    w4 = results.point("W4A4", "bitfusion")
+    se = 100 * (w4["top1"] * (1 - w4["top1"]) / w4["images"]) ** 0.5
+    assert f"{100 * w4['top1']:.2f} ± {se:.2f}" in report  # 70.00 ± 4.58 on 100 images
+    base = results.point("W8A8", "int8_systolic")
+    cell = f"{base['latency_s'] / w4['latency_s']:.2f}× / {w4['energy_pj'] / base['energy_pj']:.2f}×"
+    assert cell in report and "saving" not in report.split("## Speedup")[1].split("##")[0]
+    # an INT8 array runs every uniform setting at 8 bits: the report says so instead of leaving a puzzle
+    assert "`W8A8`, `W4A8` and `W4A4` take the same cycles on `int8_systolic`" in report
+
+
+def test_speedup_figure_leaves_out_the_flat_baseline_accelerator(results_dir):
+    from pmq.plots.speedup import plot_speedup
+
+    fig = plot_speedup(load_results(results_dir))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "int8_systolic" not in labels and {"bitfusion", "stripes"} <= set(labels)
+    assert "lower is better" in fig.axes[len(fig.axes) // 2].get_ylabel()
+
+
+def test_accuracy_legend_has_one_marker_per_method(results_dir):
+    from pmq.plots.pareto import plot_pareto_accuracy
+
+    fig = plot_pareto_accuracy(load_results(results_dir))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels.count("PMQ") == 1 and labels.count("HAWQ-v2") == 1 and "BOPs budget" in labels
+    assert not any(", " in label for label in labels)

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import accelerators
 import hwsim
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
+from pmq.runs import read_run
 from pmq.search import bit_pairs
 from pmq.sweep import (
     SweepConfig,
@@ -360,3 +362,26 @@ def test_demo_model_end_to_end(tmp_path):
     manifest = json.loads((result.out / "sweep.json").read_text())
     assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
     assert manifest["space_file"] == str(space) and manifest["points"] == 1
+
+
+@pytest.mark.parametrize("damage", [b"", b'{"point": 3, "des', b"\xff\xfe\x00garbage", b"[1, 2]"])
+def test_damaged_point_files_are_recomputed(reference, tmp_path, damage):
+    """A point file cut short, emptied or overwritten is missing, not fatal: the resume recomputes it."""
+    out = tmp_path / "out"
+    shutil.copytree(reference.out, out)
+    (out / "points" / "p0000003.json").write_bytes(damage)
+    (out / "evals" / sorted(p.name for p in (out / "evals").iterdir())[0]).write_bytes(damage)
+    result = run_sweep(space_from_dict(SPACE, "space"), synthetic_inputs(), out, workers=1, progress=False)
+    assert result.computed_designs == 1  # point 3 is design 1's second budget: that design again
+    assert result.table.read_bytes() == reference.table.read_bytes()
+    run = read_run(out)
+    assert run.kind == "sweep" and set(run.files) == {"sweep.json", "sweep.csv", "pareto.csv"}
+
+
+def test_plot_reads_a_sweep_folder(reference, tmp_path):
+    from pmq.plots import plot_results
+
+    out = tmp_path / "out"
+    shutil.copytree(reference.out, out)
+    written = plot_results(out, fmt="png")
+    assert written == [out / "figures" / "sweep.png"] and written[0].stat().st_size > 10_000
