@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from pmq.methods import method_style
 from pmq.plots.style import (
     MARKERS,
-    METHOD_STYLE,
     OBJECTIVE_NAME,
     OKABE_ITO,
     PALETTE,
@@ -33,12 +33,12 @@ def plot_search_frontier(run: Run) -> Figure:
                  key=lambda i: rows[i]["omega"])
     fig = new_figure(SINGLE_COLUMN_IN, 2.4)
     ax = fig.add_subplot()
-    pmq = METHOD_STYLE["pmq"]
-    ax.step(costs, [r["omega"] for r in rows], where="post", color=pmq["color"],
+    pmq = method_style(s["metric"])
+    ax.step(costs, [r["omega"] for r in rows], where="post", color=pmq.color,
             label=f"exact frontier ({len(rows):,} points)")
     ax.axvline(s["budget_value"], color=OKABE_ITO["black"], linestyle=":", linewidth=0.8,
                label=f"budget {s['budget']}")
-    ax.plot([costs[chosen]], [rows[chosen]["omega"]], linestyle="none", marker=pmq["marker"], color=pmq["color"],
+    ax.plot([costs[chosen]], [rows[chosen]["omega"]], linestyle="none", marker=pmq.marker, color=pmq.color,
             markeredgecolor="white", markersize=6, label=f"chosen (top-1 {100 * s['top1']:.2f}%)")
     ax.set_yscale("log")
     ax.set_xlabel(f"whole-model {OBJECTIVE_NAME[objective]} ({s['budget_unit']})")
