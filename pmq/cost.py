@@ -20,7 +20,7 @@ from torch import nn
 
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
-from pmq.quant.vit import QuantViT, component_specs, quantize_vit
+from pmq.quant.vit import QuantModel, component_specs, quantize_model
 
 FLOAT_BITS = 32
 
@@ -44,7 +44,7 @@ class ComponentCost:
 
 
 def _base_model(model: nn.Module) -> nn.Module:
-    return model.model if isinstance(model, QuantViT) else model
+    return model.model if isinstance(model, QuantModel) else model
 
 
 def default_input_shape(model: nn.Module) -> tuple[int, int, int, int]:
@@ -63,7 +63,7 @@ def component_costs(model: nn.Module, input_shape: Sequence[int] | None = None) 
     shape = tuple(input_shape) if input_shape is not None else default_input_shape(model)
     if len(shape) != 4 or any(int(s) <= 0 for s in shape):
         raise PMQError(f"input shape {shape} must be 4 positive sizes (batch, channels, height, width)")
-    probe = quantize_vit(model)  # a float copy: the forward must not depend on calibration or bits
+    probe = quantize_model(model)  # a float copy: the forward must not depend on calibration or bits
     costs: dict[str, ComponentCost] = {}
 
     def hook(component: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -100,12 +100,12 @@ def _gemm_cost(component: nn.Module, inputs: tuple, output: torch.Tensor) -> Com
 
 def _allocation_for(model: nn.Module, names: list[str], allocation: BitAllocation | None) -> BitAllocation:
     if allocation is None:
-        allocation = model.allocation if isinstance(model, QuantViT) else BitAllocation.uniform("float", names)
+        allocation = model.allocation if isinstance(model, QuantModel) else BitAllocation.uniform("float", names)
     return allocation.validate(names)
 
 
 def model_size_mb(model: nn.Module, allocation: BitAllocation | None = None) -> float:
-    """Model size in MB (10^6 bytes) at ``allocation`` (default: a QuantViT's own, else float).
+    """Model size in MB (10^6 bytes) at ``allocation`` (default: a QuantModel's own, else float).
 
     Quantized weights take b_w bits each; every other parameter (biases, norms, embeddings,
     class token, float weights) takes 32 bits.
@@ -148,9 +148,9 @@ def bops(model_or_costs: nn.Module | Mapping[str, ComponentCost], allocation: Bi
         bits = allocation[name]
         total += cost.macs * (bits.w or FLOAT_BITS) * (bits.a or FLOAT_BITS)
     if allocation.patchwise:
-        if isinstance(model_or_costs, QuantViT):
+        if isinstance(model_or_costs, QuantModel):
             raise PMQError("bops of a patch-wise allocation traces the float timm model: pass the model "
-                           "that was wrapped (e.g. Experiment.loaded.model), not the QuantViT")
+                           "that was wrapped (e.g. Experiment.loaded.model), not the QuantModel")
         total += _token_group_bops(model_or_costs, allocation, input_shape)
     return total / 1e9 if giga else float(total)
 

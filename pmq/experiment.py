@@ -18,7 +18,7 @@ from pmq.cost import ComponentCost, bops, component_costs, model_size_mb
 from pmq.data import DataSource, data_source_for, stack_images
 from pmq.evaluate import evaluate_top1
 from pmq.models import LoadedModel, load_model
-from pmq.quant import DEFAULT_OBSERVER, QuantViT, calibrate, quantize_vit
+from pmq.quant import DEFAULT_OBSERVER, QuantModel, calibrate, quantize_model
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Experiment:
                  observer: str | None = None, seed: int = 0) -> None:
         self.loaded: LoadedModel = load_model(model, checkpoint, pretrained)
         self.source: DataSource = data_source_for(model, data_dir)
-        self.qv: QuantViT = quantize_vit(self.loaded.model)
+        self.qv: QuantModel = quantize_model(self.loaded.model)
         # the observer only ranges per-tensor activations (per-token ones, the default, need none)
         self.calibration_size, self.observer, self.seed = calibration_images, observer or DEFAULT_OBSERVER, seed
         self.calibration_s: float | None = None

@@ -2,7 +2,7 @@
 
 - :mod:`pmq.patchwise.spec`: the settings a ``BitAllocation.patchwise`` holds, validated;
 - :mod:`pmq.patchwise.runtime`: token scoring and per-token fake quantization inside the model
-  (installed by ``QuantViT.apply``);
+  (installed by ``QuantModel.apply``);
 - :mod:`pmq.patchwise.hardware`: the grouped GEMMs and vector ops a setting costs on an accelerator;
 - :mod:`pmq.patchwise.search`: per-layer (ρ, levels) choices on the exact Pareto frontier;
 - :mod:`pmq.patchwise.maps`: which bits each patch got, as data and as a figure.
@@ -18,7 +18,7 @@ _SEARCH = ("PatchwiseSearch", "patchwise_choices", "run_patchwise")
 
 def __getattr__(name: str):
     """The search needs the whole pipeline (experiment, workload): imported on first use, so that
-    ``QuantViT.apply``, which installs the runtime, stays light."""
+    ``QuantModel.apply``, which installs the runtime, stays light."""
     if name in _SEARCH:
         from pmq.patchwise import search
 

@@ -32,7 +32,7 @@ from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.pareto import Choice, Frontier, frontier, parse_budget
-from pmq.patchwise.runtime import SCORES, ScoreInputs, assign_groups, prefix_tokens, token_bits
+from pmq.patchwise.runtime import SCORES, ScoreInputs, assign_groups, token_bits
 from pmq.patchwise.spec import (
     DEFAULT_APPLY_TO,
     OPERANDS,
@@ -41,7 +41,7 @@ from pmq.patchwise.spec import (
     allocated_bits,
     layer_names,
 )
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.workload import model_workload
 
 OBJECTIVES = ("bops", "latency", "energy")
@@ -140,12 +140,12 @@ def _operand_tensor(operands, component: str, which: str) -> torch.Tensor:
     return operands[component].a if which == "a" else operands[component].w
 
 
-def _quantizer(qv: QuantViT, component: str, which: str):
+def _quantizer(qv: QuantModel, component: str, which: str):
     module = qv.component(component)
     return module.quantizer_a if which == "a" else module.quantizer_w
 
 
-def fisher_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
+def fisher_omega(qv: QuantModel, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
                  score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO, seed: int = 0,
                  batch_size: int = 32) -> dict[str, dict[Key, float]]:
     """Ω[layer][(ρ, levels)] = (1/N) Σ_images ½ Σ g² (Q_tokens(x) − Q_base(x))² over the layer's operands.
@@ -155,7 +155,7 @@ def fisher_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choic
     row by row (per-token ranges, or static ones) are priced per token and bit-width once, so a
     choice costs a gather; ``v`` with per-token ranges (ranges per bit group) is priced per choice."""
     layers = layer_names(qv.component_names())
-    prefix = prefix_tokens(qv.model)
+    prefix = qv.trace.prefix_tokens
     generator = torch.Generator().manual_seed(seed)
     omega = {layer: dict.fromkeys((c.key for c in choices), 0.0) for layer in layers}
     slots = [(layer, operand, f"{layer}.{OPERANDS[operand][0]}", OPERANDS[operand][1])
@@ -215,7 +215,7 @@ def _row_error_table(quantizer, value: torch.Tensor, weight: torch.Tensor, plain
     return table
 
 
-def loss_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
+def loss_omega(qv: QuantModel, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
                score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO, seed: int = 0,
                batch_size: int = 64) -> dict[str, dict[Key, float]]:
     """Ω[layer][(ρ, levels)] = measured mean loss with only that layer patch-wise − the base loss (≥ 0)."""

@@ -39,7 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
-from pmq.quant import QuantComponent, QuantConv2d, QuantViT
+from pmq.quant import QuantComponent, QuantConv2d, QuantModel
 from pmq.sensitivity.operands import (
     PassCounter,
     capture_outputs,
@@ -110,7 +110,7 @@ class _Terms:
     "pmq", {"batch_size": 16, "target": "label", "fisher": "diagonal", "first_order": False, "grad_group": 1,
             "seed": 0}, version=3,
     summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass")
-def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+def pmq_metric(qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                progress: bool, *, batch_size: int, target: str, fisher: str, first_order: bool, grad_group: int,
                seed: int) -> MetricOutput:
     if target not in TARGETS:

@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.sensitivity.operands import (
     PassCounter,
     chunks,
@@ -37,7 +37,7 @@ from pmq.sensitivity.registry import MetricOutput, register_metric
 
 @register_metric("hawq", {"max_iter": 100, "tol": 1e-3, "seed": 0, "batch_size": 64}, version=1,
                  summary="HAWQ-v2: Hutchinson trace of each operand's Hessian × ‖Q_b(x) − x‖² / n")
-def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+def hawq_metric(qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                 progress: bool, *, max_iter: int, tol: float, seed: int, batch_size: int) -> MetricOutput:
     if not isinstance(max_iter, int) or max_iter < 1 or not tol >= 0:
         raise PMQError(f"hawq needs max_iter ≥ 1 and tol ≥ 0, got max_iter={max_iter!r}, tol={tol!r}")

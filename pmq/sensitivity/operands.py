@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pmq.errors import PMQError
-from pmq.quant import QuantComponent, QuantConv2d, QuantViT
+from pmq.quant import QuantComponent, QuantConv2d, QuantModel
 
 OPERANDS = ("w", "a")
 """``w``: weight / second matmul operand (``Sensitivity.weights``); ``a``: first operand (``activations``)."""
@@ -57,7 +57,7 @@ def is_parameter_operand(component: QuantComponent) -> bool:
 
 
 @contextmanager
-def capture_outputs(qv: QuantViT, names: list[str]) -> Iterator[dict[str, Tensor]]:
+def capture_outputs(qv: QuantModel, names: list[str]) -> Iterator[dict[str, Tensor]]:
     """Within the block, each forward stores the named components' outputs (in the autograd graph)."""
     store: dict[str, Tensor] = {}
     handles = []
@@ -73,7 +73,7 @@ def capture_outputs(qv: QuantViT, names: list[str]) -> Iterator[dict[str, Tensor
 
 
 @contextmanager
-def float_eval(qv: QuantViT) -> Iterator[QuantViT]:
+def float_eval(qv: QuantModel) -> Iterator[QuantModel]:
     """All components float and eval mode for the block; the allocation and mode are restored."""
     allocation, training = qv.allocation, qv.training
     qv.apply(allocation.uniform("float", qv.component_names())).eval()
