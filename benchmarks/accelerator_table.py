@@ -16,7 +16,7 @@ import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
 from pmq.quant import component_specs
-from pmq.workload import model_workload
+from pmq.trace import trace_model
 
 SETTINGS = ("W8A8", "W4A8", "W4A4")
 BASELINE = "int8_systolic"
@@ -32,7 +32,7 @@ def main() -> None:
     presets = sorted(accelerators.available(), key=lambda p: (p != BASELINE, p))
     results = {}
     for setting in SETTINGS:
-        workload = model_workload(model, BitAllocation.uniform(setting, names), batch=args.batch)
+        workload = trace_model(model, batch=args.batch).workload(BitAllocation.uniform(setting, names))
         for preset in presets:
             results[setting, preset] = hwsim.simulate(workload, accelerators.load(preset))
     print(f"{args.model}, batch {args.batch}, event simulation (hwsim.simulate)\n")

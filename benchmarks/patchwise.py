@@ -54,7 +54,7 @@ from pmq.patchwise import (
 )
 from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
-from pmq.workload import model_workload
+from pmq.trace import trace_model
 
 LEVEL_SETS = {"8/4": ((8, 4), [0.5, 0.35, 0.25]),
               "8/2": ((8, 2), [0.5, 0.25]),
@@ -83,12 +83,12 @@ def is_attention(name: str) -> bool:
 
 
 def attention_bops(model, allocation: BitAllocation) -> int:
-    return sum(op.bops for op in model_workload(model, allocation).ops
+    return sum(op.bops for op in trace_model(model).workload(allocation).ops
                if ".attn.matmul_qk" in op.name or op.name.endswith(".attn.matmul_av"))
 
 
 def hardware_row(model, allocation: BitAllocation, accel, simulate: bool = True) -> dict:
-    workload = model_workload(model, allocation)
+    workload = trace_model(model).workload(allocation)
     result = hwsim.simulate(workload, accel) if simulate else hwsim.estimate_workload(workload, accel)
     attention = [op for op in result.ops if is_attention(op.name)]
     return {"bops": result.bops, "latency_s": result.latency_s, "energy_pj": result.energy_pj,
@@ -199,14 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     print("## 1b. Harsher settings: where the ranking decides\n")
     print(f"| operands | setting | attention BOPs | model BOPs | {header} |")
     print("|---|---|---|---|" + "---|---|" * len(SCORES))
-    base_bops = sum(op.bops for op in model_workload(model, base).ops)
+    base_bops = sum(op.bops for op in trace_model(model).workload(base).ops)
     harsh = []
     for label, apply_to, levels, rho in HARSH:
         setting = LayerSetting(rho, levels)
         shown = uniform_patchwise(base, setting, apply_to=apply_to)
         row = {"operands": label, "setting": str(setting),
                "attn_bops_change": attention_bops(model, shown) / base_attn - 1,
-               "model_bops_change": sum(op.bops for op in model_workload(model, shown).ops) / base_bops - 1}
+               "model_bops_change": sum(op.bops for op in trace_model(model).workload(shown).ops) / base_bops - 1}
         for score in SCORES:
             row[score] = measure(uniform_patchwise(base, setting, score, apply_to))
         harsh.append(row)

@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
-from pmq.cost import bops
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
 from pmq.pareto import frontier
@@ -45,7 +44,6 @@ from pmq.plots.pareto import label_points
 from pmq.plots.style import DOUBLE_COLUMN_IN, METHOD_STYLE, OKABE_ITO, new_figure, save, style
 from pmq.search import CostTable, bit_pairs, choose, cost_table, pareto_table
 from pmq.sensitivity import compute_sensitivity
-from pmq.workload import model_workload
 
 OBJECTIVES = ("bops", "latency")
 ACCELERATOR = "bitfusion"
@@ -107,9 +105,8 @@ class Bench:
         self.names = self.experiment.component_names
         self.choices = bit_pairs()
         self.accelerator = accelerators.load(ACCELERATOR)
-        model = self.experiment.loaded.model
-        workload = model_workload(model, BitAllocation.uniform("W8A8", self.names))
-        self.costs = cost_table(self.experiment.costs, sum(p.numel() for p in model.parameters()), self.choices,
+        workload = self.experiment.trace.workload(BitAllocation.uniform("W8A8", self.names))
+        self.costs = cost_table(self.experiment.costs, self.experiment.trace.params_total, self.choices,
                                 OBJECTIVES, workload, self.accelerator)
         images, labels = self.experiment.calibration_set
         n = args.sensitivity_images
@@ -126,8 +123,8 @@ class Bench:
     def measure(self, allocation: BitAllocation, method: str, objective: str, factor: float | None,
                 label: str) -> Point:
         evaluated = self.experiment.evaluate(allocation, self.args.limit, progress=False)
-        sim = hwsim.simulate(model_workload(self.experiment.loaded.model, allocation), self.accelerator)
-        point = Point(method, objective, factor, label, evaluated.top1, bops(self.experiment.costs, allocation, giga=True),
+        sim = hwsim.simulate(self.experiment.trace.workload(allocation), self.accelerator)
+        point = Point(method, objective, factor, label, evaluated.top1, self.experiment.trace.bops(allocation) / 1e9,
                       sim.latency_s * 1e3, sim.energy_pj * 1e-6,
                       sum(self.omega["pmq"][n][b] for n, b in allocation.items()),
                       {n: str(b) for n, b in allocation.items()})

@@ -34,6 +34,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _input_size(text: str) -> tuple[int, ...]:
+    try:
+        size = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,224,224), got {text!r}") from None
+    if len(size) != 3 or min(size) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive sizes C,H,W (e.g. 3,224,224), got {text!r}")
+    return size
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pmq.models import DEMO_CHECKPOINT
     from pmq.train import TrainConfig, train_demo
@@ -62,7 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.bits:
         Bits.parse(args.bits)  # bad settings fail before anything is loaded
     experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images, observer=args.observer)
+                            calibration_images=args.calibration_images, observer=args.observer,
+                            input_size=args.input_size)
     allocation = resolve_allocation(args, experiment.component_names)
     result = experiment.evaluate(allocation, args.limit, progress=not args.json)
     if args.json:
@@ -91,12 +102,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         label, allocation, tag = Path(args.workload).stem, {"uniform": str(bits)}, str(args.workload)
     else:
         from pmq.models import load_model
-        from pmq.quant import component_specs
-        from pmq.workload import model_workload
+        from pmq.trace import trace_model
 
-        loaded = load_model(args.model, args.checkpoint, args.pretrained)
-        alloc = resolve_allocation(args, [spec.name for spec in component_specs(loaded.model)])
-        workload = model_workload(loaded.model, alloc, batch=args.batch)
+        loaded = load_model(args.model, args.checkpoint, args.pretrained, args.input_size)
+        trace = trace_model(loaded.model, loaded.input_size, batch=args.batch, name=loaded.name)
+        alloc = resolve_allocation(args, trace.component_names)
+        workload = trace.workload(alloc)
         label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
     result = hwsim.simulate(workload, accel)
     out = Path(args.out) if args.out else Path("results") / f"simulate-{label}-{accel.name}"
@@ -130,12 +141,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     get_metric(args.metric)
     accel = accelerators.load(args.accelerator)
     experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images)
+                            calibration_images=args.calibration_images, input_size=args.input_size)
     result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
                         bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
                         progress=not args.json)
     if args.patchwise:
-        from pmq.cost import bops
         from pmq.patchwise.search import run_patchwise
 
         # token bits change no weight, so a size search hands its patch-wise step to BOPs
@@ -147,7 +157,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
         result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
                               energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
-                              gbops=bops(experiment.loaded.model, result.allocation, giga=True),
+                              gbops=experiment.trace.bops(result.allocation) / 1e9,
                               before_patchwise=before, patchwise=patchwise.summary)
     budget_slug = args.budget.replace(":", "_").replace("/", "_")
     out = Path(args.out) if args.out else Path("results") / f"search-{args.model}-{accel.name}-{args.objective}-{budget_slug}"
@@ -189,7 +199,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     result = sweep(args.model, args.space, args.out, args.objective, args.budgets, checkpoint=args.checkpoint,
                    pretrained=args.pretrained, data_dir=args.data, metric=args.metric, bit_choices=args.bit_choices,
                    calibration_images=args.calibration_images, limit=args.limit, executor=args.executor,
-                   scheduler=args.scheduler, workers=args.workers, method=args.method, progress=not args.json)
+                   scheduler=args.scheduler, workers=args.workers, method=args.method, progress=not args.json,
+                   input_size=args.input_size)
     summary = {"table": str(result.table), "pareto": str(result.pareto), "points": len(result.rows),
                "failed": result.failed, "computed_designs": result.computed_designs, "wall_s": result.wall_s}
     if args.json:
@@ -210,10 +221,15 @@ def _bit_choices(text: str) -> tuple[int, ...]:
     return bits
 
 
+_MODEL_HELP = "'demo', a timm model name, or package.module:function (returns any nn.Module)"
+_INPUT_SIZE_HELP = "C,H,W of one input image (default: the model's pretrained_cfg['input_size'])"
+
+
 def _model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--model", required=required, help="'demo' or a timm model name")
+    p.add_argument("--model", required=required, help=_MODEL_HELP)
     p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
     p.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights (from its cache)")
+    p.add_argument("--input-size", type=_input_size, help=_INPUT_SIZE_HELP)
 
 
 def _bits_arguments(p: argparse.ArgumentParser) -> None:
@@ -255,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="latency, energy and BOPs of a model or GEMM topology on an accelerator")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="'demo' or a timm model name")
+    source.add_argument("--model", help=_MODEL_HELP)
     source.add_argument("--workload", type=Path, help="SCALE-Sim-style GEMM topology CSV (Layer,M,N,K,)")
     p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
     p.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights (from its cache)")
+    p.add_argument("--input-size", type=_input_size, help=_INPUT_SIZE_HELP)
     p.add_argument("--accelerator", required=True, help="preset name (int8_systolic, bitfusion, stripes, loom) or YAML")
     _bits_arguments(p)
     p.add_argument("--batch", type=_positive_int, default=1)

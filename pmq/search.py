@@ -1,7 +1,7 @@
 """The PMQ search: sensitivity Ω per choice + cost per choice → exact Pareto frontier → allocation.
 
-Costs per component and bit pair come from ``pmq.cost`` (size, BOPs) or from ``hwsim.estimate`` on
-the model's real workload (latency, energy on a chosen accelerator). Ops that no allocation
+Costs per component and bit pair come from the model's trace (size, BOPs) or from ``hwsim.estimate``
+on its workload (latency, energy on a chosen accelerator). Ops that no allocation
 changes (LayerNorm, softmax, residual adds, biases and norms in the size) form a fixed cost that is
 added to every total, so budgets and reported numbers are whole-model figures.
 """
@@ -20,8 +20,8 @@ from pmq.errors import PMQError
 from pmq.pareto import Choice, Frontier, frontier, parse_budget
 
 if TYPE_CHECKING:  # torch-side types; importing this module stays torch-free (sweep workers use it)
-    from pmq.cost import ComponentCost
     from pmq.experiment import Experiment
+    from pmq.trace import TracedGemm
 
 OBJECTIVES = {
     "size": "MB",
@@ -66,23 +66,23 @@ class CostTable:
         return value * _TO_UNIT[objective]
 
 
-def cost_table(costs: dict[str, ComponentCost], params_total: int, choices: Sequence[Bits],
+def cost_table(costs: dict[str, TracedGemm], params_total: int, choices: Sequence[Bits],
                objectives: Sequence[str], workload: hwsim.Workload | None = None,
                accelerator: hwsim.Accelerator | None = None) -> CostTable:
     """Price every component at every bit pair for each objective.
 
-    ``workload`` (from :func:`pmq.workload.model_workload`) and ``accelerator`` are needed for
+    ``workload`` (from :meth:`pmq.trace.ModelTrace.workload`) and ``accelerator`` are needed for
     latency/energy: each component's GEMM is re-estimated at each bit pair with ``hwsim.estimate``.
     """
     per_choice: dict[str, dict[str, dict[Bits, float]]] = {}
     fixed: dict[str, float] = {}
     for objective in objectives:
         if objective == "size":
-            from pmq.cost import FLOAT_BITS
+            from pmq.trace.graph import FLOAT_PARAM_BITS
 
             per_choice[objective] = {name: {b: c.weight_params * b.w / 8 for b in choices} for name, c in costs.items()}
             quantizable = sum(c.weight_params for c in costs.values() if c.kind != "matmul")
-            fixed[objective] = (params_total - quantizable) * FLOAT_BITS / 8
+            fixed[objective] = (params_total - quantizable) * FLOAT_PARAM_BITS / 8
         elif objective == "bops":
             per_choice[objective] = {name: {b: c.macs * b.w * b.a for b in choices} for name, c in costs.items()}
             fixed[objective] = 0.0
@@ -93,7 +93,7 @@ def cost_table(costs: dict[str, ComponentCost], params_total: int, choices: Sequ
     return CostTable(per_choice, fixed)
 
 
-def _hardware_costs(workload: hwsim.Workload, accelerator: hwsim.Accelerator, costs: dict[str, ComponentCost],
+def _hardware_costs(workload: hwsim.Workload, accelerator: hwsim.Accelerator, costs: dict[str, TracedGemm],
                     choices: Sequence[Bits], objective: str) -> tuple[dict[str, dict[Bits, float]], float]:
     def value(cost: hwsim.OpCost) -> float:
         return cost.latency_s if objective == "latency" else cost.energy_pj
@@ -108,7 +108,7 @@ def _hardware_costs(workload: hwsim.Workload, accelerator: hwsim.Accelerator, co
             fixed += value(hwsim.estimate(op, accelerator))
     missing = set(costs) - set(table)
     if missing:
-        raise PMQError(f"component {sorted(missing)[0]!r} has no GEMM in the workload: the model is not a plain ViT")
+        raise PMQError(f"component {sorted(missing)[0]!r} has no GEMM in the workload: pass the model's own trace")
     return table, fixed
 
 
@@ -159,14 +159,12 @@ def run_search(experiment: Experiment, accelerator: hwsim.Accelerator, objective
                limit: int | None = None, progress: bool = True) -> SearchResult:
     """Sensitivity → cost tables → frontier → chosen allocation, evaluated and simulated."""
     from pmq.sensitivity import compute_sensitivity
-    from pmq.workload import model_workload
 
     objectives = [check_objective(objective)] + ([check_objective(second_objective)] if second_objective else [])
     choices = bit_pairs(bit_choices)
     names = experiment.component_names
-    workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", names))
-    costs = cost_table(experiment.costs, sum(p.numel() for p in experiment.loaded.model.parameters()),
-                       choices, objectives, workload, accelerator)
+    workload = experiment.trace.workload(BitAllocation.uniform("W8A8", names))
+    costs = cost_table(experiment.costs, experiment.trace.params_total, choices, objectives, workload, accelerator)
     budget_base = resolve_budget(costs, objectives[0], budget, names)  # fail fast, before any pass
     images, labels = experiment.calibration_set
     sensitivity = compute_sensitivity(experiment.qv, images[:sensitivity_images], labels[:sensitivity_images],
@@ -175,7 +173,7 @@ def run_search(experiment: Experiment, accelerator: hwsim.Accelerator, objective
     front = frontier(pareto_table(omega, costs, objectives), objectives)
     allocation = choose(front, costs, objectives[0], budget_base)
     evaluated = experiment.evaluate(allocation, limit, progress=progress)
-    simulated = hwsim.simulate(model_workload(experiment.loaded.model, allocation), accelerator)
+    simulated = hwsim.simulate(experiment.trace.workload(allocation), accelerator)
     allocation.metadata.update({"metric": metric, "objective": objective, "budget": budget,
                                 "model": experiment.loaded.tag, "accelerator": accelerator.name})
     summary = {

@@ -20,7 +20,7 @@ design at one bit budget, i.e. one row of the result table. The space file (YAML
     objective: latency                         # optional here: --objective overrides
 
 Work is split so that torch never leaves the parent process: the parent computes the sensitivity
-Ω once (cached by content hash), records the model's workload once, and evaluates top-1 once per
+Ω once (cached by content hash), traces the model once, and evaluates top-1 once per
 distinct allocation (cached under ``OUT/evals``). Each design is priced by :func:`price_design`,
 which needs only hwsim, the accelerator models and the Pareto search (``import pmq.sweep`` loads no
 torch), on local processes or on a dask.distributed cluster. Per design it builds the cost table
@@ -78,6 +78,7 @@ from pmq.search import (
     pareto_table,
     resolve_budget,
 )
+from pmq.trace.graph import ModelTrace
 
 if TYPE_CHECKING:
     from pmq.experiment import Experiment
@@ -350,14 +351,19 @@ def check_sweep_objective(objective: str | None) -> str:
 @dataclass(frozen=True)
 class PricingInputs:
     """What every design needs, shipped to each worker once: Ω per component and bit pair, the
-    model's workload (GEMMs named after components), the search settings."""
+    model's trace (torch-free; its GEMMs are the components), the search settings."""
 
     component_names: tuple[str, ...]
     omega: dict[str, dict[Bits, float]]
-    workload: hwsim.Workload
+    trace: ModelTrace
     objective: str
     budgets: tuple[str, ...]
     method: str = "estimate"
+
+    @property
+    def workload(self) -> hwsim.Workload:
+        """The model's workload at W8A8 (hardware costs per component are priced from it)."""
+        return self.trace.workload(BitAllocation.uniform("W8A8", self.component_names))
 
 
 def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[dict[str, Any]]:
@@ -381,7 +387,7 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
     for row in rows:
         try:
             allocation = choose(front, costs, objective, resolve_budget(costs, objective, row["budget"], names))
-            result = _run(_at_allocation(inputs.workload, allocation), accel, inputs.method)
+            result = _run(inputs.trace.workload(allocation), accel, inputs.method)
         except (HwsimError, PMQError) as err:
             _failed(row, err)
             continue
@@ -410,17 +416,6 @@ def _failed(row: dict, err: Exception) -> dict:
 
 def _run(workload: hwsim.Workload, accel: hwsim.Accelerator, method: str) -> hwsim.SimResult:
     return hwsim.simulate(workload, accel) if method == "simulate" else hwsim.estimate_workload(workload, accel)
-
-
-def _at_allocation(workload: hwsim.Workload, allocation: BitAllocation) -> hwsim.Workload:
-    """The workload with each component's GEMM at its allocated bits (as ``model_workload`` would build it)."""
-    again = hwsim.Workload()
-    for op in workload.ops:
-        if isinstance(op, hwsim.Gemm) and op.name in allocation.bits:
-            bits = allocation[op.name]
-            op = dataclasses.replace(op, bits_a=bits.a, bits_b=bits.w)
-        again.add(op, after=list(workload.graph.predecessors(op.name)))
-    return again
 
 
 def _mean_bits(workload: hwsim.Workload, allocation: BitAllocation) -> dict[str, float]:
@@ -517,7 +512,7 @@ class SweepInputs:
 
     component_names: list[str]
     omega: dict[str, dict[Bits, float]]
-    workload: hwsim.Workload
+    trace: ModelTrace
     model_tag: str
     evaluate: Evaluator
     evaluation: str
@@ -555,7 +550,7 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     pairs = bit_pairs_of(inputs.omega)
     objective, budgets = _check_settings(space, objective, budgets, pairs, executor, scheduler, method)
     out = Path(out)
-    pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.workload, objective,
+    pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.trace, objective,
                             tuple(budgets), method)
     fingerprint = _fingerprint(space, pricing, inputs)
     manifest = {
@@ -765,7 +760,6 @@ def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Seque
     :class:`pmq.experiment.Experiment`."""
     from pmq.io import provenance
     from pmq.sensitivity import compute_sensitivity, get_metric
-    from pmq.workload import model_workload
 
     get_metric(metric)
     names = experiment.component_names
@@ -773,7 +767,6 @@ def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Seque
     sensitivity = compute_sensitivity(experiment.qv, images[:sensitivity_images], labels[:sensitivity_images],
                                       metric=metric, bits=tuple(bit_choices), progress=False)
     omega = {name: {b: sensitivity.omega(name, b) for b in bit_pairs(bit_choices)} for name in names}
-    workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", names))
 
     def evaluate(allocation: BitAllocation) -> dict[str, float]:
         return experiment.evaluate(allocation, limit, progress=False).to_dict()
@@ -782,7 +775,7 @@ def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Seque
     evaluation = (f"{experiment.source.describe()}; {images_used} test images; metric {metric} on "
                   f"{min(sensitivity_images, len(images))} calibration images ({experiment.calibration_size} "
                   f"for ranges, observer {experiment.observer}, seed {experiment.seed})")
-    return SweepInputs(names, omega, workload, experiment.loaded.tag, evaluate, evaluation,
+    return SweepInputs(names, omega, experiment.trace, experiment.loaded.tag, evaluate, evaluation,
                        provenance(model_tag=experiment.loaded.tag, metric=metric,
                                   sensitivity_cache_key=sensitivity.cache_key))
 
@@ -793,13 +786,14 @@ def sweep(model: str, space: str | os.PathLike, out: str | os.PathLike, objectiv
           bit_choices: Sequence[int] = DEFAULT_BIT_CHOICES, calibration_images: int = 256,
           sensitivity_images: int = 64, limit: int | None = None, executor: str = "local",
           scheduler: str | None = None, workers: int | None = None, method: str = "estimate",
-          progress: bool = True) -> SweepResult:
+          progress: bool = True, input_size: tuple[int, ...] | None = None) -> SweepResult:
     """``pmq sweep``: validate the space and settings, prepare the model once, then :func:`run_sweep`."""
     loaded_space = load_space(space)  # bad input fails here, before torch loads anything
     _check_settings(loaded_space, objective, budgets, bit_pairs(bit_choices), executor, scheduler, method)
     from pmq.experiment import Experiment
 
-    experiment = Experiment(model, checkpoint, pretrained, data_dir, calibration_images=calibration_images)
+    experiment = Experiment(model, checkpoint, pretrained, data_dir, calibration_images=calibration_images,
+                            input_size=input_size)
     inputs = model_inputs(experiment, metric, bit_choices, sensitivity_images, limit)
     return run_sweep(loaded_space, inputs, out, objective, budgets, executor=executor, scheduler=scheduler,
                      workers=workers, method=method, progress=progress)

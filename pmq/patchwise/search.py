@@ -42,7 +42,7 @@ from pmq.patchwise.spec import (
     layer_names,
 )
 from pmq.quant import QuantModel
-from pmq.workload import model_workload
+from pmq.trace import ModelTrace
 
 OBJECTIVES = ("bops", "latency", "energy")
 OMEGA_METHODS = ("fisher", "loss")
@@ -107,7 +107,7 @@ def pricer(objective: str, accelerator: hwsim.Accelerator | None) -> Callable[[h
     return price
 
 
-def layer_costs(model: torch.nn.Module, base: BitAllocation, choices: Sequence[LayerSetting], objective: str,
+def layer_costs(trace: ModelTrace, base: BitAllocation, choices: Sequence[LayerSetting], objective: str,
                 accelerator: hwsim.Accelerator | None, score: str = "cls_attention",
                 apply_to: Sequence[str] = DEFAULT_APPLY_TO) -> tuple[dict[str, dict[Key, float]], float]:
     """cost[layer][(ρ, levels)] and the cost of everything outside the blocks, in base units.
@@ -123,7 +123,7 @@ def layer_costs(model: torch.nn.Module, base: BitAllocation, choices: Sequence[L
         spec = _spec_for(dict.fromkeys(layers, setting), score, apply_to, 0)
         sums = dict.fromkeys(layers, 0.0)
         outside = 0.0
-        for op in model_workload(model, _with_patchwise(base, spec)).ops:
+        for op in trace.workload(_with_patchwise(base, spec)).ops:
             match = owner.match(op.name)
             if match and match[1] in sums:
                 sums[match[1]] += price(op)
@@ -282,12 +282,13 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     choices = list(choices) if choices is not None else patchwise_choices()
     if not choices:
         raise PMQError("no patch-wise choices given: pass settings such as LayerSetting((0.5,), (8, 4))")
-    model = experiment.loaded.model
+    trace = experiment.trace
+    trace.check_patchwise()
     price = pricer(objective, accelerator)
-    costs, fixed = layer_costs(model, base, choices, objective, accelerator, spec.score, spec.apply_to)
+    costs, fixed = layer_costs(trace, base, choices, objective, accelerator, spec.score, spec.apply_to)
 
     def total(alloc: BitAllocation) -> float:
-        return sum(price(op) for op in model_workload(model, alloc).ops)
+        return sum(price(op) for op in trace.workload(alloc).ops)
 
     base_total = total(base)
     target = resolve_patchwise_budget(budget, objective, base_total,
@@ -312,7 +313,7 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     front = frontier(table, (objective,))
     point = front.best_under(min(max(target - fixed, front.cost_min[0]), front.cost_max[0]))
     settings = {c.key: c for c in choices}
-    patches = model.patch_embed.num_patches
+    patches = next(iter(trace.attention.values()))[1] - trace.prefix_tokens
     chosen = {layer: settings[key] for layer, key in point.allocation.items()  # "off" layers are left out
               if any(settings[key].changes(allocated_bits(base.bits, layer, o), patches) for o in spec.apply_to)}
     patchwise = _spec_for(chosen, spec.score, spec.apply_to, spec.seed)
@@ -334,7 +335,7 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
             summary["base_top1"] = experiment.evaluate(base, limit, progress=progress).top1
         if accelerator is not None:
             for label, alloc in (("base", base), ("patchwise", result)):
-                simulated = hwsim.simulate(model_workload(model, alloc), accelerator)
+                simulated = hwsim.simulate(trace.workload(alloc), accelerator)
                 summary[f"{label}_simulated"] = {"cycles": simulated.cycles, "latency_s": simulated.latency_s,
                                                  "energy_pj": simulated.energy_pj, "bops": simulated.bops}
     return PatchwiseSearch(result, front, omega, costs, fixed, summary)

@@ -10,9 +10,9 @@ from tqdm.auto import tqdm
 
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
+from pmq.quant.model import QuantModel
 from pmq.quant.observers import DEFAULT_OBSERVER, OBSERVERS
 from pmq.quant.quantizers import WeightQuantizer
-from pmq.quant.model import QuantModel
 
 
 def calibrate(qv: QuantModel, images: Tensor, observer: str = DEFAULT_OBSERVER, batch_size: int = 64,

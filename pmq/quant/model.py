@@ -186,10 +186,10 @@ class QuantModel(nn.Module):
         self.set_weight_clipping(weight_clipping)
         self.train(model.training)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         scope = ModuleScope(self.model, self.enter_hooks)
         with scope, _Router(scope, self._routes):
-            return self.model(x)
+            return self.model(*args, **kwargs)
 
     def component_names(self) -> list[str]:
         return list(self._components)

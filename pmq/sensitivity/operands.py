@@ -25,19 +25,14 @@ OPERANDS = ("w", "a")
 def quantize_operand(component: QuantComponent, operand: str, x: Tensor, bits: int) -> Tensor:
     """``x`` (the component's ``operand``, "w" or "a") fake-quantized at ``bits`` as the forward does it.
 
-    The patch embedding with per-token ranges quantizes each image patch as a row (im2col), which
-    only the component knows how to do, so we let it run with ``bits`` set for the call.
+    A conv with per-token ranges quantizes each patch (or each image) as a row, which only the
+    component knows how to do.
     """
     if operand == "w":
         return component.quantizer_w.quantize(x, bits)
-    quantizer = component.quantizer_a
-    if isinstance(component, QuantConv2d) and quantizer.granularity == "token":
-        saved, quantizer.bits = quantizer.bits, bits
-        try:
-            return component._quantize_patches(x)
-        finally:
-            quantizer.bits = saved
-    return quantizer.quantize(x, bits)
+    if isinstance(component, QuantConv2d):
+        return component.quantize_input(x, bits)
+    return component.quantizer_a.quantize(x, bits)
 
 
 def quant_errors(component: QuantComponent, operand: str, x: Tensor, bits: list[int]) -> Tensor:

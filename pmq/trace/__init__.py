@@ -16,7 +16,18 @@ from pmq.trace.graph import (
     TracedVector,
     size_mb,
 )
-from pmq.trace.tracer import input_size_of, trace_model
+
+_TRACER = ("input_size_of", "trace_model")
+
+
+def __getattr__(name: str):
+    """The tracer needs torch: imported on first use, so the record stays importable torch-free."""
+    if name in _TRACER:
+        from pmq.trace import tracer
+
+        return getattr(tracer, name)
+    raise AttributeError(f"module 'pmq.trace' has no attribute {name!r}")
+
 
 __all__ = ["FLOAT_OPERAND_BITS", "FLOAT_PARAM_BITS", "ConvInfo", "ModelTrace", "TracedGemm", "TracedVector",
            "input_size_of", "size_mb", "trace_model"]

@@ -188,7 +188,7 @@ def gemm_shape(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> tuple[int,
         b = (*b, 1)
     dims = max(len(a), len(b)) - 2
     batch_a, batch_b = (1,) * (dims - len(a) + 2) + a[:-2], (1,) * (dims - len(b) + 2) + b[:-2]
-    batch = [max(x, y) for x, y in zip(batch_a, batch_b)]
+    batch = [max(x, y) for x, y in zip(batch_a, batch_b, strict=False)]
     return a[-2], a[-1], b[-1], math.prod(batch)
 
 
@@ -197,7 +197,7 @@ def einsum_shape(equation: str, a_shape: tuple[int, ...], b_shape: tuple[int, ..
     in both inputs only, m letters in the first input only, n letters in the second only."""
     inputs, _, output = equation.replace(" ", "").partition("->")
     left, right = inputs.split(",")
-    sizes = {**dict(zip(left, a_shape)), **dict(zip(right, b_shape))}
+    sizes = {**dict(zip(left, a_shape, strict=False)), **dict(zip(right, b_shape, strict=False))}
     if "." in equation or not output:
         raise PMQError(f"einsum {equation!r}: give an explicit '->' output without '...' so it can be priced")
     prod = lambda letters: math.prod(sizes[c] for c in letters)  # noqa: E731

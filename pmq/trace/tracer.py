@@ -136,7 +136,7 @@ def _gemm_event(frame: Frame, name: str, family: str, ordinal: int, args: tuple,
     if family == "conv":
         x, weight = args[0], args[1]
         bias = args[2] if len(args) > 2 else kwargs.get("bias")
-        params = dict(zip(("stride", "padding", "dilation", "groups"), args[3:]), **kwargs)
+        params = dict(zip(("stride", "padding", "dilation", "groups"), args[3:], strict=False), **kwargs)
         groups = int(params.get("groups", 1))
         spatial = weight.dim() - 2
         info = ConvInfo(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),

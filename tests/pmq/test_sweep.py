@@ -316,7 +316,7 @@ def test_demo_model_end_to_end(tmp_path):
     (Local processes, not an in-process dask cluster: a threaded dask worker's profiler makes the
     parent's torch evaluation crawl.)"""
     from pmq.models import load_model
-    from pmq.workload import model_workload
+    from pmq.trace import trace_model
 
     space = tmp_path / "space.yaml"
     space.write_text("base: bitfusion\nbudgets: ['0.8x:W8A8']\n")
@@ -326,7 +326,7 @@ def test_demo_model_end_to_end(tmp_path):
     assert row["status"] == "ok" and 0 <= row["top1"] <= 1 and row["images"] == 32 and row["size_mb"] > 0
     allocation = BitAllocation.load(result.out / "allocations" / f"{row['allocation_id']}.json")
     assert {bits.w for _, bits in allocation.items()} == {4, 8}  # a real mixed-precision choice
-    priced = hwsim.estimate_workload(model_workload(load_model("demo").model, allocation), accelerators.load("bitfusion"))
+    priced = hwsim.estimate_workload(trace_model(load_model("demo").model).workload(allocation), accelerators.load("bitfusion"))
     assert row["energy_pj"] == priced.energy_pj and row["latency_s"] == priced.latency_s
     manifest = json.loads((result.out / "sweep.json").read_text())
     assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
