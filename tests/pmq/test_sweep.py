@@ -1,13 +1,12 @@
 """Co-design sweeps: space validation, executors agree, resume after SIGKILL/Ctrl-C, failed points recorded.
 
-Most tests use a small synthetic ViT-like workload and Ω table (torch-free, so subprocesses start
+Most tests use a small synthetic ViT-like trace and Ω table (torch-free, so subprocesses start
 fast); one runs the whole ``sweep`` on the demo model.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.search import bit_pairs
 from pmq.sweep import SweepInputs, load_space, pareto_set, run_sweep, space_from_dict, sweep
+from pmq.trace.graph import ModelTrace, TracedGemm, TracedVector
 
 HERE = Path(__file__).parent
 BUDGETS = ["1x:W8A8", "0.5x:W8A8"]
@@ -36,27 +36,29 @@ SPACE = {
 """24 designs x 2 budgets; bitfusion with a 128-byte output buffer cannot hold one partial-sum tile."""
 
 
-def tiny_workload(tokens: int = 50, dim: int = 64, mlp: int = 128, heads: int = 2) -> hwsim.Workload:
-    """One ViT block plus patch embedding and head, GEMMs named after PMQ components."""
-    ops = [
-        hwsim.Gemm("patch_embed.proj", tokens - 1, 16, dim, 8, 8),
-        hwsim.VectorOp("blocks.0.norm1", "layernorm", tokens * dim),
-        hwsim.Gemm("blocks.0.attn.qkv", tokens, dim, 3 * dim, 8, 8),
-        hwsim.Gemm("blocks.0.attn.matmul_qk", tokens, dim // heads, tokens, 8, 8, count=heads, kind="matmul"),
-        hwsim.VectorOp("blocks.0.attn.softmax", "softmax", heads * tokens * tokens),
-        hwsim.Gemm("blocks.0.attn.matmul_av", tokens, tokens, dim // heads, 8, 8, count=heads, kind="matmul"),
-        hwsim.Gemm("blocks.0.attn.proj", tokens, dim, dim, 8, 8),
-        hwsim.VectorOp("blocks.0.norm2", "layernorm", tokens * dim),
-        hwsim.Gemm("blocks.0.mlp.fc1", tokens, dim, mlp, 8, 8),
-        hwsim.VectorOp("blocks.0.mlp.act", "gelu", tokens * mlp),
-        hwsim.Gemm("blocks.0.mlp.fc2", tokens, mlp, dim, 8, 8),
-        hwsim.Gemm("head", 1, dim, 10, 8, 8),
-    ]
-    workload, previous = hwsim.Workload(), []
-    for op in ops:
-        workload.add(op, after=previous)
-        previous = [op.name]
-    return workload
+def tiny_trace(tokens: int = 50, dim: int = 64, mlp: int = 128, heads: int = 2) -> ModelTrace:
+    """One ViT block plus patch embedding and head, as a (torch-free) trace: GEMMs are the components."""
+    def gemm(name, m, k, n, count=1, kind="linear"):
+        return TracedGemm(name, kind, m, k, n, count, name, 0, "linear", k * n if kind != "matmul" else 0)
+
+    def vector(name, kind, elements):
+        return TracedVector(name, kind, elements, name, kind)
+
+    ops = (
+        gemm("patch_embed.proj", tokens - 1, 16, dim, kind="conv"),
+        vector("blocks.0.norm1", "norm", tokens * dim),
+        gemm("blocks.0.attn.qkv", tokens, dim, 3 * dim),
+        gemm("blocks.0.attn.matmul_qk", tokens, dim // heads, tokens, count=heads, kind="matmul"),
+        vector("blocks.0.attn.softmax", "softmax", heads * tokens * tokens),
+        gemm("blocks.0.attn.matmul_av", tokens, tokens, dim // heads, count=heads, kind="matmul"),
+        gemm("blocks.0.attn.proj", tokens, dim, dim),
+        vector("blocks.0.norm2", "norm", tokens * dim),
+        gemm("blocks.0.mlp.fc1", tokens, dim, mlp),
+        vector("blocks.0.mlp.act", "activation", tokens * mlp),
+        gemm("blocks.0.mlp.fc2", tokens, mlp, dim),
+        gemm("head", 1, dim, 10),
+    )
+    return ModelTrace("tiny-vit", (1, 1, 28, 28), ops, params_total=100_000)
 
 
 def synthetic_top1(allocation: BitAllocation) -> dict[str, float]:
@@ -66,11 +68,11 @@ def synthetic_top1(allocation: BitAllocation) -> dict[str, float]:
 
 
 def synthetic_inputs() -> SweepInputs:
-    workload = tiny_workload()
-    names = [op.name for op in workload.ops if isinstance(op, hwsim.Gemm)]
+    trace = tiny_trace()
+    names = trace.component_names
     omega = {name: {b: (i + 1) * (2.0 ** -b.w + 2.0 ** -b.a) for b in bit_pairs((2, 4, 8))}
              for i, name in enumerate(names)}
-    return SweepInputs(names, omega, workload, "synthetic-vit", synthetic_top1, "synthetic top-1")
+    return SweepInputs(names, omega, trace, "synthetic-vit", synthetic_top1, "synthetic top-1")
 
 
 def run_in_subprocess(out: Path, workers: int = 1) -> subprocess.Popen:
@@ -219,16 +221,12 @@ def test_rows_are_the_priced_choice_and_failures_are_recorded(reference):
             assert row["error"].startswith("PMQError: budget 0.5x:W8A8") and "below the cheapest allocation" in row["error"]
             continue
         allocation = BitAllocation.load(reference.out / "allocations" / f"{row['allocation_id']}.json")
-        workload = hwsim.Workload()
-        for op in inputs.workload.ops:
-            if op.name in allocation.bits:
-                op = dataclasses.replace(op, bits_a=allocation[op.name].a, bits_b=allocation[op.name].w)
-            workload.add(op, after=list(inputs.workload.graph.predecessors(op.name)))
-        priced = hwsim.estimate_workload(workload, accel)
+        priced = hwsim.estimate_workload(inputs.trace.workload(allocation), accel)
         assert (row["latency_s"], row["energy_pj"]) == (priced.latency_s, priced.energy_pj)
         assert row["edp_js"] == pytest.approx(priced.latency_s * priced.energy_pj * 1e-12)
         assert row["top1"] == synthetic_top1(allocation)["top1"]
-        w8a8 = hwsim.estimate_workload(inputs.workload, accel).latency_s
+        w8a8 = hwsim.estimate_workload(inputs.trace.workload(BitAllocation.uniform("W8A8", inputs.component_names)),
+                                       accel).latency_s
         factor = float(row["budget"].split("x")[0])
         assert row["latency_s"] <= factor * w8a8 * (1 + 1e-9)
     assert sum(r["status"] == "failed" for r in rows) == reference.failed > 0
