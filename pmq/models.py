@@ -103,4 +103,6 @@ def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool
     if checkpoint:
         _load_weights(model, Path(checkpoint))
         tag = f"{name}@{file_digest(Path(checkpoint))}"
+    if input_size:  # timm's data config (resize, crop) reads it from here too
+        model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}), "input_size": tuple(input_size)}
     return LoadedModel(model.eval(), name, tag, input_size or input_size_of(model))
