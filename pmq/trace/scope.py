@@ -9,7 +9,7 @@ the GEMM-like calls of each module call are numbered (its ``ordinal``) in the or
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
@@ -33,7 +33,6 @@ class Frame:
     path: str
     module: nn.Module
     gemm_calls: int = 0
-    op_counts: dict[str, int] = field(default_factory=dict)
 
 
 class ModuleScope:
