@@ -38,7 +38,7 @@ def default_cache_dir() -> Path:
 def _hash_tensor(digest: Any, tensor: Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous()
     digest.update(f"{tuple(tensor.shape)}|{tensor.dtype}|".encode())
-    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
 
 
 @cache

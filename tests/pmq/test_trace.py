@@ -238,3 +238,31 @@ def test_bad_models_are_one_line_exit_2(user_package, capsys, model, extra, need
     err = capsys.readouterr().err
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A tiny ImageNet-layout folder: train/ and val/, two classes of random 20×20 images."""
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for label in ("n0", "n1"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(3):
+                pixels = torch.randint(0, 256, (20, 20, 3), generator=generator, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return tmp_path / "images"
+
+
+@pytest.mark.parametrize("metric", ["pmq", pytest.param("hawq", marks=pytest.mark.slow), "nuclear"])
+def test_search_runs_end_to_end_on_a_user_module(user_package, image_folder, tmp_path, monkeypatch, capsys, metric):
+    monkeypatch.setenv("PMQ_CACHE_DIR", str(tmp_path / "cache"))
+    code = main(["search", "--model", f"{user_package}:with_cfg", "--data", str(image_folder), "--objective",
+                 "bops", "--budget", "0.5x:W8A8", "--metric", metric, "--calibration-images", "4",
+                 "--out", str(tmp_path / "search"), "--json"])
+    assert code == 0
+    allocation = BitAllocation.load(tmp_path / "search" / "allocation.json")
+    assert list(allocation.bits) == ["stem.0", "matmul_qk", "matmul_av", "mix", "head"]
+    assert len({bits for _, bits in allocation.items()}) > 1  # a mixed allocation under the budget
