@@ -15,7 +15,6 @@ import timm
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
-from pmq.quant import component_specs
 from pmq.trace import trace_model
 
 SETTINGS = ("W8A8", "W4A8", "W4A4")
@@ -28,11 +27,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args()
     model = timm.create_model(args.model, pretrained=False).eval()
-    names = [spec.name for spec in component_specs(model)]
+    trace = trace_model(model, batch=args.batch)
+    names = trace.component_names
     presets = sorted(accelerators.available(), key=lambda p: (p != BASELINE, p))
     results = {}
     for setting in SETTINGS:
-        workload = trace_model(model, batch=args.batch).workload(BitAllocation.uniform(setting, names))
+        workload = trace.workload(BitAllocation.uniform(setting, names))
         for preset in presets:
             results[setting, preset] = hwsim.simulate(workload, accelerators.load(preset))
     print(f"{args.model}, batch {args.batch}, event simulation (hwsim.simulate)\n")

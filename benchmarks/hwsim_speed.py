@@ -3,7 +3,7 @@
 Goals (issue 3, item 7): event simulation of deit_small_patch16_224 at batch 1 in <= 1 s per
 preset; the cost table of all DeiT-S components x bit pairs {2,3,4,6,8}^2 on bitfusion through
 ``hwsim.estimate`` in <= 10 s. Prints a table; asserts nothing. Run: ``python benchmarks/hwsim_speed.py``.
-The DeiT-S shapes are written out here (torch-free); pmq.workload builds them from a real model.
+The DeiT-S shapes are written out here (torch-free); pmq.trace records them from a real model.
 """
 
 from __future__ import annotations

@@ -301,9 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _component_names(model) -> list[str]:
-    from pmq.quant import component_specs
-
-    return [spec.name for spec in component_specs(model)]
+    return trace_model(model).component_names
 
 
 SWEEP_COLOURS = {"8/4": OKABE_ITO["blue"], "8/2": OKABE_ITO["vermillion"], "8/4/2": OKABE_ITO["green"]}

@@ -7,7 +7,7 @@ Registered with the quantized wrapper on import (:func:`pmq.quant.register_patch
 1. as the attention module starts, the rows of ``qkv``'s input get the token bits of the previous
    block's ranking (when ``"qkv"`` is in ``apply_to``);
 2. the class-token rows of q·kᵀ at the allocation's bits (on hardware these rows are simply
-   computed first, see :mod:`pmq.workload`); their softmax, averaged over heads, is the score of
+   computed first, see :mod:`pmq.patchwise.hardware`); their softmax, averaged over heads, is the score of
    every patch token (``cls_attention``: how much the class token, which the head reads, attends
    to it);
 3. per image, the top ``ceil(ρ·P)`` patch tokens (plus the class token) keep the high level, the
