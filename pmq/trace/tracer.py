@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -265,22 +265,16 @@ def _merge_repeats(ops: list) -> list:
     for op in ops:
         name, seen = op.name, merged.get(op.name)
         if seen is not None and isinstance(op, TracedGemm) and (seen.m, seen.k, seen.n) == (op.m, op.k, op.n):
-            merged[name] = _replace(seen, count=seen.count + op.count)
+            merged[name] = replace(seen, count=seen.count + op.count)
             continue
         if seen is not None and isinstance(op, TracedVector):
-            merged[name] = _replace(seen, elements=seen.elements + op.elements)
+            merged[name] = replace(seen, elements=seen.elements + op.elements)
             continue
         call = 1
         while name in merged:
             name, call = f"{op.name}.call{call}", call + 1
-        merged[name] = _replace(op, name=name)
+        merged[name] = replace(op, name=name)
     return list(merged.values())
-
-
-def _replace(op: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(op, **changes)
 
 
 def trace_model(model: nn.Module, input_size: tuple[int, ...] | None = None, batch: int = 1,
