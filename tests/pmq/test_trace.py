@@ -266,3 +266,20 @@ def test_search_runs_end_to_end_on_a_user_module(user_package, image_folder, tmp
     allocation = BitAllocation.load(tmp_path / "search" / "allocation.json")
     assert list(allocation.bits) == ["stem.0", "matmul_qk", "matmul_av", "mix", "head"]
     assert len({bits for _, bits in allocation.items()}) > 1  # a mixed allocation under the budget
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_per_image_weight_grads_of_grouped_convs_match_autograd(groups):
+    """The pmq metric's per-image ∂ℓ/∂W for (depthwise) grouped convs, as in ConvNeXt."""
+    from pmq.quant import QuantConv2d
+    from pmq.sensitivity.fisher import per_group_weight_grads
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1, groups=groups)
+    a, g_out = torch.randn(3, 4, 6, 6), torch.randn(3, 8, 6, 6)
+    got = per_group_weight_grads(QuantConv2d(conv), a, g_out, group=1)
+    for n in range(3):
+        weight = conv.weight.detach().clone().requires_grad_()
+        out = torch.nn.functional.conv2d(a[n:n + 1], weight, None, 1, 1, 1, groups)
+        (expected,) = torch.autograd.grad(out, weight, g_out[n:n + 1])
+        assert torch.allclose(got[n], expected, atol=1e-5)
