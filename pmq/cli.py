@@ -142,6 +142,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     accel = accelerators.load(args.accelerator)
     experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
                             calibration_images=args.calibration_images, input_size=args.input_size)
+    if args.patchwise:
+        experiment.trace.check_patchwise()  # before any sensitivity pass
     result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
                         bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
                         progress=not args.json)

@@ -283,3 +283,11 @@ def test_per_image_weight_grads_of_grouped_convs_match_autograd(groups):
         out = torch.nn.functional.conv2d(a[n:n + 1], weight, None, 1, 1, 1, groups)
         (expected,) = torch.autograd.grad(out, weight, g_out[n:n + 1])
         assert torch.allclose(got[n], expected, atol=1e-5)
+
+
+def test_patchwise_search_is_refused_before_any_pass_without_a_class_token(user_package, image_folder, capsys):
+    code = main(["search", "--model", f"{user_package}:with_cfg", "--data", str(image_folder), "--objective", "bops",
+                 "--budget", "0.5x:W8A8", "--patchwise"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "patch-wise precision needs a ViT with a class token; usernets.nets:with_cfg has no class token" in err
