@@ -158,7 +158,7 @@ def _gemm_event(frame: Frame, name: str, family: str, ordinal: int, args: tuple,
             raise PMQError(f"einsum {equation!r} in module {frame.path or '<root>'!r} has {len(operands)} operands: "
                            "only two-operand einsums can be priced as GEMMs")
         return _Event(frame, name, family, einsum_shape(equation, operands[0].shape, operands[1].shape),
-                      ordinal=ordinal, softmaxes_before=softmaxes)
+                      ordinal=ordinal, qkv_shape=tuple(operands[0].shape), softmaxes_before=softmaxes)
     a, b = (args[1], args[0]) if name == "__rmatmul__" else args[:2]
     return _Event(frame, name, family, gemm_shape(a.shape, b.shape), ordinal=ordinal, qkv_shape=tuple(a.shape),
                   softmaxes_before=softmaxes)
@@ -254,9 +254,13 @@ def _ops(events: list[_Event]) -> tuple[list[TracedGemm | TracedVector], dict[st
 
 
 def _note_attention(attention: dict, path: str, q_shape: tuple[int, ...]) -> None:
+    """(batch, tokens, heads, head_dim) from q: (B, H, N, hd), or (B, N, d) for a single head."""
     if len(q_shape) == 4:
         batch, heads, tokens, head_dim = q_shape
         attention.setdefault(path, (batch, tokens, heads, head_dim))
+    elif len(q_shape) == 3:
+        batch, tokens, dim = q_shape
+        attention.setdefault(path, (batch, tokens, 1, dim))
 
 
 def _merge_repeats(ops: list) -> list:
