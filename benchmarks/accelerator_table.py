@@ -39,14 +39,13 @@ def results(model_name: str, batch: int) -> dict:
     import timm
 
     from pmq.allocation import BitAllocation, Bits
-    from pmq.quant import component_specs
-    from pmq.workload import model_workload
+    from pmq.trace import trace_model
 
-    model = timm.create_model(model_name, pretrained=False).eval()
-    names = [spec.name for spec in component_specs(model)]
+    trace = trace_model(timm.create_model(model_name, pretrained=False).eval(), batch=batch)
+    names = trace.component_names
     table: dict = {}
     for setting in SETTINGS:
-        workload = model_workload(model, BitAllocation.uniform(setting, names), batch=batch)
+        workload = trace.workload(BitAllocation.uniform(setting, names))
         bits = Bits.parse(setting)
         probe = hwsim.Gemm("probe", m=256, k=256, n=256, bits_a=bits.a, bits_b=bits.w)
         for preset in accelerators.available():

@@ -9,7 +9,7 @@ best of ``--repeat`` runs, so both see the same machine load. Prints tables; ass
 
     python benchmarks/hwsim_speed.py [--baseline 9428a76] [--repeat 3]
 
-The DeiT-S shapes are written out here (torch-free); pmq.workload builds them from a real model.
+The DeiT-S shapes are written out here (torch-free); pmq.trace records them from a real model.
 """
 
 from __future__ import annotations

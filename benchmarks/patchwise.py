@@ -49,7 +49,7 @@ from pmq.patchwise.search import fisher_omega, loss_omega, patchwise_choices, ru
 from pmq.patchwise.spec import DEFAULT_APPLY_TO, OPERANDS, LayerSetting
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
 from pmq.plots.tokens import save_token_bits
-from pmq.workload import model_workload
+from pmq.trace import trace_model
 
 LEVEL_SETS = {"8/4": ((8, 4), [0.5, 0.35, 0.25]),
               "8/2": ((8, 2), [0.5, 0.25]),
@@ -61,7 +61,7 @@ HARSH = (("attention rows", DEFAULT_APPLY_TO, (8, 2), (0.1,)),  # settings that 
          ("all token rows", tuple(OPERANDS), (8, 2), (0.5,)),
          ("all token rows", tuple(OPERANDS), (8, 2), (0.25,)))
 def attention_bops(model, allocation: BitAllocation) -> int:
-    return sum(op.bops for op in model_workload(model, allocation).ops
+    return sum(op.bops for op in trace_model(model).workload(allocation).ops
                if ".attn.matmul_qk" in op.name or op.name.endswith(".attn.matmul_av"))
 
 
@@ -171,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     print("## 1b. Harsher settings: where the ranking decides\n")
     print(f"| operands | setting | attention BOPs | model BOPs | {header} |")
     print("|---|---|---|---|" + "---|---|" * len(SCORES))
-    base_bops = sum(op.bops for op in model_workload(model, base).ops)
+    base_bops = sum(op.bops for op in trace_model(model).workload(base).ops)
     harsh = []
     for label, apply_to, levels, rho in HARSH:
         setting = LayerSetting(rho, levels)
         shown = uniform_patchwise(base, setting, apply_to=apply_to)
         row = {"operands": label, "setting": str(setting),
                "attn_bops_change": attention_bops(model, shown) / base_attn - 1,
-               "model_bops_change": sum(op.bops for op in model_workload(model, shown).ops) / base_bops - 1}
+               "model_bops_change": sum(op.bops for op in trace_model(model).workload(shown).ops) / base_bops - 1}
         for score in SCORES:
             row[score] = measure(uniform_patchwise(base, setting, score, apply_to))
         harsh.append(row)
@@ -234,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}/patchwise.json, top1_vs_attention_bops.png/pdf, token_bits.png "
           f"({report['wall_s']:.0f} s)")
     return 0
+
+
+def _component_names(model) -> list[str]:
+    return trace_model(model).component_names
 
 
 SWEEP_COLOURS = {"8/4": OKABE_ITO["blue"], "8/2": OKABE_ITO["vermillion"], "8/4/2": OKABE_ITO["green"]}

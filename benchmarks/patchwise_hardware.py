@@ -18,7 +18,7 @@ Usage::
    falls below the plain preset's best.
 
 Every number is ``hwsim.estimate`` (the closed form of the event simulation, within 5% of it) of the
-workload ``pmq.workload.model_workload`` builds from the real timm model.
+workload ``pmq.trace`` records from the real timm model.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ from pmq.io import provenance, write_json
 from pmq.models import create_demo_vit
 from pmq.patchwise import DEFAULT_APPLY_TO, LayerSetting, PatchwiseSpec
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
-from pmq.quant import component_specs
-from pmq.workload import model_workload
+from pmq.trace import ModelTrace, trace_model
 
 PAIRS = (("bitfusion", "bitfusion_tokens"), ("loom", "loom_tokens"))
 WHAT_IF = {  # a design change beyond the token capabilities that removes a blocker: measured, never a preset
@@ -90,12 +89,23 @@ def _model(tag: str | None, img_size: int | None = None):
         model = create_demo_vit()
     else:
         model = timm.create_model(tag, pretrained=False, **({"img_size": img_size} if img_size else {}))
-    return model.eval(), [spec.name for spec in component_specs(model)]
+    return model.eval(), _trace(model.eval(), 1).component_names
+
+
+_TRACES: dict[tuple[int, int], ModelTrace] = {}
+
+
+def _trace(model, batch: int) -> ModelTrace:
+    """The model's trace at ``batch``, recorded once per (model, batch) of this run."""
+    key = (id(model), batch)
+    if key not in _TRACES:
+        _TRACES[key] = trace_model(model, batch=batch)
+    return _TRACES[key]
 
 
 def measure(model, allocation: BitAllocation, accel: hwsim.Accelerator, batch: int) -> dict:
     """Attention and model totals, plus the attention ops (summed over blocks) by op kind."""
-    result = hwsim.estimate_workload(model_workload(model, allocation, batch=batch), accel)
+    result = hwsim.estimate_workload(_trace(model, batch).workload(allocation), accel)
     ops: dict[str, dict[str, float]] = {}
     for op in result.ops:
         if is_attention(op.name):

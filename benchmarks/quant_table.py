@@ -43,13 +43,13 @@ from pathlib import Path
 import torch
 
 from pmq.allocation import BitAllocation
-from pmq.cost import bops, component_costs, model_size_mb
 from pmq.data import fashion_mnist, stack_images
 from pmq.errors import PMQError
 from pmq.evaluate import evaluate_top1
 from pmq.io import provenance
 from pmq.models import load_model
-from pmq.quant import DEFAULT_GRANULARITY, DEFAULT_WEIGHT_CLIPPING, calibrate, quantize_vit
+from pmq.quant import DEFAULT_GRANULARITY, DEFAULT_WEIGHT_CLIPPING, calibrate, quantize_model
+from pmq.trace import size_mb, trace_model
 
 SETTINGS = ("float", "W8A8", "W6A6", "W4A8", "W4A4", "W3A8", "W2A8", "W8A4", "W8A3")
 OBSERVER_SETTINGS = ("W4A4", "W3A4")
@@ -83,11 +83,11 @@ class Bench:
         self.test = fashion_mnist("test", args.data)
         self.calibration, _ = stack_images(fashion_mnist("train", args.data), args.calibration, seed=1)
         self.limit, self.batch_size = args.limit, args.batch_size
-        self.costs = component_costs(self.model)
-        self.names = list(self.costs)
+        self.trace = trace_model(self.model)
+        self.names = self.trace.component_names
 
     def run(self, setting: str, granularity: str, observer: str, weight_clipping: str) -> Row:
-        qv = quantize_vit(self.model, granularity=granularity, weight_clipping=weight_clipping)
+        qv = quantize_model(self.model, granularity=granularity, weight_clipping=weight_clipping, trace=self.trace)
         allocation = BitAllocation.uniform(setting, self.names)
         seconds = 0.0
         if setting != "float":  # static ranges (per tensor) and the weight clipping search
@@ -96,7 +96,7 @@ class Bench:
         qv.apply(allocation)
         top1 = evaluate_top1(qv, self.test, self.limit, self.batch_size, progress=False)
         row = Row(setting, granularity, observer if granularity == "tensor" else "-", weight_clipping, top1,
-                  model_size_mb(qv), bops(self.costs, allocation, giga=True), seconds)
+                  size_mb(self.trace, allocation), self.trace.bops(allocation) / 1e9, seconds)
         print(f"  {setting:6s} {granularity:6s} {row.observer:10s} w-{weight_clipping:6s} top-1 {100 * top1:6.2f}%",
               file=sys.stderr, flush=True)
         return row

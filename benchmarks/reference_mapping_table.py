@@ -20,8 +20,7 @@ import timm
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation
-from pmq.quant import component_specs
-from pmq.workload import model_workload
+from pmq.trace import trace_model
 
 SETTINGS = ("W8A8", "W4A4", "W2A2")
 MBIT = 1e6
@@ -50,8 +49,8 @@ def main() -> None:
     parser.add_argument("--model", default="deit_small_patch16_224")
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args()
-    model = timm.create_model(args.model, pretrained=False).eval()
-    names = [spec.name for spec in component_specs(model)]
+    trace = trace_model(timm.create_model(args.model, pretrained=False).eval(), batch=args.batch)
+    names = trace.component_names
     presets = accelerators.available()
     print(f"{args.model}, batch {args.batch}, hwsim.estimate_workload (same cycles as hwsim.simulate)\n")
     print("| setting | accelerator | cycles: mapper | cycles: reference | DRAM Mbit: mapper | DRAM Mbit: reference "
@@ -59,7 +58,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     gaps = []
     for setting in SETTINGS:
-        workload = model_workload(model, BitAllocation.uniform(setting, names), batch=args.batch)
+        workload = trace.workload(BitAllocation.uniform(setting, names))
         for preset in presets:
             accel = accelerators.load(preset)
             ours = hwsim.estimate_workload(workload, accel)

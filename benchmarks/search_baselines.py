@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
-from pmq.cost import bops
 from pmq.defaults import DEFAULT_SENSITIVITY_IMAGES
 from pmq.experiment import Experiment
 from pmq.io import provenance, write_json
@@ -45,7 +44,6 @@ from pmq.methods import METHODS
 from pmq.plots.pareto import label_points
 from pmq.plots.style import DOUBLE_COLUMN_IN, OKABE_ITO, new_figure, save, style
 from pmq.search import CostTable, ModelSearch, bit_pairs
-from pmq.workload import model_workload
 
 OBJECTIVES = ("bops", "latency")
 ACCELERATOR = "bitfusion"
@@ -120,8 +118,8 @@ class Bench:
     def measure(self, allocation: BitAllocation, method: str, objective: str, factor: float | None,
                 label: str) -> Point:
         evaluated = self.experiment.evaluate(allocation, self.args.limit, progress=False)
-        sim = hwsim.simulate(model_workload(self.experiment.loaded.model, allocation), self.accelerator)
-        point = Point(method, objective, factor, label, evaluated.top1, bops(self.experiment.costs, allocation, giga=True),
+        sim = hwsim.simulate(self.experiment.trace.workload(allocation), self.accelerator)
+        point = Point(method, objective, factor, label, evaluated.top1, self.experiment.trace.bops(allocation) / 1e9,
                       sim.latency_s * 1e3, sim.energy_pj * 1e-6,
                       sum(self.omega["pmq"][n][b] for n, b in allocation.items()),
                       {n: str(b) for n, b in allocation.items()})

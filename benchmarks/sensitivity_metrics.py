@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 from pmq.data import fashion_mnist, stack_images
 from pmq.io import provenance
 from pmq.models import load_model
-from pmq.quant import quantize_vit
+from pmq.quant import quantize_model
 from pmq.sensitivity import Sensitivity, compute_sensitivity, quantize_operand
 from pmq.sensitivity.cache import code_fingerprint
 
@@ -113,7 +113,7 @@ def timed_row(truth: GroundTruth, label: str, sens: Sensitivity) -> str:
 def part_a(args: argparse.Namespace) -> None:
     bits = args.bits
     loaded = load_model("demo", args.checkpoint)
-    qv = quantize_vit(loaded.model)
+    qv = quantize_model(loaded.model)
     calib_x, calib_y = stack_images(fashion_mnist("train"), args.calibration, seed=args.seed)
     test_x, test_y = stack_images(fashion_mnist("test"), args.heldout, seed=args.seed)
     print(f"## (a) Sensitivity metrics vs the measured loss increase — {loaded.tag}\n")
@@ -162,7 +162,7 @@ def part_a(args: argparse.Namespace) -> None:
 def part_b(args: argparse.Namespace) -> None:
     bits = args.bits
     loaded = load_model("deit_small_patch16_224")
-    qv = quantize_vit(loaded.model).to(args.device)
+    qv = quantize_model(loaded.model).to(args.device)
     generator = torch.Generator().manual_seed(args.seed)
     images = torch.randn(args.deit_batch, 3, 224, 224, generator=generator)
     labels = torch.randint(0, 1000, (args.deit_batch,), generator=generator)

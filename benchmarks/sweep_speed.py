@@ -56,28 +56,27 @@ def deit_inputs(images: int = 8):
 
     from pmq.allocation import BitAllocation
     from pmq.io import provenance
-    from pmq.quant import quantize_vit
+    from pmq.quant import quantize_model
     from pmq.search import DEFAULT_BIT_CHOICES, bit_pairs
     from pmq.sensitivity import compute_sensitivity
     from pmq.sweep import SweepInputs
-    from pmq.workload import model_workload
 
     torch.manual_seed(0)
     model = timm.create_model("deit_small_patch16_224", pretrained=False).eval()
-    qv = quantize_vit(model)
+    qv = quantize_model(model)
     generator = torch.Generator().manual_seed(0)
     batch = torch.randn(images, 3, 224, 224, generator=generator)
     labels = torch.randint(0, 1000, (images,), generator=generator)
     sensitivity = compute_sensitivity(qv, batch, labels, metric="pmq", bits=DEFAULT_BIT_CHOICES, progress=False)
     names = qv.component_names()
     omega = {name: {b: sensitivity.omega(name, b) for b in bit_pairs(DEFAULT_BIT_CHOICES)} for name in names}
-    workload = model_workload(model, BitAllocation.uniform("W8A8", names))
+    trace = qv.trace
 
     def stand_in_top1(allocation: BitAllocation) -> dict[str, float]:
         return {"top1": math.exp(-sum(omega[name][bits] for name, bits in allocation.items()))}
 
     tag = "deit_small_patch16_224 (random init)"
-    return SweepInputs(names, omega, workload, tag, stand_in_top1, "stand-in top-1 = exp(-omega)",
+    return SweepInputs(names, omega, trace, tag, stand_in_top1, "stand-in top-1 = exp(-omega)",
                        provenance(model_tag=tag, sensitivity_s=sensitivity.wall_time_s))
 
 

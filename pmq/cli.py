@@ -26,7 +26,7 @@ METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "in
             "lr": "LR", "warmup_epochs": "E", "workers": "N", "scheduler": "ADDRESS", "budget": "X",
             "budgets": "B", "bit_choices": "2,3,4,6,8", "objective": "OBJECTIVE", "also": "OBJECTIVE",
             "metric": "pmq|hawq|nuclear", "patchwise_objective": "OBJECTIVE", "patchwise_budget": "X",
-            "executor": "local|dask", "method": "estimate|simulate"}
+            "executor": "local|dask", "method": "estimate|simulate", "input_size": "C,H,W"}
 """How each option's value is shown in usage lines and the README synopsis."""
 
 
@@ -51,6 +51,16 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _input_size(text: str) -> tuple[int, ...]:
+    try:
+        size = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,224,224), got {text!r}") from None
+    if len(size) != 3 or min(size) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive sizes C,H,W (e.g. 3,224,224), got {text!r}")
+    return size
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -83,7 +93,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # an observer only means something for static ranges: --observer switches activations to per tensor
     experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
                             calibration_images=args.calibration_images, observer=args.observer,
-                            seed=args.calibration_seed, granularity="tensor" if args.observer else None)
+                            seed=args.calibration_seed, granularity="tensor" if args.observer else None,
+                            input_size=args.input_size)
     allocation = resolve_allocation(args, experiment.component_names)
     result = experiment.evaluate(allocation, args.limit, progress=not args.json)
     if args.json:
@@ -127,12 +138,12 @@ def _simulate(args: argparse.Namespace, folder) -> tuple[dict, str]:
         label, allocation, tag = Path(args.workload).stem, {"uniform": str(bits)}, str(args.workload)
     else:
         from pmq.models import load_model
-        from pmq.quant import component_specs
-        from pmq.workload import model_workload
+        from pmq.trace import trace_model
 
-        loaded = load_model(args.model, args.checkpoint, args.pretrained)
-        alloc = resolve_allocation(args, [spec.name for spec in component_specs(loaded.model)])
-        workload = model_workload(loaded.model, alloc, batch=args.batch)
+        loaded = load_model(args.model, args.checkpoint, args.pretrained, args.input_size)
+        trace = trace_model(loaded.model, loaded.input_size, batch=args.batch, name=loaded.name)
+        alloc = resolve_allocation(args, trace.component_names)
+        workload = trace.workload(alloc)
         label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
     result = hwsim.simulate(workload, accel, mapper=mapper)
     summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
@@ -149,7 +160,6 @@ def _simulate(args: argparse.Namespace, folder) -> tuple[dict, str]:
 
 def _patchwise_step(args: argparse.Namespace, experiment, result, accel) -> None:
     """``--patchwise``: reallocate token bits on the chosen allocation; the summary then describes it."""
-    from pmq.cost import bops
     from pmq.patchwise.search import run_patchwise
 
     # token bits change no weight, so a size search hands its patch-wise step to BOPs
@@ -161,7 +171,7 @@ def _patchwise_step(args: argparse.Namespace, experiment, result, accel) -> None
     before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
     result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
                           energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
-                          gbops=bops(experiment.loaded.model, result.allocation, giga=True),
+                          gbops=experiment.trace.bops(result.allocation) / 1e9,
                           before_patchwise=before, patchwise=patchwise.summary)
 
 
@@ -180,7 +190,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out("search", args.model, accel.name, args.objective, args.budget)
     with RunFolder(out, "search") as folder:  # checked and locked before any work
         experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                                calibration_images=args.calibration_images)
+                                calibration_images=args.calibration_images, input_size=args.input_size)
+        if args.patchwise:
+            experiment.trace.check_patchwise()  # before any sensitivity pass
         result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
                             bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
                             progress=not args.json)
@@ -226,7 +238,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              progress=not args.json)
     result = sweep(args.space, args.out, SweepConfig(
         args.model, args.checkpoint, args.pretrained, args.data, args.metric, args.bit_choices,
-        args.calibration_images, limit=args.limit, settings=settings))
+        args.calibration_images, limit=args.limit, settings=settings, input_size=args.input_size))
     figure = save_sweep_figure(result.out)
     summary = {"table": str(result.table), "pareto": str(result.pareto), "figure": str(figure),
                "points": len(result.rows),
@@ -249,10 +261,15 @@ def _bit_choices(text: str) -> tuple[int, ...]:
     return bits
 
 
+_MODEL_HELP = "'demo', a timm model name, or package.module:function (returns any nn.Module)"
+_INPUT_SIZE_HELP = "C,H,W of one input image (default: the model's pretrained_cfg['input_size'])"
+
+
 def _model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--model", required=required, help="'demo' or a timm model name")
+    p.add_argument("--model", required=required, help=_MODEL_HELP)
     p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
     p.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights (from its cache)")
+    p.add_argument("--input-size", type=_input_size, help=_INPUT_SIZE_HELP)
 
 
 def _bits_arguments(p: argparse.ArgumentParser) -> None:
@@ -296,10 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="latency, energy and BOPs of a model or GEMM topology on an accelerator")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="'demo' or a timm model name")
+    source.add_argument("--model", help=_MODEL_HELP)
     source.add_argument("--workload", type=Path, help="SCALE-Sim-style GEMM topology CSV (Layer,M,N,K,)")
     p.add_argument("--checkpoint", type=Path, help="weights to load instead of the default")
     p.add_argument("--pretrained", action="store_true", help="load timm's pretrained weights (from its cache)")
+    p.add_argument("--input-size", type=_input_size, help=_INPUT_SIZE_HELP)
     p.add_argument("--accelerator", required=True, help="preset name (int8_systolic, bitfusion, stripes, loom) or YAML")
     _bits_arguments(p)
     p.add_argument("--batch", type=_positive_int, default=1)

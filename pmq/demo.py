@@ -39,7 +39,6 @@ from pmq.quant import DEFAULT_OBSERVER
 from pmq.results import REPORT_FILE, Measured, ResultsWriter, allocation_label
 from pmq.runs import RunFolder
 from pmq.search import OBJECTIVES, ModelSearch
-from pmq.workload import model_workload
 
 DEFAULT_OUT = Path("results") / "demo"
 
@@ -192,7 +191,7 @@ class _DemoRun:
         }
 
     def simulate_all(self, allocation: BitAllocation) -> dict[str, hwsim.SimResult]:
-        workload = model_workload(self.experiment.loaded.model, allocation)
+        workload = self.experiment.trace.workload(allocation)
         return {name: hwsim.simulate(workload, accel) for name, accel in self.accels.items()}
 
     def uniform(self) -> None:

@@ -1,9 +1,11 @@
-"""Model registry: the bundled Fashion-MNIST demo ViT and any timm model by name."""
+"""Model registry: the bundled Fashion-MNIST demo ViT, any timm model by name, and any nn.Module a
+user function builds (``package.module:function``)."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from pmq.errors import PMQError
+from pmq.trace import input_size_of
 
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_vit.pt"
 DEMO_VIT_ARGS = dict(
@@ -24,8 +27,9 @@ DEMO_VIT_ARGS = dict(
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    name: str  # "demo" or the timm name the user gave
+    name: str  # "demo", the timm name or the module:function the user gave
     tag: str  # pinned identity recorded in result files
+    input_size: tuple[int, ...] | None = None  # (C, H, W) the model reads
 
 
 def create_demo_vit() -> VisionTransformer:
@@ -95,28 +99,58 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
                        "pass the checkpoint made for it", param="checkpoint") from None
 
 
-def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool = False) -> LoadedModel:
-    """Build a model in eval mode: ``demo`` (bundled checkpoint) or a timm model name."""
+def _user_model(spec: str) -> torch.nn.Module:
+    """``package.module:function``: import the module, call the function (no arguments), check it built a module."""
+    module_name, _, function = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure of the user's code
+        raise PMQError(f"--model {spec}: cannot import {module_name!r} ({type(exc).__name__}: "
+                       f"{(str(exc).splitlines() or [''])[0]}): put its package on PYTHONPATH") from None
+    build = getattr(module, function, None)
+    if not callable(build):
+        raise PMQError(f"--model {spec}: {module_name} has no function {function!r}: "
+                       "give package.module:function of a function that returns an nn.Module")
+    try:
+        model = build()
+    except Exception as exc:  # the user's builder failed
+        raise PMQError(f"--model {spec}: {function}() failed ({type(exc).__name__}: "
+                       f"{(str(exc).splitlines() or [''])[0]}): it must build the model with no arguments") from None
+    if not isinstance(model, torch.nn.Module):
+        raise PMQError(f"--model {spec}: {function}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool = False,
+               input_size: tuple[int, ...] | None = None) -> LoadedModel:
+    """Build a model in eval mode: ``demo`` (bundled checkpoint), ``package.module:function`` or a timm name.
+
+    ``input_size`` (C, H, W) overrides what the model states (its patch embedding, else timm's
+    ``pretrained_cfg["input_size"]``); a model that states neither needs it to be traced."""
     if name == "demo":
         path = Path(checkpoint) if checkpoint else DEMO_CHECKPOINT
         model = create_demo_vit()
         _load_weights(model, path)
-        return LoadedModel(model.eval(), "demo", f"pmq-demo-vit@{file_digest(path)}")
-    if name not in timm.list_models():
+        return LoadedModel(model.eval(), "demo", f"pmq-demo-vit@{file_digest(path)}", input_size or input_size_of(model))
+    if ":" in name:
+        model = _user_model(name)
+        tag = f"{name} (user module)"
+    elif name not in timm.list_models():
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise PMQError(f"unknown model {name!r}{hint}: use 'demo' or a timm model name from timm.list_models()")
-    overlay = {"file": _cached_pretrained(name)} if pretrained else None
-    try:
-        model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay)
-    except Exception as exc:  # timm raises many kinds when weights can't be fetched
-        raise PMQError(f"could not load pretrained weights for {name!r} ({type(exc).__name__}): "
-                       "put them in timm's cache or drop --pretrained", param="pretrained") from None
+        raise PMQError(f"unknown model {name!r}{hint}: use 'demo', a timm model name from timm.list_models() "
+                       "or package.module:function")
+    else:
+        overlay = {"file": _cached_pretrained(name)} if pretrained else None
+        try:
+            model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay)
+        except Exception as exc:  # timm raises many kinds when weights can't be fetched
+            raise PMQError(f"could not load pretrained weights for {name!r} ({type(exc).__name__}): "
+                           "put them in timm's cache or drop --pretrained", param="pretrained") from None
+        tag = f"{name}.{model.pretrained_cfg.get('tag') or 'default'}" if pretrained else f"{name} (random init)"
     if checkpoint:
         _load_weights(model, Path(checkpoint))
         tag = f"{name}@{file_digest(Path(checkpoint))}"
-    elif pretrained:
-        tag = f"{name}.{model.pretrained_cfg.get('tag') or 'default'}"
-    else:
-        tag = f"{name} (random init)"
-    return LoadedModel(model.eval(), name, tag)
+    if input_size:  # timm's data config (resize, crop) reads it from here too
+        model.pretrained_cfg = {**(getattr(model, "pretrained_cfg", None) or {}), "input_size": tuple(input_size)}
+    return LoadedModel(model.eval(), name, tag, input_size or input_size_of(model))

@@ -1,7 +1,7 @@
 """The PMQ search: sensitivity Ω per choice + cost per choice → exact Pareto frontier → allocation.
 
-Costs per component and bit pair come from ``pmq.cost`` (size, BOPs) or from ``hwsim.estimate`` on
-the model's real workload (latency, energy on a chosen accelerator). Ops that no allocation
+Costs per component and bit pair come from the model's trace (size, BOPs) or from ``hwsim.estimate``
+on its workload (latency, energy on a chosen accelerator). Ops that no allocation
 changes (LayerNorm, softmax, residual adds, biases and norms in the size) form a fixed cost that is
 added to every total, so budgets and reported numbers are whole-model figures.
 """
@@ -22,8 +22,8 @@ from pmq.errors import PMQError
 from pmq.pareto import Choice, Frontier, FrontierPoint, frontier
 
 if TYPE_CHECKING:  # torch-side types; importing this module stays torch-free (sweep workers use it)
-    from pmq.cost import ComponentCost
     from pmq.experiment import Experiment
+    from pmq.trace import TracedGemm
 
 OBJECTIVES = {
     "size": "MB",
@@ -69,12 +69,12 @@ class CostTable:
         return value * _TO_UNIT[objective]
 
 
-def cost_table(costs: dict[str, ComponentCost], params_total: int, choices: Sequence[Bits],
+def cost_table(costs: dict[str, TracedGemm], params_total: int, choices: Sequence[Bits],
                objectives: Sequence[str], workload: hwsim.Workload | None = None,
                accelerator: hwsim.Accelerator | None = None, variants: VariantTable | None = None) -> CostTable:
     """Price every component at every bit pair for each objective.
 
-    ``workload`` (from :func:`pmq.workload.model_workload`) and ``accelerator`` are needed for
+    ``workload`` (from :meth:`pmq.trace.ModelTrace.workload`) and ``accelerator`` are needed for
     latency/energy: each component's GEMM is priced at each bit pair as ``hwsim.estimate`` prices it,
     through :func:`hwsim.costtable.variant_table` (pass ``variants`` to reuse one already built).
     """
@@ -82,11 +82,11 @@ def cost_table(costs: dict[str, ComponentCost], params_total: int, choices: Sequ
     fixed: dict[str, float] = {}
     for objective in objectives:
         if objective == "size":
-            from pmq.cost import FLOAT_BITS
+            from pmq.trace.graph import FLOAT_PARAM_BITS
 
             per_choice[objective] = {name: {b: c.weight_params * b.w / 8 for b in choices} for name, c in costs.items()}
             quantizable = sum(c.weight_params for c in costs.values() if c.kind != "matmul")
-            fixed[objective] = (params_total - quantizable) * FLOAT_BITS / 8
+            fixed[objective] = (params_total - quantizable) * FLOAT_PARAM_BITS / 8
         elif objective == "bops":
             per_choice[objective] = {name: {b: c.macs * b.w * b.a for b in choices} for name, c in costs.items()}
             fixed[objective] = 0.0
@@ -105,14 +105,14 @@ def pair_of(bits: Bits) -> tuple[int, int]:
     return bits.a, bits.w
 
 
-def _hardware_costs(variants: VariantTable, costs: Mapping[str, ComponentCost | None], choices: Sequence[Bits],
+def _hardware_costs(variants: VariantTable, costs: Mapping[str, TracedGemm], choices: Sequence[Bits],
                     objective: str) -> tuple[dict[str, dict[Bits, float]], float]:
     def value(cost: hwsim.OpCost) -> float:
         return cost.latency_s if objective == "latency" else cost.energy_pj
 
     missing = [name for name in costs if name not in variants.rows]
     if missing:
-        raise PMQError(f"component {sorted(missing)[0]!r} has no GEMM in the workload: the model is not a plain ViT")
+        raise PMQError(f"component {sorted(missing)[0]!r} has no GEMM in the workload: pass the model's own trace")
     table = {name: {b: value(row[pair_of(b)]) for b in choices} for name, row in variants.rows.items() if name in costs}
     fixed = 0.0
     for cost in variants.fixed.values():  # workload order, as estimate_workload sums them
@@ -220,15 +220,13 @@ class ModelSearch:
     def __init__(self, experiment: Experiment, accelerator: hwsim.Accelerator, objectives: Sequence[str],
                  bit_choices: Sequence[int] = DEFAULT_BIT_CHOICES,
                  sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES, progress: bool = True) -> None:
-        from pmq.workload import model_workload
-
         self.experiment, self.accelerator, self.progress = experiment, accelerator, progress
         self.bit_choices, self.sensitivity_images = tuple(bit_choices), sensitivity_images
         self.choices = bit_pairs(bit_choices)
         objectives = list(dict.fromkeys(check_objective(o) for o in objectives))
-        workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", experiment.component_names))
-        self.costs = cost_table(experiment.costs, sum(p.numel() for p in experiment.loaded.model.parameters()),
-                                self.choices, objectives, workload, accelerator)
+        workload = experiment.trace.workload(BitAllocation.uniform("W8A8", experiment.component_names))
+        self.costs = cost_table(experiment.costs, experiment.trace.params_total, self.choices, objectives, workload,
+                                accelerator)
         self._problems: dict[tuple[str, tuple[str, ...]], SearchProblem] = {}
         self.sensitivity_s: dict[str, float] = {}
 
@@ -249,8 +247,6 @@ class ModelSearch:
 
     def run(self, metric: str, objectives: Sequence[str], budget: str, limit: int | None = None) -> SearchResult:
         """The allocation ``budget`` picks on the (metric, objectives) frontier, evaluated and simulated."""
-        from pmq.workload import model_workload
-
         objective = objectives[0]
         resolve_budget(self.costs, objective, budget, self.experiment.component_names)  # fail before any pass
         problem = self.problem(metric, objectives)
@@ -258,7 +254,7 @@ class ModelSearch:
         allocation = problem.choose(budget_base)
         experiment, accelerator = self.experiment, self.accelerator
         evaluated = experiment.evaluate(allocation, limit, progress=self.progress)
-        simulated = hwsim.simulate(model_workload(experiment.loaded.model, allocation), accelerator)
+        simulated = hwsim.simulate(experiment.trace.workload(allocation), accelerator)
         allocation.metadata.update({"metric": metric, "objective": objective, "budget": budget,
                                     "model": experiment.loaded.tag, "accelerator": accelerator.name})
         second = objectives[1] if len(objectives) > 1 else None

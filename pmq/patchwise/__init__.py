@@ -2,7 +2,7 @@
 
 - :mod:`pmq.patchwise.spec`: the settings a ``BitAllocation.patchwise`` holds, validated;
 - :mod:`pmq.patchwise.runtime`: token scoring and per-token fake quantization inside the model
-  (installed by ``QuantViT.apply``);
+  (installed by ``QuantModel.apply``);
 - :mod:`pmq.patchwise.hardware`: the grouped GEMMs and vector ops a setting costs on an accelerator;
 - :mod:`pmq.patchwise.search`: per-layer (ρ, levels) choices on the exact Pareto frontier;
 - :mod:`pmq.patchwise.maps`: which bits each patch got, as data and as a results record

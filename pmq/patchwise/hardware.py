@@ -1,6 +1,6 @@
 """Patch-wise settings on hardware: the grouped GEMMs and vector ops a layer's token groups need.
 
-``pmq.workload.model_workload`` hands each allocation's patch-wise settings here; they turn a layer's
+``pmq.trace.ModelTrace.workload`` hands each allocation's patch-wise settings here; they turn a layer's
 token-row GEMMs into grouped GEMMs (``hwsim.Gemm`` row / col / depth groups, each group at its
 own bits) and add the work of ranking and regrouping tokens on the vector unit:
 

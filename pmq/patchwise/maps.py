@@ -13,7 +13,7 @@ import torch
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
 from pmq.patchwise.spec import OPERANDS, layer_names
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.results import TOKEN_BITS_FORMAT
 
 
@@ -30,7 +30,7 @@ class TokenBitMaps:
     labels: list[int] | None = None
 
 
-def token_bit_maps(qv: QuantViT, images: torch.Tensor, allocation: BitAllocation | None = None,
+def token_bit_maps(qv: QuantModel, images: torch.Tensor, allocation: BitAllocation | None = None,
                    operand: str = "q", labels: torch.Tensor | None = None) -> TokenBitMaps:
     """Run ``images`` through ``qv`` (at ``allocation`` if given) and record each patch's bits per layer.
 
@@ -44,7 +44,7 @@ def token_bit_maps(qv: QuantViT, images: torch.Tensor, allocation: BitAllocation
     runtime = qv.patchwise
     model = qv.model
     grid = tuple(model.patch_embed.grid_size)
-    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    prefix = qv.trace.prefix_tokens
     if runtime is not None:
         runtime.records = {}
     was_training = qv.training

@@ -1,12 +1,13 @@
 """Patch-wise inference: per image and per layer, rank tokens and run the less important ones at fewer bits.
 
-Installed on a :class:`~pmq.quant.QuantViT` by ``qv.apply(allocation)`` when ``allocation.patchwise``
-is set. Each block's attention then runs :class:`LayerPolicy` instead of its own forward:
+Registered with the quantized wrapper on import (:func:`pmq.quant.register_patchwise`) and installed by
+``qm.apply(allocation)`` when ``allocation.patchwise`` is set. Each block's attention call
+(``scaled_dot_product_attention`` in ``blocks.i.attn``) then runs :class:`LayerPolicy`:
 
-1. q, k, v from ``qkv`` (its input rows at the token bits of the previous block's ranking when
-   ``"qkv"`` is in ``apply_to``);
+1. as the attention module starts, the rows of ``qkv``'s input get the token bits of the previous
+   block's ranking (when ``"qkv"`` is in ``apply_to``);
 2. the class-token rows of q·kᵀ at the allocation's bits (on hardware these rows are simply
-   computed first, see :mod:`pmq.workload`); their softmax, averaged over heads, is the score of
+   computed first, see :mod:`pmq.patchwise.hardware`); their softmax, averaged over heads, is the score of
    every patch token (``cls_attention``: how much the class token, which the head reads, attends
    to it);
 3. per image, the top ``ceil(ρ·P)`` patch tokens (plus the class token) keep the high level, the
@@ -22,16 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from pmq.errors import PMQError
 from pmq.patchwise.spec import OPERANDS, LayerSetting, PatchwiseSpec, validate_patchwise
-from pmq.quant.modules import QuantAttention, QuantComponent, _apply_mask
-
-if TYPE_CHECKING:
-    from pmq.quant.vit import QuantViT
+from pmq.quant import QuantComponent, QuantModel, apply_mask, register_patchwise
 
 Scorer = Callable[["ScoreInputs"], Tensor]
 
@@ -103,14 +102,15 @@ class PatchwiseRuntime:
 
 
 class LayerPolicy:
-    """One block's attention forward under patch-wise settings (see the module docstring)."""
+    """One block's attention under patch-wise settings (see the module docstring)."""
 
-    def __init__(self, runtime: PatchwiseRuntime, layer: str, index: int, block: torch.nn.Module,
+    def __init__(self, runtime: PatchwiseRuntime, layer: str, index: int, qm: QuantModel,
                  setting: LayerSetting | None, patches: int) -> None:
         self.runtime, self.layer, self.index, self.setting = runtime, layer, index, setting
         apply_to = runtime.spec.apply_to
         self.components: dict[str, tuple[QuantComponent, str]] = {
-            operand: (block.get_submodule(OPERANDS[operand][0]), OPERANDS[operand][1]) for operand in apply_to}
+            operand: (qm.component(f"{layer}.{OPERANDS[operand][0]}"), OPERANDS[operand][1]) for operand in apply_to}
+        self.qk, self.av = qm.component(f"{layer}.attn.matmul_qk"), qm.component(f"{layer}.attn.matmul_av")
         # a setting that changes no operand's bits runs the plain forward's exact operations
         self.active = setting is not None and any(setting.changes(self._base(o), patches) for o in apply_to)
 
@@ -126,7 +126,8 @@ class LayerPolicy:
         bits = token_bits(groups, self.setting, self._base(operand)) if self.setting is not None else None
         setattr(component, "token_bits_a" if which == "a" else "token_bits_w", bits)
 
-    def __call__(self, attn: QuantAttention, x: Tensor, attn_mask: Tensor | None, is_causal: bool) -> Tensor:
+    def enter(self) -> None:
+        """As the attention module starts: qkv's input rows at the previous block's ranking."""
         runtime = self.runtime
         if self.index == 0:
             runtime.previous_score = None
@@ -136,15 +137,14 @@ class LayerPolicy:
             qkv_groups = assign_groups(previous, self.setting, runtime.prefix)
         self._set("qkv", qkv_groups)
 
-        B, N, _ = x.shape
-        gate = attn.gate(x).sigmoid() if attn.gate is not None else None
-        qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, dropout_p: float,
+                 is_causal: bool, scale: float | None, enable_gqa: bool) -> Tensor:
+        runtime = self.runtime
+        scale = q.shape[-1] ** -0.5 if scale is None else scale
         for operand in ("q", "k", "attn", "v"):
             self._set(operand, None)
-        logits = attn.matmul_qk(q * attn.scale, k)  # the plain rows: the class rows are the score's source
-        probs = _apply_mask(logits, attn_mask, is_causal).softmax(dim=-1)
+        logits = self.qk(q * scale, k)  # the plain rows: the class rows are the score's source
+        probs = apply_mask(logits, attn_mask, is_causal).softmax(dim=-1)
         score = SCORES[runtime.spec.score](ScoreInputs(probs.detach(), v.detach(), runtime.prefix, runtime.generator))
         runtime.previous_score = score
 
@@ -153,41 +153,39 @@ class LayerPolicy:
             runtime.records[self.layer] = groups
         for operand in ("q", "k", "attn", "v", "proj", "fc1", "fc2"):
             self._set(operand, groups)
-        if groups is not None and any(getattr(attn.matmul_qk, f"token_bits_{w}") is not None for w in "aw"):
+        if groups is not None and any(getattr(self.qk, f"token_bits_{w}") is not None for w in "aw"):
             p = runtime.prefix
-            q_bits = attn.matmul_qk.token_bits_a
+            q_bits = self.qk.token_bits_a
             if q_bits is not None:
-                attn.matmul_qk.token_bits_a = q_bits[:, p:]
-            rest = attn.matmul_qk(q[:, :, p:] * attn.scale, k)
-            attn.matmul_qk.token_bits_a = q_bits
+                self.qk.token_bits_a = q_bits[:, p:]
+            rest = self.qk(q[:, :, p:] * scale, k)
+            self.qk.token_bits_a = q_bits
             logits = torch.cat([logits[:, :, :p], rest], dim=2)
-            probs = _apply_mask(logits, attn_mask, is_causal).softmax(dim=-1)
-        out = attn.matmul_av(attn.attn_drop(probs), v)
-        out = attn.norm(out.transpose(1, 2).reshape(B, N, attn.attn_dim))
-        if gate is not None:
-            out = out * gate
-        return attn.proj_drop(attn.proj(out))
+            probs = apply_mask(logits, attn_mask, is_causal).softmax(dim=-1)
+        if dropout_p:
+            probs = F.dropout(probs, dropout_p)
+        return self.av(probs, v)
 
 
-def prefix_tokens(model: torch.nn.Module) -> int:
-    """Tokens before the patches (class / distillation / register tokens); they always keep high bits."""
-    return int(getattr(model, "num_prefix_tokens", 1))
-
-
-def install_patchwise(qv: QuantViT, patchwise: dict) -> PatchwiseRuntime | None:
-    """Install (or, for an empty dict, remove) patch-wise inference on a QuantViT; called by ``apply``."""
-    model = qv.model
-    for component in qv.components().values():
-        component.token_bits_a = component.token_bits_w = None
-    for block in model.blocks:
-        block.attn.patchwise = None
-    spec = validate_patchwise(patchwise, qv.component_names())
-    if spec is None:
-        return None
-    runtime = PatchwiseRuntime(spec, prefix_tokens(model), torch.Generator().manual_seed(spec.seed))
-    for index, block in enumerate(model.blocks):
-        layer = f"blocks.{index}"
-        policy = LayerPolicy(runtime, layer, index, block, spec.layers.get(layer), model.patch_embed.num_patches)
+def install_patchwise(qm: QuantModel, patchwise: dict) -> PatchwiseRuntime:
+    """Install patch-wise inference on a (just reset) QuantModel; registered with and called by ``apply``."""
+    spec = validate_patchwise(patchwise, qm.component_names())
+    trace = qm.trace
+    runtime = PatchwiseRuntime(spec, trace.prefix_tokens, torch.Generator().manual_seed(spec.seed))
+    for index, path in enumerate(trace.attention):
+        layer = path.removesuffix(".attn")
+        qk = trace.components().get(f"{path}.matmul_qk")
+        if qk is None or qk.func != "scaled_dot_product_attention" or layer == path:
+            if layer in spec.layers:
+                raise PMQError(f"patch-wise layer {layer!r}: its attention is not a timm ViT block's "
+                               "scaled_dot_product_attention (blocks.i.attn): drop it from the settings")
+            continue
+        _, tokens, _, _ = trace.attention[path]
+        policy = LayerPolicy(runtime, layer, index, qm, spec.layers.get(layer), tokens - trace.prefix_tokens)
         runtime.policies[layer] = policy
-        block.attn.patchwise = policy
+        qm.attention_handlers[path] = policy
+        qm.enter_hooks[path] = policy.enter
     return runtime
+
+
+register_patchwise(install_patchwise)

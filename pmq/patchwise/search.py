@@ -34,7 +34,7 @@ from pmq.defaults import DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
 from pmq.experiment import Experiment
 from pmq.pareto import Frontier
-from pmq.patchwise.runtime import SCORES, ScoreInputs, assign_groups, prefix_tokens, token_bits
+from pmq.patchwise.runtime import SCORES, ScoreInputs, assign_groups, token_bits
 from pmq.patchwise.spec import (
     DEFAULT_APPLY_TO,
     OPERANDS,
@@ -43,9 +43,9 @@ from pmq.patchwise.spec import (
     allocated_bits,
     layer_names,
 )
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.search import CostTable, SearchProblem, resolve_budget
-from pmq.workload import model_workload
+from pmq.trace import ModelTrace
 
 OBJECTIVES = ("bops", "latency", "energy")
 OMEGA_METHODS = ("fisher", "loss")
@@ -110,7 +110,7 @@ def pricer(objective: str, accelerator: hwsim.Accelerator | None) -> Callable[[h
     return price
 
 
-def layer_costs(model: torch.nn.Module, base: BitAllocation, choices: Sequence[LayerSetting], objective: str,
+def layer_costs(trace: ModelTrace, base: BitAllocation, choices: Sequence[LayerSetting], objective: str,
                 accelerator: hwsim.Accelerator | None, score: str = "cls_attention",
                 apply_to: Sequence[str] = DEFAULT_APPLY_TO) -> tuple[dict[str, dict[Key, float]], float]:
     """cost[layer][(ρ, levels)] and the cost of everything outside the blocks, in base units.
@@ -126,7 +126,7 @@ def layer_costs(model: torch.nn.Module, base: BitAllocation, choices: Sequence[L
         spec = _spec_for(dict.fromkeys(layers, setting), score, apply_to, 0)
         sums = dict.fromkeys(layers, 0.0)
         outside = 0.0
-        for op in model_workload(model, _with_patchwise(base, spec)).ops:
+        for op in trace.workload(_with_patchwise(base, spec)).ops:
             match = owner.match(op.name)
             if match and match[1] in sums:
                 sums[match[1]] += price(op)
@@ -143,12 +143,12 @@ def _operand_tensor(operands, component: str, which: str) -> torch.Tensor:
     return operands[component].a if which == "a" else operands[component].w
 
 
-def _quantizer(qv: QuantViT, component: str, which: str):
+def _quantizer(qv: QuantModel, component: str, which: str):
     module = qv.component(component)
     return module.quantizer_a if which == "a" else module.quantizer_w
 
 
-def fisher_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
+def fisher_omega(qv: QuantModel, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
                  score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO, seed: int = 0,
                  batch_size: int = 32) -> dict[str, dict[Key, float]]:
     """Ω[layer][(ρ, levels)] = (1/N) Σ_images ½ Σ g² (Q_tokens(x) − Q_base(x))² over the layer's operands.
@@ -158,7 +158,7 @@ def fisher_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choic
     row by row (per-token ranges, or static ones) are priced per token and bit-width once, so a
     choice costs a gather; ``v`` with per-token ranges (ranges per bit group) is priced per choice."""
     layers = layer_names(qv.component_names())
-    prefix = prefix_tokens(qv.model)
+    prefix = qv.trace.prefix_tokens
     generator = torch.Generator().manual_seed(seed)
     omega = {layer: dict.fromkeys((c.key for c in choices), 0.0) for layer in layers}
     slots = [(layer, operand, f"{layer}.{OPERANDS[operand][0]}", OPERANDS[operand][1])
@@ -218,7 +218,7 @@ def _row_error_table(quantizer, value: torch.Tensor, weight: torch.Tensor, plain
     return table
 
 
-def loss_omega(qv: QuantViT, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
+def loss_omega(qv: QuantModel, images: torch.Tensor, labels: torch.Tensor, choices: Sequence[LayerSetting],
                score: str = "cls_attention", apply_to: Sequence[str] = DEFAULT_APPLY_TO, seed: int = 0,
                batch_size: int = 64) -> dict[str, dict[Key, float]]:
     """Ω[layer][(ρ, levels)] = measured mean loss with only that layer patch-wise − the base loss (≥ 0)."""
@@ -276,12 +276,13 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     choices = list(choices) if choices is not None else patchwise_choices()
     if not choices:
         raise PMQError("no patch-wise choices given: pass settings such as LayerSetting((0.5,), (8, 4))")
-    model = experiment.loaded.model
+    trace = experiment.trace
+    trace.check_patchwise()
     price = pricer(objective, accelerator)
-    costs, fixed = layer_costs(model, base, choices, objective, accelerator, spec.score, spec.apply_to)
+    costs, fixed = layer_costs(trace, base, choices, objective, accelerator, spec.score, spec.apply_to)
 
     def total(alloc: BitAllocation) -> float:
-        return sum(price(op) for op in model_workload(model, alloc).ops)
+        return sum(price(op) for op in trace.workload(alloc).ops)
 
     base_total = total(base)
     # "0.8x" is a share of the base allocation's cost; above the dearest setting every layer stays off
@@ -305,7 +306,7 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
     problem = SearchProblem.build(omega, layer_table, (objective,), **options)
     front, point = problem.frontier, problem.point(target)
     settings = {c.key: c for c in choices}
-    patches = model.patch_embed.num_patches
+    patches = next(iter(trace.attention.values()))[1] - trace.prefix_tokens
     chosen = {layer: settings[key] for layer, key in point.allocation.items()  # "off" layers are left out
               if any(settings[key].changes(allocated_bits(base.bits, layer, o), patches) for o in spec.apply_to)}
     patchwise = _spec_for(chosen, spec.score, spec.apply_to, spec.seed)
@@ -327,7 +328,7 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
             summary["base_top1"] = experiment.evaluate(base, limit, progress=progress).top1
         if accelerator is not None:
             for label, alloc in (("base", base), ("patchwise", result)):
-                simulated = hwsim.simulate(model_workload(model, alloc), accelerator)
+                simulated = hwsim.simulate(trace.workload(alloc), accelerator)
                 summary[f"{label}_simulated"] = {"cycles": simulated.cycles, "latency_s": simulated.latency_s,
                                                  "energy_pj": simulated.energy_pj, "bops": simulated.bops}
     return PatchwiseSearch(result, front, omega, costs, fixed, summary)

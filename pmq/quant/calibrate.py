@@ -10,12 +10,12 @@ from tqdm.auto import tqdm
 
 from pmq.allocation import BitAllocation
 from pmq.errors import PMQError
+from pmq.quant.model import QuantModel
 from pmq.quant.observers import DEFAULT_OBSERVER, OBSERVERS
 from pmq.quant.quantizers import WeightQuantizer
-from pmq.quant.vit import QuantViT
 
 
-def calibrate(qv: QuantViT, images: Tensor, observer: str = DEFAULT_OBSERVER, batch_size: int = 64,
+def calibrate(qv: QuantModel, images: Tensor, observer: str = DEFAULT_OBSERVER, batch_size: int = 64,
               allocation: BitAllocation | None = None) -> float:
     """Fit the static activation ranges on ``images``; returns the wall time in seconds.
 

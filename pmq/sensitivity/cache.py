@@ -28,7 +28,7 @@ from torch import Tensor
 
 import pmq.quant
 from pmq.errors import PMQError
-from pmq.quant import ActQuantizer, QuantViT
+from pmq.quant import ActQuantizer, QuantModel
 from pmq.sensitivity.result import Sensitivity
 
 CACHE_ENV = "PMQ_CACHE_DIR"
@@ -56,7 +56,7 @@ def default_cache_dir() -> Path:
 def _hash_tensor(digest: Any, tensor: Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous()
     digest.update(f"{tuple(tensor.shape)}|{tensor.dtype}|".encode())
-    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
 
 
 @cache
@@ -69,7 +69,7 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _quantizer_settings(qv: QuantViT, bits: list[int]) -> dict[str, Any]:
+def _quantizer_settings(qv: QuantModel, bits: list[int]) -> dict[str, Any]:
     settings = {}
     for name, component in qv.components().items():
         entry = {"kind": component.kind}
@@ -86,7 +86,7 @@ def _quantizer_settings(qv: QuantViT, bits: list[int]) -> dict[str, Any]:
     return settings
 
 
-def cache_key(qv: QuantViT, images: Tensor, labels: Tensor, metric: str, version: int, bits: list[int],
+def cache_key(qv: QuantModel, images: Tensor, labels: Tensor, metric: str, version: int, bits: list[int],
               options: dict[str, Any]) -> str:
     """sha256 over (weights, images, labels, metric@version, bits, options, quantizer settings, code)."""
     digest = hashlib.sha256()

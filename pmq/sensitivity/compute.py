@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from pmq.errors import PMQError
 from pmq.io import provenance
-from pmq.quant import MAX_BITS, MIN_BITS, QuantViT, quantize_vit
+from pmq.quant import MAX_BITS, MIN_BITS, QuantModel, quantize_model
 from pmq.sensitivity.cache import (
     CACHE_ENV,
     CacheWarning,
@@ -53,13 +53,13 @@ def _metric_options(metric: Metric, given: dict[str, Any]) -> dict[str, Any]:
     return {**metric.defaults, **given}
 
 
-def compute_sensitivity(qv_or_model: QuantViT | nn.Module, images: Tensor, labels: Tensor, metric: str = "pmq",
+def compute_sensitivity(qv_or_model: QuantModel | nn.Module, images: Tensor, labels: Tensor, metric: str = "pmq",
                         bits: Iterable[int] = DEFAULT_BITS, *, cache_dir: str | os.PathLike | None = None,
                         use_cache: bool = True, progress: bool = True, **metric_options: Any) -> Sensitivity:
     """Ω[component][bits] for weights and activations by ``metric`` (see ``METRICS``).
 
-    ``qv_or_model``: a ``QuantViT`` (its quantizer settings — granularity, observers, clipping — are
-    the ones priced) or a timm ViT (wrapped with ``quantize_vit`` defaults). The metric runs with
+    ``qv_or_model``: a ``QuantModel`` (its quantizer settings — granularity, observers, clipping — are
+    the ones priced) or a timm ViT (wrapped with ``quantize_model`` defaults). The metric runs with
     every component float, in eval mode; the model's allocation is restored afterwards.
     ``images``/``labels``: calibration images for pmq/hawq/nuclear (≤ 64 is the design point),
     held-out images for ``measured``. Results are cached under ``cache_dir`` (default
@@ -69,7 +69,7 @@ def compute_sensitivity(qv_or_model: QuantViT | nn.Module, images: Tensor, label
     spec = get_metric(metric)
     chosen_bits = _check_bits(bits)
     options = _metric_options(spec, metric_options)
-    qv = qv_or_model if isinstance(qv_or_model, QuantViT) else quantize_vit(qv_or_model)
+    qv = qv_or_model if isinstance(qv_or_model, QuantModel) else quantize_model(qv_or_model)
     check_images(images, labels)
     device = next(qv.parameters()).device
     images, labels = images.to(device), labels.to(device)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
 from pmq.methods import OKABE_ITO, MethodStyle
-from pmq.quant import QuantComponent, QuantConv2d, QuantViT
+from pmq.quant import QuantComponent, QuantConv2d, QuantModel
 from pmq.sensitivity.operands import (
     PassCounter,
     capture_outputs,
@@ -67,17 +67,21 @@ def loss_targets(logits: Tensor, labels: Tensor, target: str, generator: torch.G
 
 def per_group_weight_grads(component: QuantComponent, a: Tensor, g_out: Tensor, group: int) -> Tensor:
     """Σ over each group of ``group`` images of ∂ℓ_n/∂W, shape (B/group, *W.shape), from input and output grad."""
+    conv_groups = 1
     if isinstance(component, QuantConv2d):
-        if component.groups != 1:
-            raise PMQError("grouped convolutions are not supported by the pmq metric: ViT patch embeddings use groups=1")
         cols = F.unfold(a, component.kernel_size, dilation=component.dilation, padding=component.padding,
-                        stride=component.stride)  # (B, C·k·k, L)
+                        stride=component.stride)  # (B, C·k·k, L), channel-major: conv groups are blocks
         a_rows = cols.transpose(1, 2)  # (B, L, C·k·k)
         g_rows = g_out.flatten(2).transpose(1, 2)  # (B, L, out)
+        conv_groups = component.groups
     else:
         a_rows = a.reshape(a.shape[0], -1, a.shape[-1])
         g_rows = g_out.reshape(g_out.shape[0], -1, g_out.shape[-1])
     n_groups = a_rows.shape[0] // group
+    if conv_groups > 1:  # each conv group's outputs see only its own input channels (depthwise: one each)
+        a_rows = a_rows.reshape(n_groups, -1, conv_groups, a_rows.shape[-1] // conv_groups)
+        g_rows = g_rows.reshape(n_groups, -1, conv_groups, g_rows.shape[-1] // conv_groups)
+        return torch.einsum("nrgo,nrgi->ngoi", g_rows, a_rows).reshape(n_groups, *component.weight.shape)
     a_rows = a_rows.reshape(n_groups, -1, a_rows.shape[-1])
     g_rows = g_rows.reshape(n_groups, -1, g_rows.shape[-1])
     return (g_rows.transpose(1, 2) @ a_rows).reshape(n_groups, *component.weight.shape)
@@ -112,7 +116,7 @@ class _Terms:
             "seed": 0}, version=3,
     summary="½ Σ F_ii Δ_i², empirical Fisher from one forward/backward; every bit candidate from the same pass",
     style=MethodStyle("PMQ", "PMQ", OKABE_ITO["blue"], "o", order=10, linestyle="-"))
-def pmq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+def pmq_metric(qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                progress: bool, *, batch_size: int, target: str, fisher: str, first_order: bool, grad_group: int,
                seed: int) -> MetricOutput:
     if target not in TARGETS:

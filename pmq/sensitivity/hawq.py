@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from pmq.errors import PMQError
 from pmq.methods import OKABE_ITO, MethodStyle
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.sensitivity.operands import (
     PassCounter,
     chunks,
@@ -39,7 +39,7 @@ from pmq.sensitivity.registry import MetricOutput, register_metric
 @register_metric("hawq", {"max_iter": 100, "tol": 1e-3, "seed": 0, "batch_size": 64}, version=1,
                  summary="HAWQ-v2: Hutchinson trace of each operand's Hessian × ‖Q_b(x) − x‖² / n",
                  style=MethodStyle("HAWQ-v2", "HAWQ", OKABE_ITO["vermillion"], "^", order=20, linestyle="--"))
-def hawq_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+def hawq_metric(qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                 progress: bool, *, max_iter: int, tol: float, seed: int, batch_size: int) -> MetricOutput:
     if not isinstance(max_iter, int) or max_iter < 1 or not tol >= 0:
         raise PMQError(f"hawq needs max_iter ≥ 1 and tol ≥ 0, got max_iter={max_iter!r}, tol={tol!r}")

@@ -25,14 +25,14 @@ from tqdm.auto import tqdm
 from pmq.allocation import Bits
 from pmq.errors import PMQError
 from pmq.methods import OKABE_ITO, MethodStyle
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.sensitivity.operands import PassCounter, chunks, per_sample_loss
 from pmq.sensitivity.registry import MetricOutput, register_metric
 
 LOSSES = ("label", "kl")
 
 
-def _evaluate(qv: QuantViT, images: Tensor, labels: Tensor, batch_size: int,
+def _evaluate(qv: QuantModel, images: Tensor, labels: Tensor, batch_size: int,
               counter: PassCounter) -> tuple[Tensor, Tensor]:
     """Per-image cross-entropy and log-probabilities (float64); KL needs the float run's log-probs."""
     losses, log_probs = [], []
@@ -53,7 +53,7 @@ def _mean_and_stderr(values: Tensor) -> tuple[float, float]:
 @register_metric("measured", {"batch_size": 256, "loss": "label"}, version=2,
                  summary="ground truth: loss increase with one operand of one component quantized",
                  style=MethodStyle("measured loss", "meas.", OKABE_ITO["orange"], "P", order=40))
-def measured_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+def measured_metric(qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                     progress: bool, *, batch_size: int, loss: str) -> MetricOutput:
     if loss not in LOSSES:
         raise PMQError(f"unknown loss {loss!r} for the measured metric: use one of {', '.join(LOSSES)}")

@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmq.methods import OKABE_ITO, MethodStyle
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.sensitivity.operands import (
     PassCounter,
     capture_outputs,
@@ -44,7 +44,7 @@ def _attention_map_source(name: str) -> str | None:
 @register_metric("nuclear", {"batch_size": 64}, version=1,
                  summary="Liu et al. 2021: nuclear norm of the output / attention map × relative error",
                  style=MethodStyle("nuclear norm", "NN", OKABE_ITO["purple"], "v", order=30, linestyle=":"))
-def nuclear_metric(qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
+def nuclear_metric(qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int], counter: PassCounter,
                    progress: bool, *, batch_size: int) -> MetricOutput:
     components = qv.components()
     names = list(components)

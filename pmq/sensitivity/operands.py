@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pmq.errors import PMQError
-from pmq.quant import QuantComponent, QuantConv2d, QuantViT
+from pmq.quant import QuantComponent, QuantConv2d, QuantModel
 
 OPERANDS = ("w", "a")
 """``w``: weight / second matmul operand (``Sensitivity.weights``); ``a``: first operand (``activations``)."""
@@ -25,19 +25,14 @@ OPERANDS = ("w", "a")
 def quantize_operand(component: QuantComponent, operand: str, x: Tensor, bits: int) -> Tensor:
     """``x`` (the component's ``operand``, "w" or "a") fake-quantized at ``bits`` as the forward does it.
 
-    The patch embedding with per-token ranges quantizes each image patch as a row (im2col), which
-    only the component knows how to do, so we let it run with ``bits`` set for the call.
+    A conv with per-token ranges quantizes each patch (or each image) as a row, which only the
+    component knows how to do.
     """
     if operand == "w":
         return component.quantizer_w.quantize(x, bits)
-    quantizer = component.quantizer_a
-    if isinstance(component, QuantConv2d) and quantizer.granularity == "token":
-        saved, quantizer.bits = quantizer.bits, bits
-        try:
-            return component._quantize_patches(x)
-        finally:
-            quantizer.bits = saved
-    return quantizer.quantize(x, bits)
+    if isinstance(component, QuantConv2d):
+        return component.quantize_input(x, bits)
+    return component.quantizer_a.quantize(x, bits)
 
 
 def quant_errors(component: QuantComponent, operand: str, x: Tensor, bits: list[int]) -> Tensor:
@@ -57,7 +52,7 @@ def is_parameter_operand(component: QuantComponent) -> bool:
 
 
 @contextmanager
-def capture_outputs(qv: QuantViT, names: list[str]) -> Iterator[dict[str, Tensor]]:
+def capture_outputs(qv: QuantModel, names: list[str]) -> Iterator[dict[str, Tensor]]:
     """Within the block, each forward stores the named components' outputs (in the autograd graph)."""
     store: dict[str, Tensor] = {}
     handles = []
@@ -73,7 +68,7 @@ def capture_outputs(qv: QuantViT, names: list[str]) -> Iterator[dict[str, Tensor
 
 
 @contextmanager
-def float_eval(qv: QuantViT) -> Iterator[QuantViT]:
+def float_eval(qv: QuantModel) -> Iterator[QuantModel]:
     """All components float and eval mode for the block; the allocation and mode are restored."""
     allocation, training = qv.allocation, qv.training
     qv.apply(allocation.uniform("float", qv.component_names())).eval()

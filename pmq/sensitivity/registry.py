@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from pmq.methods import METHODS, MethodStyle
-from pmq.quant import QuantViT
+from pmq.quant import QuantModel
 from pmq.registry import Registry
 from pmq.sensitivity.operands import PassCounter
 from pmq.sensitivity.result import Table
@@ -56,6 +56,6 @@ def register_metric(name: str, defaults: dict[str, Any], version: int, summary: 
     return decorate
 
 
-def run_metric(metric: Metric, qv: QuantViT, images: Tensor, labels: Tensor, bits: list[int],
+def run_metric(metric: Metric, qv: QuantModel, images: Tensor, labels: Tensor, bits: list[int],
                counter: PassCounter, progress: bool, options: dict[str, Any]) -> MetricOutput:
     return metric.fn(qv, images, labels, bits, counter, progress, **options)

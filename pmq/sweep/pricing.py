@@ -9,10 +9,10 @@ a batch of designs (:func:`price_designs`), so the workload and Ω travel once p
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import accelerators
@@ -22,19 +22,25 @@ from hwsim.errors import HwsimError
 from pmq.allocation import BitAllocation, Bits
 from pmq.errors import PMQError
 from pmq.search import SearchProblem, cost_table, pair_of
+from pmq.trace.graph import ModelTrace
 
 
 @dataclass(frozen=True)
 class PricingInputs:
     """What every design needs, shipped to each worker once: Ω per component and bit pair, the
-    model's workload (GEMMs named after components), the search settings."""
+    model's trace (torch-free; its GEMMs are the components), the search settings."""
 
     component_names: tuple[str, ...]
     omega: dict[str, dict[Bits, float]]
-    workload: hwsim.Workload
+    trace: ModelTrace
     objective: str
     budgets: tuple[str, ...]
     method: str = "estimate"
+
+    @cached_property
+    def workload(self) -> hwsim.Workload:
+        """The model's workload at W8A8 (hardware costs per component are priced from it)."""
+        return self.trace.workload(BitAllocation.uniform("W8A8", self.component_names))
 
 
 def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[dict[str, Any]]:
@@ -59,7 +65,7 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
     for row in rows:
         try:
             allocation = problem.choose(row["budget"])
-            result = _run(table, allocation, inputs.method)
+            result = _run(inputs, table, allocation)
         except (HwsimError, PMQError) as err:
             _failed(row, err)
             continue
@@ -91,22 +97,11 @@ def _failed(row: dict, err: Exception) -> dict:
     return row
 
 
-def _run(table: VariantTable, allocation: BitAllocation, method: str) -> hwsim.SimResult:
+def _run(inputs: PricingInputs, table: VariantTable, allocation: BitAllocation) -> hwsim.SimResult:
     """The whole model at ``allocation``: from the cost table's rows, or by event simulation."""
-    if method == "simulate":
-        return hwsim.simulate(_at_allocation(table.workload, allocation), table.accelerator)
+    if inputs.method == "simulate":
+        return hwsim.simulate(inputs.trace.workload(allocation), table.accelerator)
     return table.result({name: pair_of(bits) for name, bits in allocation.items()})
-
-
-def _at_allocation(workload: hwsim.Workload, allocation: BitAllocation) -> hwsim.Workload:
-    """The workload with each component's GEMM at its allocated bits (as ``model_workload`` would build it)."""
-    again = hwsim.Workload()
-    for op in workload.ops:
-        if isinstance(op, hwsim.Gemm) and op.name in allocation.bits:
-            bits = allocation[op.name]
-            op = dataclasses.replace(op, bits_a=bits.a, bits_b=bits.w)
-        again.add(op, after=list(workload.graph.predecessors(op.name)))
-    return again
 
 
 def _mean_bits(workload: hwsim.Workload, allocation: BitAllocation) -> dict[str, float]:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-import hwsim
 from pmq.allocation import BitAllocation, Bits
 from pmq.budget import Budget
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_CALIBRATION_IMAGES, DEFAULT_SENSITIVITY_IMAGES
@@ -27,6 +26,7 @@ from pmq.sweep.executors import EXECUTORS, NO_DASK, run_dask, run_local
 from pmq.sweep.pricing import PricingInputs, bit_pairs_of
 from pmq.sweep.space import Space, check_sweep_objective, load_space
 from pmq.sweep.store import Evaluator, Store, claim, digest, pareto_set, table_columns, to_csv
+from pmq.trace.graph import ModelTrace
 
 if TYPE_CHECKING:
     from pmq.experiment import Experiment
@@ -46,7 +46,7 @@ class SweepInputs:
 
     component_names: list[str]
     omega: dict[str, dict[Bits, float]]
-    workload: hwsim.Workload
+    trace: ModelTrace
     model_tag: str
     evaluate: Evaluator
     evaluation: str
@@ -124,7 +124,7 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
                              progress).checked(space, pairs)
     objective, budgets = settings.objective, list(settings.budgets)
     out = folder.root
-    pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.workload, objective,
+    pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.trace, objective,
                             tuple(budgets), method)
     fingerprint = _fingerprint(space, pricing, inputs)
     manifest = {
@@ -196,20 +196,16 @@ def _fingerprint(space: Space, pricing: PricingInputs, inputs: SweepInputs) -> s
 
 def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Sequence[int] = DEFAULT_BIT_CHOICES,
                  sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES, limit: int | None = None) -> SweepInputs:
-    """Ω (computed once, cached by content hash), the W8A8 workload and a top-1 evaluator for a
+    """Ω (computed once, cached by content hash), the model's trace and a top-1 evaluator for a
     :class:`pmq.experiment.Experiment`."""
     from pmq.io import provenance
     from pmq.sensitivity import compute_sensitivity, get_metric
-    from pmq.workload import model_workload
-
     get_metric(metric)
     names = experiment.component_names
     images, labels = experiment.calibration_set
     sensitivity = compute_sensitivity(experiment.qv, images[:sensitivity_images], labels[:sensitivity_images],
                                       metric=metric, bits=tuple(bit_choices), progress=False)
     omega = {name: {b: sensitivity.omega(name, b) for b in bit_pairs(bit_choices)} for name in names}
-    workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", names))
-
     def evaluate(allocation: BitAllocation) -> dict[str, float]:
         return experiment.evaluate(allocation, limit, progress=False).to_dict()
 
@@ -217,7 +213,7 @@ def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Seque
     evaluation = (f"{experiment.source.describe()}; {images_used} test images; metric {metric} on "
                   f"{min(sensitivity_images, len(images))} calibration images ({experiment.calibration_size} "
                   f"for ranges, observer {experiment.observer}, seed {experiment.seed})")
-    return SweepInputs(names, omega, workload, experiment.loaded.tag, evaluate, evaluation,
+    return SweepInputs(names, omega, experiment.trace, experiment.loaded.tag, evaluate, evaluation,
                        provenance(model_tag=experiment.loaded.tag, metric=metric,
                                   sensitivity_cache_key=sensitivity.cache_key))
 
@@ -236,6 +232,7 @@ class SweepConfig:
     sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES
     limit: int | None = None  # test images per evaluation (None: all)
     settings: SweepSettings = field(default_factory=SweepSettings)
+    input_size: tuple[int, ...] | None = None  # (C, H, W) for a model that states none
 
 
 def sweep(space: str | os.PathLike, out: str | os.PathLike, config: SweepConfig) -> SweepResult:
@@ -247,7 +244,7 @@ def sweep(space: str | os.PathLike, out: str | os.PathLike, config: SweepConfig)
 
     with RunFolder(Path(out), "sweep") as folder:  # checked and locked before any work
         experiment = Experiment(config.model, config.checkpoint, config.pretrained, config.data_dir,
-                                calibration_images=config.calibration_images)
+                                calibration_images=config.calibration_images, input_size=config.input_size)
         inputs = model_inputs(experiment, config.metric, config.bit_choices, config.sensitivity_images,
                               config.limit)
         return run_sweep(loaded_space, inputs, folder, settings.objective, settings.budgets,

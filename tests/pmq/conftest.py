@@ -38,13 +38,12 @@ def tiny_results(tmp_path, tiny_vit):
     import accelerators
     import hwsim
     from pmq.allocation import BitAllocation, Bits
-    from pmq.cost import bops, model_size_mb
     from pmq.pareto import Choice, frontier
-    from pmq.quant import quantize_vit
     from pmq.results import Measured, ResultsWriter
-    from pmq.workload import model_workload
+    from pmq.trace import size_mb, trace_model
 
-    names = quantize_vit(tiny_vit).component_names()
+    trace = trace_model(tiny_vit)
+    names = trace.component_names
     accels = {name: accelerators.load(name) for name in ("bitfusion", "int8_systolic")}
     writer = ResultsWriter(tmp_path / "results", {
         "model": {"tag": "tiny-vit@0", "name": "tiny"}, "data": {"source": "synthetic", "test_images": 10},
@@ -56,9 +55,9 @@ def tiny_results(tmp_path, tiny_vit):
     top1 = {"W8A8": 0.9, "W4A4": 0.6, "pmq-bops-0.5x": 0.875}
     for label, allocation in allocations.items():
         method = "uniform" if label.startswith("W") else "pmq"
-        sims = {name: hwsim.simulate(model_workload(tiny_vit, allocation), a) for name, a in accels.items()}
-        measured = {name: Measured(top1[label], 10, model_size_mb(tiny_vit, allocation),
-                                   bops(tiny_vit, allocation, giga=True), s.latency_s, s.energy_pj, s.cycles,
+        sims = {name: hwsim.simulate(trace.workload(allocation), a) for name, a in accels.items()}
+        measured = {name: Measured(top1[label], 10, size_mb(trace, allocation),
+                                   trace.bops(allocation) / 1e9, s.latency_s, s.energy_pj, s.cycles,
                                    s.utilization, s.energy_breakdown, None if method == "uniform" else 0.25)
                     for name, s in sims.items()}
         search = {} if method == "uniform" else {"metric": "pmq", "objective": "bops", "budget": "0.5x:W8A8",

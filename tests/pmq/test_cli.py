@@ -152,7 +152,7 @@ def test_observer_switches_to_static_per_tensor_ranges(capsys):
     from pmq.data import fashion_mnist, stack_images
     from pmq.evaluate import evaluate_top1
     from pmq.models import load_model
-    from pmq.quant import OBSERVERS, calibrate, quantize_vit
+    from pmq.quant import OBSERVERS, calibrate, quantize_model
 
     top1 = {}
     for observer in (None, "minmax"):
@@ -161,7 +161,7 @@ def test_observer_switches_to_static_per_tensor_ranges(capsys):
         assert main(argv) == 0
         top1[observer] = json.loads(capsys.readouterr().out)["top1"]
     model = load_model("demo").model
-    qv = quantize_vit(model, granularity="tensor")
+    qv = quantize_model(model, granularity="tensor")
     calibrate(qv, stack_images(fashion_mnist("train"), 32, seed=0)[0], "minmax")
     qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))
     assert top1["minmax"] == evaluate_top1(qv, fashion_mnist("test"), 1000, progress=False)

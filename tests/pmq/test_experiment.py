@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from pmq.allocation import BitAllocation
-from pmq.cost import bops, model_size_mb
 from pmq.data import stack_images
 from pmq.defaults import DEFAULT_CALIBRATION_IMAGES
 from pmq.experiment import Experiment
 from pmq.quant import DEFAULT_OBSERVER
+from pmq.trace import size_mb
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,8 @@ def test_evaluation_counts_images_and_prices_the_allocation(experiment):
     allocation = BitAllocation.uniform("W4A8", experiment.component_names)
     result = experiment.evaluate(allocation, limit=16, progress=False)
     assert result.images == 16 and result.top1 * 16 == round(result.top1 * 16)  # a share of 16 images
-    assert result.size_mb == model_size_mb(experiment.qv, allocation)
-    assert result.gbops == bops(experiment.costs, allocation, giga=True)
+    assert result.size_mb == size_mb(experiment.trace, allocation)
+    assert result.gbops == experiment.trace.bops(allocation) / 1e9
     calibration_s = experiment.calibration_s
     assert calibration_s is not None and experiment.calibrate() == calibration_s  # calibrated once
     w8 = experiment.evaluate(BitAllocation.uniform("W8A8", experiment.component_names), limit=16, progress=False)

@@ -9,16 +9,14 @@ import pytest
 import accelerators
 import hwsim
 from pmq.allocation import BitAllocation
-from pmq.cost import bops, model_size_mb
 from pmq.errors import PMQError
 from pmq.methods import METHODS, OKABE_ITO, MethodStyle
 from pmq.plots.breakdown import short_label
 from pmq.plots.pareto import plot_pareto_accuracy
-from pmq.quant import quantize_vit
 from pmq.registry import Registry
 from pmq.results import RUN_FILE, Measured, ResultsWriter, load_results
 from pmq.sensitivity import METRICS, MetricOutput, register_metric
-from pmq.workload import model_workload
+from pmq.trace import size_mb, trace_model
 
 TOY = MethodStyle("toy metric", "TOY", OKABE_ITO["sky"], "X", order=50, linestyle=":")
 
@@ -57,15 +55,16 @@ def toy_metric():
 
 
 def test_results_accept_every_registered_metric_and_draw_it_from_the_folder(tmp_path, tiny_vit, toy_metric):
-    names = quantize_vit(tiny_vit).component_names()
+    trace = trace_model(tiny_vit)
+    names = trace.component_names
     accel = accelerators.load("bitfusion")
     writer = ResultsWriter(tmp_path, {"search": {"primary_accelerator": "bitfusion"},
                                       "baseline": {"accelerator": "bitfusion", "allocation": "W8A8"}})
 
     def add(label: str, method: str, setting: str, top1: float, **search) -> None:
         allocation = BitAllocation.uniform(setting, names)
-        sim = hwsim.simulate(model_workload(tiny_vit, allocation), accel)
-        measured = Measured(top1, 10, model_size_mb(tiny_vit, allocation), bops(tiny_vit, allocation, giga=True),
+        sim = hwsim.simulate(trace.workload(allocation), accel)
+        measured = Measured(top1, 10, size_mb(trace, allocation), trace.bops(allocation) / 1e9,
                             sim.latency_s, sim.energy_pj, sim.cycles, sim.utilization, sim.energy_breakdown, 0.1)
         writer.add_allocation(label, method, allocation, {"bitfusion": measured}, {"bitfusion": sim}, **search)
 

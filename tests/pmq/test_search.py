@@ -15,7 +15,6 @@ from pmq.pareto import frontier
 from pmq.runs import read_run
 from pmq.search import ModelSearch, SearchProblem, bit_pairs, cost_table, pareto_table, resolve_budget
 from pmq.sensitivity import compute_sensitivity
-from pmq.workload import model_workload
 from tests.pmq.test_pareto import ilp_best_under
 
 
@@ -31,7 +30,7 @@ def demo_tables(tmp_path_factory):
     # Ω is ~1e-6 per choice; rescale (argmins unchanged) so HiGHS' absolute tolerances don't blur it
     top = max(v for row in omega.values() for v in row.values())
     omega = {name: {b: v / top for b, v in row.items()} for name, row in omega.items()}
-    workload = model_workload(experiment.loaded.model, BitAllocation.uniform("W8A8", names))
+    workload = experiment.trace.workload(BitAllocation.uniform("W8A8", names))
     params = sum(p.numel() for p in experiment.loaded.model.parameters())
     costs = cost_table(experiment.costs, params, choices, ("bops", "latency"), workload, accelerators.load("bitfusion"))
     return experiment, omega, costs

@@ -18,8 +18,8 @@ from pmq.patchwise.runtime import assign_groups
 from pmq.patchwise.search import fisher_omega, layer_costs, patchwise_choices, run_patchwise
 from pmq.patchwise.spec import LayerSetting, PatchwiseSpec
 from pmq.plots.tokens import save_token_bits
-from pmq.quant import quantize_vit
-from pmq.workload import model_workload
+from pmq.quant import quantize_model
+from pmq.trace import trace_model
 
 ALL_OPERANDS = ["q", "k", "v", "attn", "qkv", "proj", "fc1", "fc2"]
 
@@ -34,7 +34,7 @@ def every_layer(n: int, **setting) -> dict:
 
 @pytest.fixture(scope="module")
 def demo_qv(demo_vit):
-    return quantize_vit(demo_vit, weight_clipping="minmax")  # no clipping search: these tests are about tokens
+    return quantize_model(demo_vit, weight_clipping="minmax")  # no clipping search: these tests are about tokens
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +113,9 @@ def test_rho_one_reproduces_the_plain_allocation_exactly(demo_vit, demo_qv, imag
                                reference)
     for name in ("bitfusion", "loom"):
         accel = accelerators.load(name)
-        expected = hwsim.simulate(model_workload(demo_vit, plain), accel)
+        expected = hwsim.simulate(trace_model(demo_vit).workload(plain), accel)
         for allocation in (one, below):
-            got = hwsim.simulate(model_workload(demo_vit, allocation), accel)
+            got = hwsim.simulate(trace_model(demo_vit).workload(allocation), accel)
             assert [op.name for op in got.ops] == [op.name for op in expected.ops]
             assert (got.cycles, got.energy_pj, got.bops) == (expected.cycles, expected.energy_pj, expected.bops)
 
@@ -158,11 +158,11 @@ def test_token_bits_reach_every_operand_and_lower_levels_hurt_more(demo_qv, imag
 
 
 def test_workload_groups_follow_the_settings(demo_vit):
-    names = quantize_vit(demo_vit).component_names()
+    names = quantize_model(demo_vit).component_names()
     plain = BitAllocation.uniform("W8A8", names)
     pw = with_patchwise(plain, levels=[8, 4], apply_to=ALL_OPERANDS, layers={"blocks.0": {"rho": 0.5},
                                                                             "blocks.3": {"rho": 0.5}})
-    ops = {op.name: op for op in model_workload(demo_vit, pw, batch=2).ops}
+    ops = {op.name: op for op in trace_model(demo_vit, batch=2).workload(pw).ops}
     qk = ops["blocks.3.attn.matmul_qk"]
     assert qk.m == 49 and qk.row_groups == ((25, 8), (24, 4)) and qk.col_groups == ((26, 8), (24, 4))
     assert ops["blocks.3.attn.matmul_qk.class_rows"].m == 1 and not ops["blocks.3.attn.matmul_qk.class_rows"].grouped
@@ -173,28 +173,28 @@ def test_workload_groups_follow_the_settings(demo_vit):
     assert ops["blocks.3.attn.regroup"].elements == 3 * 2 * 50 * 128
     assert not any(name.startswith("blocks.1.") and getattr(op, "grouped", False) for name, op in ops.items())
     attention = [n for n in ops if n.endswith(("matmul_qk", "matmul_av"))]
-    plain_ops = {op.name: op for op in model_workload(demo_vit, plain, batch=2).ops}
+    plain_ops = {op.name: op for op in trace_model(demo_vit, batch=2).workload(plain).ops}
     assert sum(ops[n].bops for n in attention) < sum(plain_ops[n].bops for n in attention)
 
 
 def test_layer_costs_add_up_to_the_whole_model(demo_vit):
-    names = quantize_vit(demo_vit).component_names()
+    names = quantize_model(demo_vit).component_names()
     base = BitAllocation.uniform("W4A8", names)
     choices = [LayerSetting((1.0,)), LayerSetting((0.25,), (8, 2))]
     accel = accelerators.load("bitfusion")
-    costs, fixed = layer_costs(demo_vit, base, choices, "latency", accel)
+    costs, fixed = layer_costs(trace_model(demo_vit), base, choices, "latency", accel)
     mixed = {"blocks.1": choices[1], "blocks.4": choices[1]}
     allocation = with_patchwise(base, **PatchwiseSpec(mixed).to_dict())
     expected = fixed + sum(costs[layer][(mixed.get(layer) or choices[0]).key] for layer in costs)
-    assert hwsim.estimate_workload(model_workload(demo_vit, allocation), accel).latency_s == pytest.approx(expected)
+    assert hwsim.estimate_workload(trace_model(demo_vit).workload(allocation), accel).latency_s == pytest.approx(expected)
     with pytest.raises(PMQError, match="model size"):
-        layer_costs(demo_vit, base, choices, "size", accel)
+        layer_costs(trace_model(demo_vit), base, choices, "size", accel)
 
 
 def test_choices_and_fisher_omega_rank_harsher_settings_higher(tiny_vit):
     choices = patchwise_choices(((8, 4), (8, 2)), (1.0, 0.5, 0.25))
     assert [str(c) for c in choices] == ["rho=1@8/4", "rho=0.25@8/4", "rho=0.5@8/4", "rho=0.25@8/2", "rho=0.5@8/2"]
-    qv = quantize_vit(tiny_vit).apply(BitAllocation.uniform("W8A8", quantize_vit(tiny_vit).component_names()))
+    qv = quantize_model(tiny_vit).apply(BitAllocation.uniform("W8A8", quantize_model(tiny_vit).component_names()))
     x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     omega = fisher_omega(qv, x, torch.randint(0, 3, (16,)), choices)["blocks.0"]
     assert omega[choices[0].key] == 0
@@ -203,14 +203,13 @@ def test_choices_and_fisher_omega_rank_harsher_settings_higher(tiny_vit):
 
 def test_run_patchwise_picks_settings_within_the_budget():
     experiment = Experiment("demo", calibration_images=16)
-    model = experiment.loaded.model
     base = BitAllocation.uniform("W8A8", experiment.component_names)
     choices = [LayerSetting((1.0,)), LayerSetting((0.5,)), LayerSetting((0.25,), (8, 2))]
-    base_bops = sum(op.bops for op in model_workload(model, base).ops)
+    base_bops = sum(op.bops for op in trace_model(model).workload(base).ops)
     search = run_patchwise(experiment, base, None, "bops", "0.98x", choices=choices, omega_images=16, evaluate=False)
     chosen = search.allocation.validate(experiment.component_names)
     assert chosen.patchwise["layers"] and chosen.bits == base.bits
-    assert sum(op.bops for op in model_workload(model, chosen).ops) <= 0.98 * base_bops
+    assert sum(op.bops for op in trace_model(model).workload(chosen).ops) <= 0.98 * base_bops
     assert search.summary["cost"] <= 0.98 * base_bops and search.summary["base_cost"] == base_bops
     everything = run_patchwise(experiment, base, None, "bops", "1x", choices=choices, omega_images=16,
                                evaluate=False)
@@ -234,8 +233,7 @@ def test_patchwise_without_a_budget_is_always_feasible_and_token_hardware_turns_
     s = search.summary
     assert s["layers"] and s["cost"] < s["base_cost"]
     assert s["budget"].startswith("default") and s["cost"] <= max(s["budget_base_units"], s["base_cost"])
-    model = experiment.loaded.model
-    simulated = hwsim.estimate_workload(model_workload(model, search.allocation), tokens).latency_s
+    simulated = hwsim.estimate_workload(experiment.trace.workload(search.allocation), tokens).latency_s
     assert simulated == pytest.approx(s["cost"])
     low = BitAllocation.uniform("W4A4", names)
     cheapest = run_patchwise(experiment, low, accelerators.load("loom"), "latency", None, choices=choices,

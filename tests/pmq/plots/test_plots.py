@@ -18,16 +18,15 @@ import accelerators
 import hwsim
 from pmq.allocation import BitAllocation, Bits
 from pmq.cli import main
-from pmq.cost import bops, component_costs, model_size_mb
 from pmq.errors import PMQError
 from pmq.pareto import Choice, frontier
 from pmq.patchwise.maps import token_bit_maps, token_bits_record
 from pmq.plots import DOUBLE_COLUMN_IN, FIGURES, SINGLE_COLUMN_IN, plot_results
-from pmq.quant import quantize_vit
+from pmq.quant import quantize_model
 from pmq.report import write_report
 from pmq.results import Measured, ResultsWriter, load_results
 from pmq.runs import file_record
-from pmq.workload import model_workload
+from pmq.trace import size_mb, trace_model
 
 ARGS = dict(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0)
 ACCELERATORS = ("bitfusion", "int8_systolic", "stripes")
@@ -43,7 +42,8 @@ def results_dir(tmp_path_factory) -> Path:
     """A small but schema-correct folder, written by the demo's own writer from real simulations."""
     torch.manual_seed(0)
     model = VisionTransformer(**ARGS).eval()
-    qv = quantize_vit(model)
+    qv = quantize_model(model)
+    trace = qv.trace
     names = qv.component_names()
     accels = {name: accelerators.load(name) for name in ACCELERATORS}
     root = tmp_path_factory.mktemp("results")
@@ -58,8 +58,8 @@ def results_dir(tmp_path_factory) -> Path:
     })
 
     def add(label, method, allocation, top1, **search):
-        sims = {name: hwsim.simulate(model_workload(model, allocation), a) for name, a in accels.items()}
-        measured = {name: Measured(top1, 100, model_size_mb(model, allocation), bops(model, allocation, giga=True),
+        sims = {name: hwsim.simulate(trace.workload(allocation), a) for name, a in accels.items()}
+        measured = {name: Measured(top1, 100, size_mb(trace, allocation), trace.bops(allocation) / 1e9,
                                    s.latency_s, s.energy_pj, s.cycles, s.utilization, s.energy_breakdown,
                                    omega=0.1 if method != "uniform" else None)
                     for name, s in sims.items()}
@@ -68,7 +68,7 @@ def results_dir(tmp_path_factory) -> Path:
     for setting, top1 in (("float", 0.9), ("W8A8", 0.89), ("W4A8", 0.85), ("W4A4", 0.7)):
         add(setting, "uniform", BitAllocation.uniform(setting, names), top1)
     rng = np.random.default_rng(0)
-    macs = {name: cost.macs for name, cost in component_costs(model).items()}
+    macs = {name: cost.macs for name, cost in trace_model(model).components().items()}
     for metric in ("pmq", "hawq"):
         table = {n: [Choice(b, float(rng.random()) / b.w, {"bops": float(macs[n] * b.w * b.a)})
                      for b in (Bits(2, 4), Bits(4, 8), Bits(8, 8))] for n in names}

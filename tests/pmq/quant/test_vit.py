@@ -10,7 +10,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from pmq.allocation import BitAllocation, Bits
 from pmq.errors import PMQError
-from pmq.quant import QuantAttention, QuantConv2d, QuantLinear, QuantMatMul, calibrate, quantize_vit
+from pmq.quant import QuantConv2d, QuantLinear, QuantMatMul, calibrate, quantize_model
+from pmq.trace import trace_model
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -18,7 +19,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_float_path_equals_demo_vit(demo_vit):
-    qv = quantize_vit(demo_vit)
+    qv = quantize_model(demo_vit)
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert _max_diff(qv(x), demo_vit(x)) <= 1e-5
@@ -27,7 +28,7 @@ def test_float_path_equals_demo_vit(demo_vit):
 def test_float_path_equals_deit_tiny():
     torch.manual_seed(0)
     model = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
-    qv = quantize_vit(model)
+    qv = quantize_model(model)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert _max_diff(qv(x), model(x)) <= 1e-5
@@ -37,20 +38,22 @@ def test_float_path_equals_deit_tiny():
 def test_float_path_honours_qk_norm_and_masks(tiny_vit_args):
     torch.manual_seed(0)
     model = VisionTransformer(**tiny_vit_args, qk_norm=True).eval()
-    qv = quantize_vit(model)
+    qv = quantize_model(model)
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert _max_diff(qv(x), model(x)) <= 1e-5
         tokens = torch.randn(2, 5, 16)
         mask = torch.rand(5, 5) > 0.3
         mask.fill_diagonal_(True)
+        attn = model.blocks[0].attn  # the wrapper passes masks on to the decomposed attention
+        q_attn = quantize_model(attn, trace=trace_model(attn, input_size=(5, 16)))
+        assert q_attn.component_names() == ["qkv", "matmul_qk", "matmul_av", "proj"]
         for kwargs in ({"attn_mask": mask}, {"attn_mask": torch.randn(5, 5)}, {"is_causal": True}):
-            reference = model.blocks[0].attn(tokens, **kwargs)
-            assert _max_diff(qv.model.blocks[0].attn(tokens, **kwargs), reference) <= 1e-5
+            assert _max_diff(q_attn(tokens, **kwargs), attn(tokens, **kwargs)) <= 1e-5
 
 
 def test_components_named_by_module_path_in_forward_order(demo_vit):
-    qv = quantize_vit(demo_vit)
+    qv = quantize_model(demo_vit)
     names = qv.component_names()
     assert len(names) == 38
     assert names[:7] == ["patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.matmul_qk",
@@ -58,24 +61,28 @@ def test_components_named_by_module_path_in_forward_order(demo_vit):
     assert names[-1] == "head"
     kinds = {type(qv.model.get_submodule(n)) for n in names}
     assert kinds == {QuantConv2d, QuantLinear, QuantMatMul}
-    attn = qv.model.blocks[0].attn
-    assert isinstance(attn, QuantAttention) and attn.fused_attn is False
+    attn = qv.model.blocks[0].attn  # timm's own module, with the two products attached
+    assert isinstance(attn.matmul_qk, QuantMatMul) and attn.matmul_qk.transpose_b
+    assert isinstance(attn.matmul_av, QuantMatMul) and not attn.matmul_av.transpose_b
     assert qv.state_dict().keys() == {f"model.{k}" for k in demo_vit.state_dict()}
 
 
 def test_wrapping_copies_and_leaves_the_original_alone(tiny_vit):
-    qv = quantize_vit(tiny_vit)
+    qv = quantize_model(tiny_vit)
     assert isinstance(tiny_vit.blocks[0].attn.qkv, torch.nn.Linear)
     assert qv.model.blocks[0].attn.qkv.weight is not tiny_vit.blocks[0].attn.qkv.weight
 
 
-def test_rejects_non_vit_models():
-    with pytest.raises(PMQError, match="not a timm VisionTransformer"):
-        quantize_vit(torch.nn.Linear(3, 3))
+def test_a_model_without_an_input_size_needs_one():
+    with pytest.raises(PMQError, match="pass --input-size"):
+        quantize_model(torch.nn.Linear(3, 3))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    qm = quantize_model(model, trace=trace_model(model, input_size=(3,)))
+    assert qm.component_names() == ["0", "2"]
 
 
 def test_bits_change_logits_and_more_bits_stay_closer(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="token")
+    qv = quantize_model(tiny_vit, granularity="token")
     x = torch.randn(8, 1, 8, 8)
     with torch.no_grad():
         reference = tiny_vit(x)
@@ -87,7 +94,7 @@ def test_bits_change_logits_and_more_bits_stay_closer(tiny_vit):
 
 
 def test_apply_sets_each_components_own_bits(tiny_vit):
-    qv = quantize_vit(tiny_vit)
+    qv = quantize_model(tiny_vit)
     allocation = BitAllocation.uniform("float", qv.component_names()).replace(
         {"blocks.0.attn.matmul_qk": Bits(w=3, a=5), "blocks.0.mlp.fc1": Bits(w=4, a=None)})
     qv.apply(allocation)
@@ -101,7 +108,7 @@ def test_apply_sets_each_components_own_bits(tiny_vit):
 
 
 def test_only_the_quantized_component_changes_the_output(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="token")
+    qv = quantize_model(tiny_vit, granularity="token")
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         reference = qv(x)
@@ -114,7 +121,7 @@ def test_only_the_quantized_component_changes_the_output(tiny_vit):
 
 
 def test_static_granularity_needs_calibration_and_calibration_keeps_float_exact(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="tensor")
+    qv = quantize_model(tiny_vit, granularity="tensor")
     x = torch.randn(4, 1, 8, 8)
     w8a8 = BitAllocation.uniform("W8A8", qv.component_names())
     with pytest.raises(PMQError, match="calibrate"), torch.no_grad():
@@ -130,7 +137,7 @@ def test_static_granularity_needs_calibration_and_calibration_keeps_float_exact(
 
 
 def test_calibrate_restores_the_allocation_and_rejects_bad_input(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="tensor")
+    qv = quantize_model(tiny_vit, granularity="tensor")
     allocation = BitAllocation.uniform("W4A8", qv.component_names())
     qv.apply(allocation)
     calibrate(qv, torch.randn(4, 1, 8, 8), observer="mse")
@@ -143,7 +150,7 @@ def test_calibrate_restores_the_allocation_and_rejects_bad_input(tiny_vit):
 
 
 def test_token_granularity_quantizes_each_patch_of_the_image(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="token")
+    qv = quantize_model(tiny_vit, granularity="token")
     proj = qv.component("patch_embed.proj")
     proj.quantizer_a.bits = 2
     x = torch.randn(1, 1, 8, 8)
@@ -156,7 +163,7 @@ def test_token_granularity_quantizes_each_patch_of_the_image(tiny_vit):
 
 
 def test_recording_exposes_float_operands_with_gradients(tiny_vit):
-    qv = quantize_vit(tiny_vit)
+    qv = quantize_model(tiny_vit)
     x, y = torch.randn(4, 1, 8, 8, requires_grad=True), torch.tensor([0, 1, 2, 0])
     with qv.recording() as operands:
         loss = F.cross_entropy(qv(x), y)
@@ -175,14 +182,14 @@ def test_recording_exposes_float_operands_with_gradients(tiny_vit):
 
 
 def test_gradients_flow_through_quantized_model(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="token").train()
+    qv = quantize_model(tiny_vit, granularity="token").train()
     qv.apply(BitAllocation.uniform("W4A4", qv.component_names()))
     F.cross_entropy(qv(torch.randn(4, 1, 8, 8)), torch.tensor([0, 1, 2, 0])).backward()
     assert qv.component("blocks.0.mlp.fc1").weight.grad.abs().sum() > 0
 
 
 def test_per_row_bits_on_a_component_inside_the_model(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="token")
+    qv = quantize_model(tiny_vit, granularity="token")
     x = torch.randn(2, 1, 8, 8)
     fc1 = qv.component("blocks.0.mlp.fc1")
     with torch.no_grad():
@@ -197,9 +204,9 @@ def test_per_row_bits_on_a_component_inside_the_model(tiny_vit):
 
 
 def test_rewrapping_gives_an_independent_float_copy(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="tensor").apply(BitAllocation.uniform("W4A4", [
-        *quantize_vit(tiny_vit).component_names()]))
-    copy = quantize_vit(qv)
+    qv = quantize_model(tiny_vit, granularity="tensor").apply(BitAllocation.uniform("W4A4", [
+        *quantize_model(tiny_vit).component_names()]))
+    copy = quantize_model(qv)
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         assert _max_diff(copy(x), tiny_vit(x)) <= 1e-5
@@ -207,7 +214,7 @@ def test_rewrapping_gives_an_independent_float_copy(tiny_vit):
 
 
 def test_token_calibration_observes_nothing_and_prepares_weight_clipping(tiny_vit):
-    qv = quantize_vit(tiny_vit, granularity="token", weight_clipping="mse")
+    qv = quantize_model(tiny_vit, granularity="token", weight_clipping="mse")
     allocation = BitAllocation.uniform("W3A4", qv.component_names())
     calibrate(qv, torch.randn(4, 1, 8, 8), observer="percentile", allocation=allocation)
     assert all(q.observer is None for q in qv.activation_quantizers())

@@ -11,7 +11,7 @@ from timm.models.vision_transformer import VisionTransformer
 import pmq.sensitivity.compute as compute_module
 from pmq.allocation import Bits
 from pmq.errors import PMQError
-from pmq.quant import calibrate, quantize_vit
+from pmq.quant import calibrate, quantize_model
 from pmq.sensitivity import (
     METRICS,
     Sensitivity,
@@ -78,7 +78,7 @@ def _run(model, images, labels, metric, bits=ALL_BITS, **options):
 def test_every_metric_covers_all_components_and_bits(small_vit, batch, metric):
     bits = (2, 4, 8)
     sens = _run(small_vit, *batch, metric, bits)
-    names = quantize_vit(small_vit).component_names()
+    names = quantize_model(small_vit).component_names()
     assert sens.metric == metric and sens.component_names() == names and sens.bits == [2, 4, 8]
     for table in (sens.weights, sens.activations):
         assert list(table) == names
@@ -130,7 +130,7 @@ def _brute_force_fisher(qv, images, labels, group):
 
 @pytest.mark.parametrize("group", [1, 4])
 def test_pmq_weight_fisher_equals_brute_force_per_image_gradients(small_vit, batch, group):
-    qv = quantize_vit(small_vit)
+    qv = quantize_model(small_vit)
     sens = _run(qv, *batch, "pmq", (2, 5), grad_group=group, first_order=True)
     fisher, mean_grad = _brute_force_fisher(qv, *batch, group)
     for name, f in fisher.items():
@@ -149,7 +149,7 @@ def test_pmq_weight_fisher_equals_brute_force_per_image_gradients(small_vit, bat
 
 
 def test_pmq_activation_terms_use_each_images_own_gradient(small_vit, batch):
-    qv = quantize_vit(small_vit)
+    qv = quantize_model(small_vit)
     images, labels = batch
     name = "blocks.1.mlp.fc1"
     diagonal = _run(qv, images, labels, "pmq", (3,))
@@ -176,7 +176,7 @@ def test_pmq_activation_terms_use_each_images_own_gradient(small_vit, batch):
 
 @pytest.mark.parametrize("granularity", ["token", "tensor"])
 def test_operands_are_quantized_exactly_as_the_forward_does(small_vit, batch, granularity):
-    qv = quantize_vit(small_vit, granularity=granularity)
+    qv = quantize_model(small_vit, granularity=granularity)
     images = batch[0][:2]
     if granularity == "tensor":
         calibrate(qv, batch[0], observer="mse")  # static ranges: the metric must use the calibrated ones
@@ -223,7 +223,7 @@ def test_cache_returns_identical_numbers_without_recomputing(small_vit, batch, t
         compute_sensitivity(small_vit, images, labels, "pmq", (2, 4), cache_dir=tmp_path, progress=False,
                             fisher="outer")
     with pytest.raises(AssertionError, match="cache hit"):  # quantizer settings are part of the key
-        compute_sensitivity(quantize_vit(small_vit, granularity="tensor"), images, labels, "pmq", (2, 4),
+        compute_sensitivity(quantize_model(small_vit, granularity="tensor"), images, labels, "pmq", (2, 4),
                             cache_dir=tmp_path, progress=False)
     monkeypatch.setenv("PMQ_CACHE_DIR", str(tmp_path))
     assert compute_sensitivity(small_vit, images, labels, "pmq", (2, 4), progress=False).from_cache
@@ -246,7 +246,7 @@ def _spearman(x: list[float], y: list[float]) -> float:
 def test_pmq_ranks_like_the_measured_loss_increase(trained):
     model, images, labels = trained
     bits = (2, 3, 4)
-    qv = quantize_vit(model)
+    qv = quantize_model(model)
     pmq = _run(qv, images[:32], labels[:32], "pmq", bits)
     measured = _run(qv, images[32:], labels[32:], "measured", bits)
     keys = [(table, name, b) for table in ("weights", "activations") for name in pmq.weights for b in bits]

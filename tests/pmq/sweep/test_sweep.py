@@ -1,13 +1,12 @@
 """Co-design sweeps: space validation, executors agree, resume after SIGKILL/Ctrl-C, failed points recorded.
 
-Most tests use a small synthetic ViT-like workload and Ω table (torch-free, so subprocesses start
+Most tests use a small synthetic ViT-like trace and Ω table (torch-free, so subprocesses start
 fast); one runs the whole ``sweep`` on the demo model.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from pmq.sweep import (
     space_from_dict,
     sweep,
 )
+from pmq.trace.graph import ModelTrace, TracedGemm, TracedVector
 
 HERE = Path(__file__).parent
 # 0.9x, not 0.5x: BitFusion writes 32-bit outputs (its simulator's oprec = 32, issue 11), so on this
@@ -50,27 +50,29 @@ SPACE = {
 """24 designs x 2 budgets; bitfusion with a 128-byte output buffer cannot hold one partial-sum tile."""
 
 
-def tiny_workload(tokens: int = 50, dim: int = 64, mlp: int = 128, heads: int = 2) -> hwsim.Workload:
-    """One ViT block plus patch embedding and head, GEMMs named after PMQ components."""
-    ops = [
-        hwsim.Gemm("patch_embed.proj", tokens - 1, 16, dim, 8, 8),
-        hwsim.VectorOp("blocks.0.norm1", "layernorm", tokens * dim),
-        hwsim.Gemm("blocks.0.attn.qkv", tokens, dim, 3 * dim, 8, 8),
-        hwsim.Gemm("blocks.0.attn.matmul_qk", tokens, dim // heads, tokens, 8, 8, count=heads, kind="matmul"),
-        hwsim.VectorOp("blocks.0.attn.softmax", "softmax", heads * tokens * tokens),
-        hwsim.Gemm("blocks.0.attn.matmul_av", tokens, tokens, dim // heads, 8, 8, count=heads, kind="matmul"),
-        hwsim.Gemm("blocks.0.attn.proj", tokens, dim, dim, 8, 8),
-        hwsim.VectorOp("blocks.0.norm2", "layernorm", tokens * dim),
-        hwsim.Gemm("blocks.0.mlp.fc1", tokens, dim, mlp, 8, 8),
-        hwsim.VectorOp("blocks.0.mlp.act", "gelu", tokens * mlp),
-        hwsim.Gemm("blocks.0.mlp.fc2", tokens, mlp, dim, 8, 8),
-        hwsim.Gemm("head", 1, dim, 10, 8, 8),
-    ]
-    workload, previous = hwsim.Workload(), []
-    for op in ops:
-        workload.add(op, after=previous)
-        previous = [op.name]
-    return workload
+def tiny_trace(tokens: int = 50, dim: int = 64, mlp: int = 128, heads: int = 2) -> ModelTrace:
+    """One ViT block plus patch embedding and head, as a (torch-free) trace: GEMMs are the components."""
+    def gemm(name, m, k, n, count=1, kind="linear"):
+        return TracedGemm(name, kind, m, k, n, count, name, 0, "linear", k * n if kind != "matmul" else 0)
+
+    def vector(name, kind, elements):
+        return TracedVector(name, kind, elements, name, kind)
+
+    ops = (
+        gemm("patch_embed.proj", tokens - 1, 16, dim, kind="conv"),
+        vector("blocks.0.norm1", "norm", tokens * dim),
+        gemm("blocks.0.attn.qkv", tokens, dim, 3 * dim),
+        gemm("blocks.0.attn.matmul_qk", tokens, dim // heads, tokens, count=heads, kind="matmul"),
+        vector("blocks.0.attn.softmax", "softmax", heads * tokens * tokens),
+        gemm("blocks.0.attn.matmul_av", tokens, tokens, dim // heads, count=heads, kind="matmul"),
+        gemm("blocks.0.attn.proj", tokens, dim, dim),
+        vector("blocks.0.norm2", "norm", tokens * dim),
+        gemm("blocks.0.mlp.fc1", tokens, dim, mlp),
+        vector("blocks.0.mlp.act", "activation", tokens * mlp),
+        gemm("blocks.0.mlp.fc2", tokens, mlp, dim),
+        gemm("head", 1, dim, 10),
+    )
+    return ModelTrace("tiny-vit", (1, 1, 28, 28), ops, params_total=100_000)
 
 
 def synthetic_top1(allocation: BitAllocation) -> dict[str, float]:
@@ -80,11 +82,11 @@ def synthetic_top1(allocation: BitAllocation) -> dict[str, float]:
 
 
 def synthetic_inputs() -> SweepInputs:
-    workload = tiny_workload()
-    names = [op.name for op in workload.ops if isinstance(op, hwsim.Gemm)]
+    trace = tiny_trace()
+    names = trace.component_names
     omega = {name: {b: (i + 1) * (2.0 ** -b.w + 2.0 ** -b.a) for b in bit_pairs((2, 4, 8))}
              for i, name in enumerate(names)}
-    return SweepInputs(names, omega, workload, "synthetic-vit", synthetic_top1, "synthetic top-1")
+    return SweepInputs(names, omega, trace, "synthetic-vit", synthetic_top1, "synthetic top-1")
 
 
 def run_in_subprocess(out: Path, workers: int = 1) -> subprocess.Popen:
@@ -233,16 +235,12 @@ def test_rows_are_the_priced_choice_and_failures_are_recorded(reference):
             assert row["error"].startswith("PMQError: budget 0.9x:W8A8") and "below the cheapest allocation" in row["error"]
             continue
         allocation = BitAllocation.load(reference.out / "allocations" / f"{row['allocation_id']}.json")
-        workload = hwsim.Workload()
-        for op in inputs.workload.ops:
-            if op.name in allocation.bits:
-                op = dataclasses.replace(op, bits_a=allocation[op.name].a, bits_b=allocation[op.name].w)
-            workload.add(op, after=list(inputs.workload.graph.predecessors(op.name)))
-        priced = hwsim.estimate_workload(workload, accel)
+        priced = hwsim.estimate_workload(inputs.trace.workload(allocation), accel)
         assert (row["latency_s"], row["energy_pj"]) == (priced.latency_s, priced.energy_pj)
         assert row["edp_js"] == pytest.approx(priced.latency_s * priced.energy_pj * 1e-12)
         assert row["top1"] == synthetic_top1(allocation)["top1"]
-        w8a8 = hwsim.estimate_workload(inputs.workload, accel).latency_s
+        w8a8 = hwsim.estimate_workload(inputs.trace.workload(BitAllocation.uniform("W8A8", inputs.component_names)),
+                                       accel).latency_s
         factor = float(row["budget"].split("x")[0])
         assert row["latency_s"] <= factor * w8a8 * (1 + 1e-9)
     assert sum(r["status"] == "failed" for r in rows) == reference.failed > 0
@@ -346,7 +344,7 @@ def test_demo_model_end_to_end(tmp_path):
     (Local processes, not an in-process dask cluster: a threaded dask worker's profiler makes the
     parent's torch evaluation crawl.)"""
     from pmq.models import load_model
-    from pmq.workload import model_workload
+    from pmq.trace import trace_model
 
     space = tmp_path / "space.yaml"
     space.write_text("base: bitfusion\nbudgets: ['0.8x:W8A8']\n")
@@ -357,7 +355,7 @@ def test_demo_model_end_to_end(tmp_path):
     assert row["status"] == "ok" and 0 <= row["top1"] <= 1 and row["images"] == 32 and row["size_mb"] > 0
     allocation = BitAllocation.load(result.out / "allocations" / f"{row['allocation_id']}.json")
     assert {bits.w for _, bits in allocation.items()} == {4, 8}  # a real mixed-precision choice
-    priced = hwsim.estimate_workload(model_workload(load_model("demo").model, allocation), accelerators.load("bitfusion"))
+    priced = hwsim.estimate_workload(trace_model(load_model("demo").model).workload(allocation), accelerators.load("bitfusion"))
     assert row["energy_pj"] == priced.energy_pj and row["latency_s"] == priced.latency_s
     manifest = json.loads((result.out / "sweep.json").read_text())
     assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
