@@ -205,11 +205,11 @@ def test_run_patchwise_picks_settings_within_the_budget():
     experiment = Experiment("demo", calibration_images=16)
     base = BitAllocation.uniform("W8A8", experiment.component_names)
     choices = [LayerSetting((1.0,)), LayerSetting((0.5,)), LayerSetting((0.25,), (8, 2))]
-    base_bops = sum(op.bops for op in trace_model(model).workload(base).ops)
+    base_bops = sum(op.bops for op in experiment.trace.workload(base).ops)
     search = run_patchwise(experiment, base, None, "bops", "0.98x", choices=choices, omega_images=16, evaluate=False)
     chosen = search.allocation.validate(experiment.component_names)
     assert chosen.patchwise["layers"] and chosen.bits == base.bits
-    assert sum(op.bops for op in trace_model(model).workload(chosen).ops) <= 0.98 * base_bops
+    assert sum(op.bops for op in experiment.trace.workload(chosen).ops) <= 0.98 * base_bops
     assert search.summary["cost"] <= 0.98 * base_bops and search.summary["base_cost"] == base_bops
     everything = run_patchwise(experiment, base, None, "bops", "1x", choices=choices, omega_images=16,
                                evaluate=False)
