@@ -484,3 +484,24 @@ def test_patchwise_sweep_resumes_to_the_same_table(patchwise_reference, tmp_path
     assert result.computed_designs == 1
     assert result.table.read_bytes() == patchwise_reference.table.read_bytes()
     assert result.pareto.read_bytes() == patchwise_reference.pareto.read_bytes()
+
+
+@pytest.mark.slow
+def test_demo_model_patchwise_point_is_priced_and_evaluated_with_patchwise(tmp_path):
+    """The real path: the setting on every block of the demo ViT, priced on the grouped workload and
+    evaluated with the patch-wise runtime installed (Experiment.evaluate registers it)."""
+    from pmq.patchwise.spec import layer_names
+    from pmq.trace import trace_model
+
+    space = tmp_path / "space.yaml"
+    space.write_text("base: loom_tokens\npatchwise: {rho: [0.5], levels: ['8/4']}\nbudgets: ['1x:W8A8']\n")
+    config = SweepConfig("demo", bit_choices=(4, 8), calibration_images=32, sensitivity_images=16, limit=32,
+                         settings=SweepSettings("latency", workers=1, progress=False))
+    (row,) = sweep(space, tmp_path / "out", config).rows
+    assert row["status"] == "ok" and (row["rho"], row["levels"]) == ("0.5", "8/4") and 0 <= row["top1"] <= 1
+    allocation = BitAllocation.load(tmp_path / "out" / "allocations" / f"{row['allocation_id']}.json")
+    from pmq.models import load_model
+    trace = trace_model(load_model("demo").model)
+    assert set(allocation.patchwise["layers"]) == set(layer_names(trace.component_names)) != set()
+    priced = hwsim.estimate_workload(trace.workload(allocation), accelerators.load("loom_tokens"))
+    assert (row["latency_s"], row["energy_pj"]) == (priced.latency_s, priced.energy_pj)
