@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-import pmq.patchwise  # noqa: F401  (registers the patch-wise runtime with the quantized wrapper)
+import pmq.patchwise.runtime  # noqa: F401  (registers the patch-wise runtime with the quantized wrapper)
 from pmq.allocation import BitAllocation
 from pmq.data import DataSource, data_source_for, stack_images
 from pmq.defaults import DEFAULT_CALIBRATION_IMAGES

@@ -16,8 +16,19 @@ design at one bit budget, i.e. one row of the result table. The space file (YAML
             buffers.ifmap: [16384, 32768, 65536]                 # a list: one of these values
             dram.bandwidth_bits_per_cycle: {min: 64, max: 256}   # integer bounds: an integer
             clock_hz: {min: 2.0e+8, max: 1.0e+9, log: true}      # log-uniform
+    patchwise:                                 # optional: every design × each (ρ, levels) setting
+      rho: [1.0, 0.5, 0.25]                    # fractions of patch tokens kept at the top level
+      levels: ["8/4", "8/2", "8/4/2"]          # token bit levels, highest first ("8/4" or [8, 4])
+      apply_to: [q, k, v, attn]                # optional, as in pmq.patchwise.spec; so is score
     budgets: ["0.25x:W8A8", "0.5x:W8A8"]       # optional here: --budgets overrides
     objective: latency                         # optional here: --objective overrides
+
+``patchwise`` makes patch-wise precision a parameter of the space, with the candidates of
+``pmq search --patchwise``: ρ = 1 once (the plain allocation), each 2-level set at each ρ < 1, each
+3-level set at each rising pair of ρ < 1 (cumulative fractions). The search picks the component bits
+under the budget first; the setting then goes on every block, the grouped workload is priced whole
+(``ModelTrace.workload``) and top-1 is measured with patch-wise installed. The table gains ``rho`` and
+``levels`` columns; a model without a class token is refused before any work.
 
 Work is split so that torch never leaves the parent process: the parent computes the sensitivity
 Ω once (cached by content hash), records the model's workload once, and evaluates top-1 once per

@@ -38,10 +38,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def batches(designs: list[Design], workers: int) -> list[list[tuple[int, dict]]]:
+def batches(designs: list[Design], workers: int) -> list[list[tuple[int, dict, dict | None]]]:
     """Designs cut into tasks: at least four per worker (load balance, progress), at most MAX_BATCH each."""
     size = max(1, min(MAX_BATCH, math.ceil(len(designs) / (4 * workers))))
-    return [[(d.id, d.config) for d in designs[i:i + size]] for i in range(0, len(designs), size)]
+    return [[(d.id, d.config, d.patchwise) for d in designs[i:i + size]] for i in range(0, len(designs), size)]
 
 
 def _each(batches_done: Iterable[list[list[dict]]]) -> Iterator[list[dict]]:

@@ -3,8 +3,11 @@
 Per design: the cost table on that accelerator (:func:`hwsim.costtable.variant_table`: one mapper
 search per distinct GEMM shape and precision), one :class:`pmq.search.SearchProblem`, and for each
 budget the least-Ω allocation priced whole-model — assembled from the same table (equal to
-``hwsim.estimate_workload``) or by ``hwsim.simulate`` — plus ``hwsim.area``. Executors hand a task
-a batch of designs (:func:`price_designs`), so the workload and Ω travel once per batch.
+``hwsim.estimate_workload``) or by ``hwsim.simulate`` — plus ``hwsim.area``. A design with a
+patch-wise setting applies it to every block of the chosen allocation (the search picks the
+component bits first) and prices the resulting grouped workload (``ModelTrace.workload``) whole.
+Executors hand a task a batch of designs (:func:`price_designs`), so the workload and Ω travel once
+per batch.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hwsim.costtable import VariantTable, variant_table
 from hwsim.errors import HwsimError
 from pmq.allocation import BitAllocation, Bits
 from pmq.errors import PMQError
+from pmq.patchwise.spec import layer_names
 from pmq.search import SearchProblem, cost_table, pair_of
 from pmq.trace.graph import ModelTrace
 
@@ -43,8 +47,12 @@ class PricingInputs:
         return self.trace.workload(BitAllocation.uniform("W8A8", self.component_names))
 
 
-def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[dict[str, Any]]:
+def price_design(inputs: PricingInputs, design_id: int, config: dict,
+                 patchwise: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per budget for one design: the chosen allocation and its latency, energy, EDP, area.
+
+    ``patchwise`` (a :class:`pmq.sweep.space.Design`'s setting: rho, levels, score, apply_to) is
+    applied to every block of each chosen allocation before it is priced.
 
     User-level failures (a TileError, a budget outside this design's range) become rows with
     ``status = "failed"`` and the error; anything else is a bug and propagates.
@@ -64,7 +72,7 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
         return [_failed(row, err) for row in rows]
     for row in rows:
         try:
-            allocation = problem.choose(row["budget"])
+            allocation = with_patchwise(problem.choose(row["budget"]), patchwise)
             result = _run(inputs, table, allocation)
         except (HwsimError, PMQError) as err:
             _failed(row, err)
@@ -79,12 +87,25 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict) -> list[di
             **_mean_bits(inputs.workload, allocation),
             allocation=allocation.to_dict()["components"],
         )
+        if allocation.patchwise:
+            row["patchwise"] = allocation.patchwise
     return rows
 
 
-def price_designs(inputs: PricingInputs, designs: list[tuple[int, dict]]) -> list[list[dict[str, Any]]]:
-    """:func:`price_design` for a batch of ``(design id, config)``: one task's worth of work."""
-    return [price_design(inputs, design_id, config) for design_id, config in designs]
+def price_designs(inputs: PricingInputs, designs: list[tuple[int, dict, dict | None]]) -> list[list[dict[str, Any]]]:
+    """:func:`price_design` for a batch of ``(design id, config, patch-wise setting)``: one task's worth of work."""
+    return [price_design(inputs, *design) for design in designs]
+
+
+def with_patchwise(allocation: BitAllocation, setting: Mapping[str, Any] | None) -> BitAllocation:
+    """``allocation`` with ``setting`` (rho, levels, score, apply_to) on every block; unchanged when
+    there is none or it is the plain ρ = 1 (no levels)."""
+    if not setting or "levels" not in setting:
+        return allocation
+    layer = {"rho": setting["rho"], "levels": setting["levels"]}
+    patchwise = {"score": setting["score"], "apply_to": setting["apply_to"],
+                 "layers": {name: dict(layer) for name in layer_names(allocation.bits)}}
+    return BitAllocation(dict(allocation.bits), patchwise, dict(allocation.metadata))
 
 
 def bit_pairs_of(omega: Mapping[str, Mapping[Bits, float]]) -> list[Bits]:
@@ -101,6 +122,8 @@ def _run(inputs: PricingInputs, table: VariantTable, allocation: BitAllocation) 
     """The whole model at ``allocation``: from the cost table's rows, or by event simulation."""
     if inputs.method == "simulate":
         return hwsim.simulate(inputs.trace.workload(allocation), table.accelerator)
+    if allocation.patchwise:  # grouped GEMMs are not in the table: estimate the grouped workload whole
+        return hwsim.estimate_workload(inputs.trace.workload(allocation), table.accelerator)
     return table.result({name: pair_of(bits) for name, bits in allocation.items()})
 
 

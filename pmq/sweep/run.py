@@ -119,6 +119,8 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     folder = out
     start = time.perf_counter()
     space = space if isinstance(space, Space) else load_space(space)
+    if any(d.patchwise is not None for d in space.designs):
+        inputs.trace.check_patchwise()  # no class token: refused before any work
     pairs = bit_pairs_of(inputs.omega)
     settings = SweepSettings(objective, tuple(budgets) if budgets else None, executor, scheduler, workers, method,
                              progress).checked(space, pairs)
@@ -184,7 +186,7 @@ def _fingerprint(space: Space, pricing: PricingInputs, inputs: SweepInputs) -> s
     """Everything a point's numbers depend on; a folder holding another sweep is refused."""
     return digest({
         "format": FORMAT,
-        "designs": [d.config for d in space.designs],
+        "designs": [d.config if d.patchwise is None else [d.config, d.patchwise] for d in space.designs],
         "objective": pricing.objective, "budgets": pricing.budgets, "method": pricing.method,
         "omega": {name: {str(b): repr(v) for b, v in row.items()} for name, row in pricing.omega.items()},
         "workload": [[type(op).__name__, *map(repr, dataclasses.astuple(op)),

@@ -1,12 +1,15 @@
 """The space file of a sweep: schema, validation, grid expansion and seeded random sampling.
 
 See :mod:`pmq.sweep` for the YAML layout. Every design is validated (``accelerators.from_dict`` and
-``hwsim.area``) while the file is read, so a bad value fails before any work.
+``hwsim.area``) while the file is read, so a bad value fails before any work. The optional
+``patchwise`` section crosses every accelerator with patch-wise (ρ, levels) settings (torch-free:
+only :mod:`pmq.patchwise.spec` is read).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
@@ -23,9 +26,11 @@ import hwsim
 from hwsim.errors import HwsimError
 from pmq.errors import PMQError
 from pmq.io import read_text
+from pmq.patchwise.spec import LayerSetting, PatchwiseSpec, check_levels, check_rho
 from pmq.search import HARDWARE_OBJECTIVES
 
-SPACE_KEYS = ("designs", "base", "grid", "random", "budgets", "objective")
+SPACE_KEYS = ("designs", "base", "grid", "random", "budgets", "objective", "patchwise")
+PATCHWISE_KEYS = ("rho", "levels", "apply_to", "score")
 ENTRY_KEYS = ("base", "grid", "random")
 RANDOM_KEYS = ("samples", "seed", "parameters")
 RANGE_KEYS = ("min", "max", "log")
@@ -34,12 +39,24 @@ FIXED_KEYS = ("name", "kind", "description", "sources")  # not sweepable: `base`
 
 @dataclass(frozen=True)
 class Design:
-    """One accelerator of the sweep: its base, the key paths changed from it, the full description."""
+    """One accelerator of the sweep: its base, the key paths changed from it, the full description, and
+    the patch-wise setting applied to every block of the chosen allocations (None: no patch-wise
+    section; ``rho = 1`` with no levels: the plain allocation)."""
 
     id: int
     base: str
     params: dict[str, Any]
     config: dict[str, Any]
+    patchwise: dict[str, Any] | None = None
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """The table's ρ / levels cells ("1" and "" for the plain setting); none without patch-wise."""
+        if self.patchwise is None:
+            return {}
+        rho = self.patchwise["rho"]
+        return {"rho": "/".join(f"{r:g}" for r in (rho if isinstance(rho, list) else [rho])),
+                "levels": "/".join(map(str, self.patchwise.get("levels", [])))}
 
 
 @dataclass
@@ -88,6 +105,7 @@ def space_from_dict(data: Any, source: str = "<space>") -> Space:
     else:
         raise fail("no designs: give 'base' (with 'grid' or 'random') or a 'designs' list")
 
+    settings = _patchwise_settings(data["patchwise"], fail) if "patchwise" in data else [None]
     designs: list[Design] = []
     seen: set[str] = set()
     for number, entry in enumerate(entries, start=1):
@@ -99,15 +117,17 @@ def space_from_dict(data: Any, source: str = "<space>") -> Space:
             if identity in seen:
                 continue
             seen.add(identity)
-            design_id = len(designs)
-            config["name"] = f"{base.config['name']}#{design_id}"
             shown = ", ".join(f"{key}={value!r}" for key, value in params.items()) or "as given"
             try:
-                accel = accelerators.from_dict(config, source=f"{base.name} ({shown})")
+                accel = accelerators.from_dict({**config, "name": base.config["name"]},
+                                               source=f"{base.name} ({shown})")
                 hwsim.area(accel)
             except HwsimError as err:
                 raise fail(str(err)) from None
-            designs.append(Design(design_id, base.name, params, accel.config))
+            for setting in settings:
+                design_id = len(designs)
+                named = {**accel.config, "name": f"{base.config['name']}#{design_id}"}
+                designs.append(Design(design_id, base.name, params, named, setting))
 
     budgets = data.get("budgets")
     if budgets is not None and (not isinstance(budgets, list) or not budgets
@@ -121,6 +141,45 @@ def space_from_dict(data: Any, source: str = "<space>") -> Space:
             raise fail(str(err)) from None
     parameters = sorted({key for design in designs for key in design.params})
     return Space(source, designs, parameters, budgets, objective, data)
+
+
+def _patchwise_settings(spec: Any, fail: Callable[[str], PMQError]) -> list[dict[str, Any]]:
+    """The (ρ, levels) settings of a ``patchwise`` section, the candidates of ``pmq search --patchwise``:
+    ρ = 1 once (plain), every 2-level set at each ρ < 1, every n-level set at each rising (n-1)-tuple of ρ < 1."""
+    if not isinstance(spec, dict):
+        raise fail("patchwise must be a mapping with rho and levels, e.g. {rho: [1.0, 0.5], levels: [\"8/4\"]}")
+    _check_keys(spec, PATCHWISE_KEYS, "patchwise", fail)
+    rhos, level_sets = spec.get("rho"), spec.get("levels")
+    if not isinstance(rhos, list) or not rhos:
+        raise fail(f"patchwise.rho must be a non-empty list of fractions in (0, 1], e.g. [1.0, 0.5, 0.25], got {rhos!r}")
+    if not isinstance(level_sets, list) or not level_sets:
+        raise fail(f"patchwise.levels must be a non-empty list of bit levels such as \"8/4\" or [8, 4, 2], "
+                   f"got {level_sets!r}")
+    try:
+        fractions = sorted({check_rho(rho, (8, 4), "patchwise.rho")[0] for rho in rhos})
+        levels = [check_levels(_levels(value), "patchwise.levels") for value in level_sets]
+        options = PatchwiseSpec.from_dict({key: spec[key] for key in ("apply_to", "score") if key in spec})
+    except PMQError as err:
+        raise fail(str(err)) from None
+    extra = {"score": options.score, "apply_to": list(options.apply_to)}
+    settings = [{"rho": 1.0, **extra}] if 1.0 in fractions else []
+    for level_set in dict.fromkeys(levels):
+        combos = list(itertools.combinations([r for r in fractions if r < 1], len(level_set) - 1))
+        if not combos:
+            raise fail(f"patchwise.levels {'/'.join(map(str, level_set))} needs {len(level_set) - 1} distinct "
+                       f"rho value(s) below 1 (cumulative fractions), got {fractions}")
+        settings += [{**LayerSetting(rho, level_set).to_dict(), **extra} for rho in combos]
+    return settings
+
+
+def _levels(value: Any) -> Any:
+    """\"8/4/2\" → [8, 4, 2]; a list is checked as it is."""
+    if isinstance(value, str):
+        try:
+            return [int(part) for part in value.split("/")]
+        except ValueError:
+            return value
+    return value
 
 
 @dataclass(frozen=True)

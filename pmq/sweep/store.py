@@ -84,12 +84,13 @@ class Store:
         """Write each row's allocation, then the point (atomically), then evaluate new allocations."""
         for index, row in enumerate(rows):
             row = {"point": row["design"] * self.n_budgets + index, **row, "fingerprint": self.fingerprint}
-            components = row.pop("allocation", None)
-            if components is not None:
-                row["allocation_id"] = digest(components)[:16]
+            components, patchwise = row.pop("allocation", None), row.pop("patchwise", None)
+            if components is not None:  # a plain allocation keeps the id it had before patch-wise sweeps
+                key = components if patchwise is None else {"components": components, "patchwise": patchwise}
+                row["allocation_id"] = digest(key)[:16]
                 path = self.out / "allocations" / f"{row['allocation_id']}.json"
                 if read_record(path) is None:
-                    BitAllocation.from_dict({"components": components}).save(path)
+                    BitAllocation.from_dict({"components": components, "patchwise": patchwise or {}}).save(path)
             write_json(self.point_path(row["point"]), row)
             if components is not None:
                 self.evaluation(row["allocation_id"])
@@ -124,12 +125,13 @@ class Store:
                 row.pop("fingerprint")
                 evaluated = self.evaluation(row["allocation_id"]) if row.get("allocation_id") else {}
                 rows.append({**row, "base": design.base, "kind": design.config["kind"],
-                             **design.params, **evaluated})
+                             **design.params, **design.columns, **evaluated})
         return rows
 
 
 def table_columns(space: Space) -> list[str]:
-    return ["point", "design", "budget", "base", "kind", *space.parameters, "status", "error",
+    patchwise = ["rho", "levels"] if any(d.patchwise is not None for d in space.designs) else []
+    return ["point", "design", "budget", "base", "kind", *space.parameters, *patchwise, "status", "error",
             "allocation_id", "omega", *EVAL_COLUMNS, "latency_s", "energy_pj", "edp_js", *AREA_COLUMNS,
             "cycles", "utilization", "mean_bits_w", "mean_bits_a"]
 

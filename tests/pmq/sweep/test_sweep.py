@@ -7,6 +7,7 @@ fast); one runs the whole ``sweep`` on the demo model.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -383,3 +384,124 @@ def test_plot_reads_a_sweep_folder(reference, tmp_path):
     shutil.copytree(reference.out, out)
     written = plot_results(out, fmt="png")
     assert written == [out / "figures" / "sweep.png"] and written[0].stat().st_size > 10_000
+
+
+# --- patch-wise (ρ, levels) as parameters of the space ---------------------------------------------
+
+PATCHWISE_SPACE = {"base": "loom_tokens", "patchwise": {"rho": [1.0, 0.5, 0.25], "levels": ["8/4", [8, 4, 2]]},
+                   "budgets": ["1x:W8A8"], "objective": "latency"}
+ATTENTION = ("attn.matmul_qk", "attn.softmax", "attn.matmul_av", "attn.token_score", "attn.regroup")
+
+
+def class_token_inputs() -> SweepInputs:
+    """The synthetic inputs on a trace with a class token (one prefix token of the 50, 2 heads of 32)."""
+    inputs = synthetic_inputs()
+    inputs.trace = dataclasses.replace(inputs.trace, attention={"blocks.0.attn": (1, 50, 2, 32)}, prefix_tokens=1)
+    return inputs
+
+
+def test_patchwise_space_crosses_each_accelerator_with_the_settings():
+    space = space_from_dict({**PATCHWISE_SPACE, "base": ["loom", "loom_tokens"]}, "s.yaml")
+    settings = [(d.base, d.columns["rho"], d.columns["levels"]) for d in space.designs]
+    per_base = [("1", ""), ("0.25", "8/4"), ("0.5", "8/4"), ("0.25/0.5", "8/4/2")]
+    assert settings == [(base, *s) for base in ("loom", "loom_tokens") for s in per_base]
+    assert space.designs[1].patchwise == {"rho": 0.25, "levels": [8, 4], "score": "cls_attention",
+                                          "apply_to": ["q", "k", "v", "attn"]}
+
+
+@pytest.mark.parametrize("patchwise, message", [
+    ({"rho": [1.5], "levels": ["8/4"]}, "patchwise.rho: rho 1.5 is outside (0, 1]"),
+    ({"rho": [], "levels": ["8/4"]}, "patchwise.rho must be a non-empty list of fractions"),
+    ({"rho": [0.5], "levels": ["8/x"]}, "patchwise.levels: levels '8/x' must be two or more integer bit-widths"),
+    ({"rho": [0.5], "levels": ["4/8"]}, "patchwise.levels: levels [4, 8] must be two or more"),
+    ({"rho": [1.0, 0.5], "levels": ["8/4/2"]}, "patchwise.levels 8/4/2 needs 2 distinct rho value(s) below 1"),
+    ({"rho": [0.5]}, "patchwise.levels must be a non-empty list of bit levels"),
+    ({"rho": [0.5], "levels": ["8/4"], "apply_to": ["z"]}, "patchwise apply_to ['z'] must be a non-empty list"),
+    ({"rho": [0.5], "levels": ["8/4"], "ratio": 2}, "unknown key 'ratio' in patchwise; allowed: rho, levels"),
+])
+def test_bad_patchwise_parameters_name_the_problem_in_one_line(patchwise, message):
+    with pytest.raises(PMQError) as err:
+        space_from_dict({**PATCHWISE_SPACE, "patchwise": patchwise}, "s.yaml")
+    assert str(err.value).startswith("space 's.yaml': ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_patchwise_needs_a_class_token_and_fails_before_any_work(tmp_path):
+    with pytest.raises(PMQError, match="patch-wise precision needs a ViT with a class token; tiny-vit has no "
+                                       "attention layer"):
+        run_sweep(space_from_dict(PATCHWISE_SPACE, "s.yaml"), synthetic_inputs(), tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def patchwise_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("patchwise")
+    return run_sweep(space_from_dict(PATCHWISE_SPACE, "space"), class_token_inputs(), out, workers=1, progress=False)
+
+
+def attention_cost(allocation: BitAllocation, accel) -> tuple[float, float]:
+    priced = hwsim.estimate_workload(class_token_inputs().trace.workload(allocation), accel)
+    ops = [op for op in priced.ops if op.name.startswith("blocks.0.") and op.name[9:].startswith(ATTENTION)]
+    return sum(op.latency_s for op in ops), sum(op.energy_pj for op in ops)
+
+
+def test_patchwise_rows_price_the_setting_on_every_block(patchwise_reference, tmp_path):
+    rows = {(r["rho"], r["levels"]): r for r in patchwise_reference.rows}
+    assert list(rows) == [("1", ""), ("0.25", "8/4"), ("0.5", "8/4"), ("0.25/0.5", "8/4/2")]
+    assert all(r["status"] == "ok" for r in rows.values())
+    accel = accelerators.load("loom_tokens")
+    plain = run_sweep(space_from_dict({k: v for k, v in PATCHWISE_SPACE.items() if k != "patchwise"}, "plain"),
+                      class_token_inputs(), tmp_path, workers=1, progress=False).rows[0]
+    same = ("allocation_id", "omega", "top1", "latency_s", "energy_pj", "edp_js", "area_mm2", "cycles")
+    assert {key: rows[("1", "")][key] for key in same} == {key: plain[key] for key in same}  # ρ = 1: the plain sweep
+    base = BitAllocation.load(patchwise_reference.out / "allocations" / f"{plain['allocation_id']}.json")
+    assert not base.patchwise
+    for (rho, levels), row in rows.items():
+        allocation = BitAllocation.load(patchwise_reference.out / "allocations" / f"{row['allocation_id']}.json")
+        assert allocation.bits == base.bits  # the search picks the bits; the setting comes on top
+        priced = hwsim.estimate_workload(class_token_inputs().trace.workload(allocation), accel)
+        assert (row["latency_s"], row["energy_pj"]) == (priced.latency_s, priced.energy_pj)
+        assert row["top1"] == synthetic_top1(allocation)["top1"]
+        if rho != "1":
+            setting = allocation.patchwise["layers"]["blocks.0"]
+            assert "/".join(map(str, setting["levels"])) == levels and allocation.patchwise["apply_to"] == [
+                "q", "k", "v", "attn"]
+    plain_latency, plain_energy = attention_cost(base, accel)
+    for key in [("0.25", "8/4"), ("0.25/0.5", "8/4/2")]:
+        allocation = BitAllocation.load(patchwise_reference.out / "allocations" / f"{rows[key]['allocation_id']}.json")
+        latency, energy = attention_cost(allocation, accel)
+        assert latency < plain_latency and energy < plain_energy, key
+    assert read(patchwise_reference.table)[1]["rho"] == "0.25" and "levels" in read(patchwise_reference.table)[1]
+
+
+def test_patchwise_sweep_resumes_to_the_same_table(patchwise_reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(patchwise_reference.out, out)
+    (out / "points" / "p0000002.json").unlink()
+    (out / "sweep.csv").unlink()
+    result = run_sweep(space_from_dict(PATCHWISE_SPACE, "space"), class_token_inputs(), out, workers=1,
+                       progress=False)
+    assert result.computed_designs == 1
+    assert result.table.read_bytes() == patchwise_reference.table.read_bytes()
+    assert result.pareto.read_bytes() == patchwise_reference.pareto.read_bytes()
+
+
+@pytest.mark.slow
+def test_demo_model_patchwise_point_is_priced_and_evaluated_with_patchwise(tmp_path):
+    """The real path: the setting on every block of the demo ViT, priced on the grouped workload and
+    evaluated with the patch-wise runtime installed (Experiment.evaluate registers it)."""
+    from pmq.patchwise.spec import layer_names
+    from pmq.trace import trace_model
+
+    space = tmp_path / "space.yaml"
+    space.write_text("base: loom_tokens\npatchwise: {rho: [0.5], levels: ['8/4']}\nbudgets: ['1x:W8A8']\n")
+    config = SweepConfig("demo", bit_choices=(4, 8), calibration_images=32, sensitivity_images=16, limit=32,
+                         settings=SweepSettings("latency", workers=1, progress=False))
+    (row,) = sweep(space, tmp_path / "out", config).rows
+    assert row["status"] == "ok" and (row["rho"], row["levels"]) == ("0.5", "8/4") and 0 <= row["top1"] <= 1
+    allocation = BitAllocation.load(tmp_path / "out" / "allocations" / f"{row['allocation_id']}.json")
+    from pmq.models import load_model
+    trace = trace_model(load_model("demo").model)
+    assert set(allocation.patchwise["layers"]) == set(layer_names(trace.component_names)) != set()
+    priced = hwsim.estimate_workload(trace.workload(allocation), accelerators.load("loom_tokens"))
+    assert (row["latency_s"], row["energy_pj"]) == (priced.latency_s, priced.energy_pj)
