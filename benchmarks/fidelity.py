@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=Path, default=os.environ.get("PMQ_PEERS"),
                         help="folder with the peer checkouts and venvs (default: $PMQ_PEERS)")
     parser.add_argument("--scalesim-runs", type=int, default=2, help="how many SCALE-Sim runs (slow: minutes each)")
+    parser.add_argument("--smoke", action="store_true", help="the committed data only (= --from-json), to check the script runs (the test suite does)")
     args = parser.parse_args(argv)
+    args.from_json = args.from_json or args.smoke
     sys.path.insert(0, str(REPO))
     if args.from_json:
         bitfusion, scalesim = json.loads(BITFUSION_JSON.read_text()), json.loads(SCALESIM_JSON.read_text())

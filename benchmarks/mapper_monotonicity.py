@@ -55,7 +55,10 @@ def main() -> None:
     parser.add_argument("--gemms", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline", default="9428a76", help="git ref of the old hwsim")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.gemms = 2
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "baseline.tar"
         subprocess.run(["git", "archive", "-o", archive, args.baseline, "hwsim", "accelerators"], cwd=ROOT, check=True)

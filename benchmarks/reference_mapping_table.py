@@ -48,7 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="deit_small_patch16_224")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.model = "vit_tiny_patch16_224"
     trace = trace_model(timm.create_model(args.model, pretrained=False).eval(), batch=args.batch)
     names = trace.component_names
     presets = accelerators.available()

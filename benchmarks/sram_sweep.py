@@ -10,6 +10,7 @@ energy, so top-1 is the same either way and is not re-evaluated. Run:
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 
@@ -70,5 +71,8 @@ def example_sweep() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="the CACTI table only, to check the script runs (the test suite does)")
     table_vs_horowitz()
-    example_sweep()
+    if not parser.parse_args().smoke:  # the example sweep prices every point twice (minutes)
+        example_sweep()

@@ -61,7 +61,10 @@ def row(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="timm model names")
+    parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.models = ["resnet18"]
     latency = [f"{p} {s} ms" for p in PRESETS for s in ("W8A8", "W4A4")]
     header = ["model", "components", "GMACs (trace)", "GMACs (FlopCounterMode)", "GBOPs W8A8", "GBOPs W4A4",
               *latency, "trace s", "FlopCounterMode s"]

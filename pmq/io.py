@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hwsim.files import TEMP_GLOB, atomic_write, atomic_write_text, json_text
+__all__ = ["atomic_write", "provenance", "read_text", "write_json", "write_text"]
 
-__all__ = ["TEMP_GLOB", "atomic_write", "provenance", "read_text", "write_json", "write_text"]
+# hwsim.files is imported on first write: ``import hwsim`` loads the whole simulator, which reading or
+# validating an allocation (pmq.allocation imports this module) must not pay for
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """:func:`hwsim.files.atomic_write`: ``write(tmp_path)``, then the file appears at ``path`` whole."""
+    from hwsim.files import atomic_write as hwsim_atomic_write
+
+    return hwsim_atomic_write(path, write)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
+    from hwsim.files import atomic_write_text
+
     return atomic_write_text(path, text)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Standard JSON only: NaN/Infinity raise ValueError instead of writing a file strict parsers reject."""
+    from hwsim.files import atomic_write_text, json_text
+
     return atomic_write_text(path, json_text(obj))
 
 

@@ -36,8 +36,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hwsim.files import TEMP_GLOB
 from pmq.errors import PMQError
-from pmq.io import TEMP_GLOB, write_json
+from pmq.io import write_json
 
 RUN_FORMAT = "pmq.run/1"
 RUN_FILE = "run.json"

@@ -82,8 +82,10 @@ def test_results_accept_every_registered_metric_and_draw_it_from_the_folder(tmp_
     assert short_label(results, "toy-bops-0.5x") == "TOY 0.5×"
     fig = plot_pareto_accuracy(results)
     # one panel per cost axis, series in the registered order: uniform, measured, toy
-    drawn = [(line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()]
+    drawn = [(line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()
+             if line.get_marker() not in ("None", "_")]  # not the error bars' lines and caps
     assert drawn == [("#000000", "s"), (OKABE_ITO["orange"], "P"), (TOY.color, TOY.marker)]
+    # each method's marker once, then each budget objective's line once
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
-        "uniform", "measured loss, BOPs budget", "toy metric, BOPs budget"]
+        "uniform", "measured loss", "toy metric", "BOPs budget"]
     METHODS.register("toy", TOY)  # for the fixture's clean-up

@@ -52,7 +52,7 @@ def test_manifest_names_every_file_and_a_missing_one_is_one_line(tiny_results):
     root = tiny_results[0]
     run = json.loads((root / RUN_FILE).read_text())
     files = referenced_files(run)
-    assert files[0] == POINTS_FILE and len(files) == 1 + 3 * (1 + 2) + 2  # points, 3 × (json + 2 ops), frontier
+    assert files[0] == POINTS_FILE and len(files) == 1 + 3 * (1 + 2) + 1  # points, 3 × (json + 2 ops), the frontier table
     assert all((root / f).is_file() for f in files) and not list(root.rglob("*.tmp"))
     (root / files[3]).unlink()
     with pytest.raises(PMQError, match=f"lacks {files[3]} \\(named in run.json\\)"):
