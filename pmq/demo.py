@@ -44,10 +44,11 @@ DEFAULT_OUT = Path("results") / "demo"
 
 
 def _default_budgets() -> dict[str, tuple[str, ...]]:
-    # BOPs span 1/16..1 × W8A8 over bits 2..8; bitfusion latency only ~0.52..1 × W8A8 on the demo
-    # model (vector ops and DRAM do not shrink with bits), so its budgets sit inside that range.
+    # BOPs span 1/16..1 × W8A8 over bits 2..8; bitfusion latency only ~0.75..1 × W8A8 on the demo
+    # model (vector ops do not shrink with bits, and BitFusion writes 32-bit outputs back to DRAM),
+    # so its budgets sit inside that range.
     return {"bops": ("0.25x:W8A8", "0.4x:W8A8", "0.6x:W8A8"),
-            "latency": ("0.6x:W8A8", "0.75x:W8A8", "0.9x:W8A8")}
+            "latency": ("0.8x:W8A8", "0.85x:W8A8", "0.9x:W8A8")}
 
 
 @dataclass

@@ -52,7 +52,7 @@ TOKEN_BITS_FORMAT = "pmq.token_bits/1"
     {"format": "pmq.token_bits/1",
      "patch_size": 4,                       # pixels per patch side
      "operand": "q",                        # which token-row operand the bits are of
-     "allocation": "pmq-latency-0.75x+pw",  # the allocation they come from
+     "allocation": "pmq-latency-0.85x+pw",  # the allocation they come from
      "images": [{"label": "Sandal",         # caption for the image
                  "pixels": [[...], ...],    # H × W grey values in [0, 1]
                  "bits": {"blocks.0": [[...], ...], ...}}]}   # per layer: (H/p) × (W/p) bits, 0 = float
@@ -77,7 +77,7 @@ def budget_factor(budget: str) -> float | None:
 
 
 def allocation_label(method: str, objective: str, budget: str) -> str:
-    """File-safe label of a searched allocation: ``pmq-latency-0.75x`` (uniform ones are their setting)."""
+    """File-safe label of a searched allocation: ``pmq-latency-0.85x`` (uniform ones are their setting)."""
     factor = budget_factor(budget)
     slug = f"{factor:g}x" if factor is not None else re.sub(r"[^A-Za-z0-9_.-]", "_", budget)
     return f"{method}-{objective}-{slug}"
