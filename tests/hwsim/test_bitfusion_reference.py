@@ -151,9 +151,11 @@ def test_event_simulation_runs_the_replayed_plan_as_estimate_prices_it():
 
 def test_streamed_dram_transfers_close_the_small_transfer_gap_and_simulation_agrees():
     """attn_v at 2-bit activations moves ~1,000-bit blocks per tile: rounded to whole 192-bit beats it
-    runs +9.9% over the simulator (+10.7..+11.8% with the old 46-cycle fill/drain); streamed (``dram.transfer_bits: 1``, the simulator's convention) it
-    matches, and the event simulation schedules the same fractional-beat transfers."""
-    row = next(r for r in REFERENCE["gemms"] if (r["name"], r["m"], r["a_bits"], r["w_bits"]) == ("attn_v", 197, 2, 8))
+    runs +9.9% over the simulator (+10.7..+11.8% with the old 46-cycle fill/drain); streamed
+    (``dram.transfer_bits: 1``, the simulator's convention) it matches, and the event simulation
+    schedules the same fractional-beat transfers."""
+    key = ("attn_v", 197, 2, 8)
+    row = next(r for r in REFERENCE["gemms"] if (r["name"], r["m"], r["a_bits"], r["w_bits"]) == key)
     streamed = accelerators.load("bitfusion")
     assert (streamed.dram.transfer_bits, streamed.dram.ticks_per_cycle) == (1, 192)
     beats = dataclasses.replace(streamed, dram=dataclasses.replace(streamed.dram, transfer_bits=None))
