@@ -79,7 +79,7 @@ def from_dict(data: dict, source: str = "<dict>") -> Accelerator:
         buffers=buffers,
         memory=memory,
         dram=Dram(config["dram"]["bandwidth_bits_per_cycle"], _dram_energy(config["dram"], source),
-                 config["dram"]["read_bandwidth_bits_per_cycle"]),
+                 config["dram"]["read_bandwidth_bits_per_cycle"], _transfer_bits(config["dram"], source)),
         vector=VectorUnit(vector["lanes"], dict(vector["cycles_per_element"]), dict(vector["energy_pj_per_element"])),
         sram_energy=SramEnergy(
             {b: energy["sram_pj_per_bit"][b]["read"] * scale[b].read for b in BUFFERS},
@@ -115,6 +115,16 @@ def _dram_energy(dram: dict, source: str) -> float:
         raise ConfigError(f"accelerator '{source}': dram needs exactly one of energy_pj_per_bit or technology "
                           f"({', '.join(sram.DRAM_TECHNOLOGIES)}); got {'both' if technology else 'neither'}")
     return stated if technology is None else sram.dram_energy_pj_per_bit(technology, source)
+
+
+def _transfer_bits(dram: dict, source: str) -> float | None:
+    """``dram.transfer_bits``, checked to split one beat into whole transfer units."""
+    unit, beat = dram["transfer_bits"], dram["bandwidth_bits_per_cycle"]
+    if unit is not None and (unit > beat or beat / unit != round(beat / unit)):
+        raise ConfigError(f"accelerator '{source}': dram.transfer_bits ({unit}) must divide "
+                          f"dram.bandwidth_bits_per_cycle ({beat}) into a whole number of units; "
+                          "set it to a divisor of the beat, or leave it out for whole beats")
+    return unit
 
 
 def _read(name_or_path: str | os.PathLike, relative_to: Path | None = None, chain: tuple[Path, ...] = ()) -> tuple[dict, Path]:

@@ -7,10 +7,11 @@ package; hwsim only needs the :class:`PEArray` interface, so it never imports th
 from __future__ import annotations
 
 import itertools
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import numpy as np
 
 from hwsim.config import (
     NON_NEGATIVE,
@@ -181,9 +182,22 @@ class Dram:
     bandwidth_bits_per_cycle: float
     energy_pj_per_bit: float
     read_bandwidth_bits_per_cycle: float | None = None
+    transfer_bits: float | None = None  # the unit one transfer is rounded up to; None: one beat
 
-    def cycles(self, bits: int) -> int:
-        return math.ceil(bits / self.bandwidth_bits_per_cycle) if bits else 0
+    @property
+    def unit_bits(self) -> float:
+        return self.bandwidth_bits_per_cycle if self.transfer_bits is None else self.transfer_bits
+
+    @property
+    def ticks_per_cycle(self) -> int:
+        """Channel time is counted in ticks of one transfer unit: 1 per cycle when transfers round up
+        to whole beats, ``bandwidth / transfer_bits`` when they are finer (a cycle-level result rounds
+        the op's total up to whole cycles once)."""
+        return round(self.bandwidth_bits_per_cycle / self.unit_bits)
+
+    def ticks(self, bits):
+        """Channel ticks of transfers of ``bits`` (an int or an array), each rounded up to whole units."""
+        return np.ceil(np.asarray(bits) / self.unit_bits).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -302,6 +316,7 @@ def accelerator_schema(array_schema: dict, mac_energy_schema: dict) -> dict:
             "energy_pj_per_bit": Optional(NON_NEGATIVE, None),
             "technology": Optional(Text(), None),
             "read_bandwidth_bits_per_cycle": Optional(POSITIVE, None),
+            "transfer_bits": Optional(POSITIVE, None),  # None: one beat (bandwidth_bits_per_cycle)
         },
         "vector": VECTOR_SCHEMA,
         "energy": {

@@ -18,6 +18,9 @@ stay well defined: every workload total is the sum of its per-op rows.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import simpy
 
@@ -31,15 +34,22 @@ from hwsim.workload import Gemm, Op, VectorOp, Workload
 
 
 def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, steps: Steps):
-    """Run ``steps`` ``repeat`` times through the load → compute → store pipeline; return busy cycles."""
-    cycles = accel.dram.cycles
+    """Run ``steps`` ``repeat`` times through the load → compute → store pipeline; return busy cycles.
+
+    A channel priced in ticks finer than a cycle (``dram.transfer_bits`` below one beat) moves in
+    exact fractions of a cycle; the op then ends on the next whole cycle."""
+    tick = accel.dram.ticks_per_cycle
+
+    def duration(ticks) -> int | Fraction:
+        return int(ticks) if tick == 1 else Fraction(int(ticks), tick)
+
     n = len(steps.compute)
-    loads = [cycles(int(bits)) for bits in np.tile(steps.load_bits, steps.repeat)]
-    stores = [cycles(int(bits)) for bits in np.tile(steps.store_bits, steps.repeat)]
+    loads = [duration(t) for t in accel.dram.ticks(np.tile(steps.load_bits, steps.repeat))]
+    stores = [duration(t) for t in accel.dram.ticks(np.tile(steps.store_bits, steps.repeat))]
     compute = [int(c) for c in np.tile(steps.compute, steps.repeat)]
     stalls = [0] * len(compute) if steps.stall is None else [int(c) for c in np.tile(steps.stall, steps.repeat)]
 
-    def channel(bits_cycles: int):
+    def channel(bits_cycles):
         """The DRAM channel's work during one step: fetch the next tile, then write back the previous."""
         turn = dram.request()
         yield turn
@@ -56,6 +66,7 @@ def _pipeline(env: simpy.Environment, dram: simpy.Resource, accel: Accelerator, 
         else:
             yield env.timeout(busy)
     yield env.process(channel(stores[-1]))
+    yield env.timeout(math.ceil(env.now) - env.now)
     return sum(compute[:n]) * steps.repeat
 
 

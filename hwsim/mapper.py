@@ -268,10 +268,10 @@ def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.
 
 
 def _idle_ends(op, accel, mt, kt, nt, spills, held):
-    """Cycles the DRAM channel must idle at the two ends of a plan's pipeline: the first step computes
+    """Channel ticks (:attr:`hwsim.Dram.ticks_per_cycle`) the DRAM channel must idle at the two ends of a plan's pipeline: the first step computes
     while only one step's fetch can overlap it, the last while only one write-back can (none of this
     when the whole op is one step)."""
-    array, bandwidth = accel.array, accel.dram.bandwidth_bits_per_cycle
+    array, dram = accel.array, accel.dram
     sa, sb, so, sp = widths(op, accel)
     counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True)]
     edges = [dim - (count - 1) * t for dim, count, t in zip((op.m, op.k, op.n), counts, (mt, kt, nt), strict=True)]
@@ -284,7 +284,8 @@ def _idle_ends(op, accel, mt, kt, nt, spills, held):
     last = array.tile_cycles(*edges, op, whole) + overhead * (counts[0] * counts[1] * counts[2] == 1)
     load = (0 if "a" in held else mt * kt * sa) + (0 if "b" in held else kt * nt * sb) + spills * mt * nt * sp
     store = mt * nt * np.maximum(0 if "out" in held else so, spills * sp)
-    idle = np.maximum(first - np.ceil(load / bandwidth), 0) + np.maximum(last - np.ceil(store / bandwidth), 0)
+    tick = dram.ticks_per_cycle
+    idle = np.maximum(first * tick - dram.ticks(load), 0) + np.maximum(last * tick - dram.ticks(store), 0)
     return np.where(op.count * counts[0] * counts[1] * counts[2] > 1, idle, 0)
 
 
@@ -293,11 +294,12 @@ def _lower_bounds(op, accel, objective, mt, kt, nt, pm, pk, pn, spills, held, re
     energy without the static part (exact: only static energy depends on the pipelined cycles)."""
     metrics = gemm_metrics(op, accel, mt, kt, nt, pm, pk, pn, spill=spills, resident=resident, onchip=held,
                            widths=widths(op, accel))
-    bandwidth = accel.dram.bandwidth_bits_per_cycle
+    channel, tick = accel.dram, accel.dram.ticks_per_cycle
     dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
-    compute_bound = np.ceil(metrics["first_load"] / bandwidth) + op.count * metrics["compute"] \
-        + np.ceil(metrics["last_store"] / bandwidth)
-    cycles = np.maximum(compute_bound, np.ceil(dram / bandwidth) + _idle_ends(op, accel, mt, kt, nt, spills, held))
+    compute_bound = channel.ticks(metrics["first_load"]) + op.count * metrics["compute"] * tick \
+        + channel.ticks(metrics["last_store"])
+    ticks = np.maximum(compute_bound, channel.ticks(dram) + _idle_ends(op, accel, mt, kt, nt, spills, held))
+    cycles = -(-ticks // tick)
     sram = {name.split("_")[-1]: op.count * value for name, value in metrics.items() if name.startswith("sram_read")}
     sram_written = {name.split("_")[-1]: op.count * value for name, value in metrics.items()
                     if name.startswith("sram_write")}

@@ -157,10 +157,9 @@ def batch_steps(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, 
 
 def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:
     """Per plan, what :func:`pipeline_cycles` gives for its steps run ``repeat`` times (vectorised)."""
-    bandwidth = accel.dram.bandwidth_bits_per_cycle
-    loads = np.ceil(steps.load_bits / bandwidth).astype(np.int64)
-    stores = np.ceil(steps.store_bits / bandwidth).astype(np.int64)
-    compute = steps.compute
+    dram = accel.dram
+    tick = dram.ticks_per_cycle
+    loads, stores, compute = dram.ticks(steps.load_bits), dram.ticks(steps.store_bits), steps.compute * tick
     first, last = steps.start, steps.start + steps.length - 1
     index = np.arange(len(compute))
     following = index + 1
@@ -175,7 +174,7 @@ def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarr
         np.maximum(compute[last], previous_store[last])
     total = loads[first] + repeat * period - head - tail + stores[last]
     single = loads[first] + compute[first] + stores[first]
-    return np.where(steps.length * repeat == 1, single, total)
+    return -(-np.where(steps.length * repeat == 1, single, total) // tick)
 
 
 def _fetches(key: np.ndarray, begins: np.ndarray, first_pass: np.ndarray, operand: str, resident,
@@ -262,19 +261,20 @@ def pipeline_cycles(steps: Steps, accel: Accelerator) -> int:
     """Exact time of ``steps`` run ``repeat`` times lock-step through the double-buffered pipeline.
 
     Step i costs ``max(C_i, L_{i+1} + S_{i−1})`` (DRAM fetches the next step's inputs, then
-    writes back what the previous step finished); add the first load and the last store.
+    writes back what the previous step finished); add the first load and the last store. Times are
+    in the channel's ticks (:attr:`hwsim.Dram.ticks_per_cycle`); the total rounds up to whole cycles.
     """
     dram = accel.dram
-    loads = np.ceil(steps.load_bits / dram.bandwidth_bits_per_cycle).astype(np.int64)
-    stores = np.ceil(steps.store_bits / dram.bandwidth_bits_per_cycle).astype(np.int64)
-    compute, repeat, n = steps.compute, steps.repeat, len(steps.compute)
+    tick = dram.ticks_per_cycle
+    loads, stores = dram.ticks(steps.load_bits), dram.ticks(steps.store_bits)
+    compute, repeat, n = steps.compute * tick, steps.repeat, len(steps.compute)
     waits = 0 if steps.stall is None else repeat * int(steps.stall.sum())
     if n * repeat == 1:
-        return int(loads[0] + compute[0] + stores[0]) + waits
+        return ceil_div(int(loads[0] + compute[0] + stores[0]), tick) + waits
     period = int(np.maximum(compute, np.roll(loads, -1) + np.roll(stores, 1)).sum())
     first = max(compute[0], loads[1 % n] + stores[-1]) - max(compute[0], loads[1 % n])
     last = max(compute[-1], loads[0] + stores[n - 2]) - max(compute[-1], stores[n - 2])
-    return int(loads[0] + repeat * period - first - last + stores[-1]) + waits
+    return ceil_div(int(loads[0] + repeat * period - first - last + stores[-1]), tick) + waits
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ def test_preset_values_match_the_published_configurations():
     assert bitfusion.array.units == 512 and bitfusion.clock_hz == 500e6
     assert (bitfusion.buffers.filter, bitfusion.buffers.ifmap, bitfusion.buffers.ofmap) == (65536, 32768, 16384)
     assert bitfusion.memory.psum_bits == 32 and bitfusion.dram.bandwidth_bits_per_cycle == 192
+    # the simulator charges no fill/drain and streams DRAM traffic (no per-transfer beat rounding);
+    # every other preset rounds each transfer up to whole beats
+    assert bitfusion.array.params.fill_drain_cycles == 0 and bitfusion.dram.transfer_bits == 1
+    assert [accelerators.load(name).dram.ticks_per_cycle for name in ("int8_systolic", "loom", "stripes")] == [1] * 3
     # the BitFusion simulator writes outputs back at oprec = 32 and sizes tiles at the operand precision
     assert bitfusion.memory.output_bits == 32 and bitfusion.memory.storage_bits(1, "a") == 1
     assert bitfusion.memory.storage_bits(3, "b") == 4 and bitfusion.memory.psum_in == ("buffer", "dram")
@@ -83,6 +87,10 @@ def mutate(path_keys, value):
         (("memory", "output_bits"), "wide", "memory.output_bits must be an integer, got 'wide', or must be one of op"),
         (("memory", "onchip"), ["registers"], "memory.onchip[0] must be one of activations, weights, got 'registers'"),
         (("memory", "psum_bits"), KeyError, "memory.psum_bits is missing; add it"),
+        (("dram", "transfer_bits"), 7, "dram.transfer_bits (7) must divide dram.bandwidth_bits_per_cycle (192) "
+                                       "into a whole number of units"),
+        (("dram", "transfer_bits"), 384, "dram.transfer_bits (384) must divide"),
+        (("dram", "transfer_bits"), 0, "dram.transfer_bits must be"),
     ],
 )
 def test_bad_values_raise_config_error_with_the_key_path(tmp_path, keys, value, message):
@@ -117,7 +125,9 @@ def test_pe_arrays_hold_typed_parameters_not_raw_dicts():
         assert not any(isinstance(value, dict) for value in vars(array).values()), name
     systolic = accelerators.load("int8_systolic")
     assert systolic.dataflow == systolic.array.params.dataflow == "ws"
-    assert accelerators.load("bitfusion").array.params.fill_drain_cycles == 46
+    # bitfusion's fill/drain is 0 (its public simulator charges none); stripes states 16
+    assert accelerators.load("bitfusion").array.params.fill_drain_cycles == 0
+    assert accelerators.load("stripes").array.params.fill_drain_cycles == 16
 
 
 class HalfFoldSystolic(SystolicArray):
