@@ -3,21 +3,16 @@
 Shapes come from a real forward of timm's deit_small_patch16_224 (weights don't change shapes, so
 random init is used); every component (incl. both attention matmuls) runs at the setting. Each
 mapping in ``MAPPINGS`` gets its own columns (the default: the search mapper by cycles; a reference
-simulator's replayed mapping is another entry). ``--baseline REF`` adds the same figures from an
-older commit of hwsim/accelerators/pmq (run from ``git archive REF`` in a fresh interpreter), side by side.
+simulator's replayed mapping is another entry). The README's "before" columns were printed by this
+script's ``--baseline 9428a76`` at commit 8ce0415; that option priced an old tree with its own model
+tracer, which the one tracer (pmq.trace) replaced, so it is gone.
 
-    python benchmarks/accelerator_table.py [--model deit_small_patch16_224] [--batch 1] [--baseline 9428a76]
+    python benchmarks/accelerator_table.py [--model deit_small_patch16_224] [--batch 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import accelerators
@@ -30,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def mappings() -> dict:
     """Column groups: name -> mapper passed to ``hwsim.simulate`` (None: the simulator's default)."""
-    search = getattr(hwsim, "SearchMapper", None)  # absent in a baseline from before the mapper
-    return {"mapper": search() if search else None}
+    return {"mapper": hwsim.SearchMapper()}
 
 
 def results(model_name: str, batch: int) -> dict:
@@ -59,41 +53,22 @@ def results(model_name: str, batch: int) -> dict:
     return table
 
 
-def baseline_results(ref: str, model_name: str, batch: int) -> dict:
-    """:func:`results` with hwsim, accelerators and pmq from commit ``ref``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "baseline.tar"
-        subprocess.run(["git", "archive", "-o", archive, ref, "hwsim", "accelerators", "pmq"], cwd=ROOT, check=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
-        env = {**os.environ, "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT / 'benchmarks'}"}
-        code = f"import json, accelerator_table as t; print(json.dumps(t.results({model_name!r}, {batch})))"
-        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp, capture_output=True, text=True,
-                             check=True)
-    return json.loads(out.stdout.splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="deit_small_patch16_224")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--baseline", help="git ref of an older hwsim to show side by side")
     parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
     if args.smoke:
         args.model = "vit_tiny_patch16_224"
     new = results(args.model, args.batch)
-    old = baseline_results(args.baseline, args.model, args.batch) if args.baseline else None
     labels = list(mappings())
     presets = sorted(accelerators.available(), key=lambda p: (p != BASELINE, p))
-    print(f"{args.model}, batch {args.batch}, event simulation (hwsim.simulate)"
-          + (f"; 'before' = commit {args.baseline}" if old else "") + "\n")
+    print(f"{args.model}, batch {args.batch}, event simulation (hwsim.simulate)\n")
     head = ["setting", "accelerator", "peak MACs/cycle"]
     for label in labels:
         head += [f"{label}: cycles", "latency (ms)", "DRAM (Mbit)", "energy (mJ)", "utilisation",
                  "speedup vs int8", "energy saving vs int8"]
-    if old:
-        head += ["before: cycles", "before: DRAM (Mbit)", "before: energy (mJ)"]
     print("| " + " | ".join(head) + " |")
     print("|---|---|" + "---:|" * (len(head) - 2))
     for setting in SETTINGS:
@@ -105,9 +80,6 @@ def main() -> None:
                 cells += [f"{r['cycles']:,}", f"{r['latency_ms']:.3f}", f"{r['dram_mbit']:.1f}", f"{r['energy_mj']:.3f}",
                           f"{100 * r['utilization']:.1f}%", f"{base['cycles'] / r['cycles']:.2f}x",
                           f"{base['energy_mj'] / r['energy_mj']:.2f}x"]
-            if old:
-                was = next(iter(old[setting][preset].values()))
-                cells += [f"{was['cycles']:,}", f"{was['dram_mbit']:.1f}", f"{was['energy_mj']:.3f}"]
             print("| " + " | ".join(cells) + " |")
 
 
