@@ -73,6 +73,8 @@ def main() -> None:
           f"step; an inversion = the narrower pair takes more cycles. old = {args.baseline}, new = this tree")
     print(f"{'preset':<15}{'checks':>8}{'old inversions':>16}{'old worst':>11}{'new inversions':>16}{'new worst':>11}")
     for name, (checks, bad, worst) in new.items():
+        if name not in old:  # a preset added since the baseline
+            continue
         _, old_bad, old_worst = old[name]
         print(f"{name:<15}{checks:>8}{old_bad:>16}{100 * old_worst:>10.1f}%{bad:>16}{100 * worst:>10.1f}%")
 

@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
     if args.smoke:
-        args.part, args.calibration, args.heldout, args.hawq_iter, args.bits = "a", 4, 8, 2, "4,8"
+        args.part, args.calibration, args.heldout, args.hawq_iter, args.bits = "a", 64, 8, 2, "4,8"
     args.bits = tuple(int(b) for b in args.bits.split(","))
     if args.part in ("a", "all"):
         part_a(args)
