@@ -19,6 +19,7 @@ def one_op_workload(op):
     return w
 
 
+@pytest.mark.slow  # full DeiT-S event simulation on every preset, four settings
 @pytest.mark.parametrize("bits", [(8, 8), (4, 8), (4, 4), (2, 2)])
 def test_estimate_equals_simulation_on_every_deit_s_op(presets, bits):
     """Both run the mapper's plan lock-step through the same pipeline, so every figure agrees exactly

@@ -106,6 +106,7 @@ def test_second_run_into_a_locked_folder_is_refused(capsys, tmp_path):
     assert not (out / LOCK_FILE).exists()
 
 
+@pytest.mark.slow  # fresh interpreters killed or raced on purpose
 def test_concurrent_processes_one_wins_one_is_refused(tmp_path):
     out = tmp_path / "out"
     code = ("import sys, time; from pmq.runs import RunFolder; f = RunFolder(sys.argv[1], 'sweep'); f.claim(); "
@@ -138,6 +139,7 @@ def killed_run(argv: list[str], module: str, attr: str, after: int = 1) -> subpr
     return killed(argv, REPO, module, attr, after)
 
 
+@pytest.mark.slow  # fresh interpreters killed or raced on purpose
 def test_sigkill_while_staging_keeps_the_old_set_and_next_run_sweeps_leftovers(tmp_path):
     out = tmp_path / "out"
     assert main([*SIMULATE, "--bits", "W8A8", "--out", str(out)]) == 0
@@ -151,6 +153,7 @@ def test_sigkill_while_staging_keeps_the_old_set_and_next_run_sweeps_leftovers(t
     assert sorted(p.name for p in out.iterdir()) == ["per_op.csv", "run.json"]
 
 
+@pytest.mark.slow  # fresh interpreters killed or raced on purpose
 def test_sigkill_while_publishing_leaves_a_visibly_incomplete_folder(tmp_path, capsys):
     out = tmp_path / "out"
     assert main([*SIMULATE, "--bits", "W8A8", "--out", str(out)]) == 0
@@ -227,6 +230,7 @@ def test_random_bytes_checkpoint_is_one_line(capsys, tmp_path):
     assert "weights_only" not in line
 
 
+@pytest.mark.slow  # fresh interpreters killed or raced on purpose
 def test_pretrained_offline_fails_fast_naming_the_cache(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pmq", "evaluate", "--model", "deit_tiny_patch16_224",
                            "--pretrained", "--data", str(tmp_path)], capture_output=True, text=True, timeout=120,
