@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def mappings() -> dict:
-    """Column groups: name -> mapper passed to ``hwsim.simulate`` (None: the simulator's default)."""
+    """Column groups: name -> mapper passed to ``hwsim.simulate``."""
     return {"mapper": hwsim.SearchMapper()}
 
 
@@ -45,7 +45,7 @@ def results(model_name: str, batch: int) -> dict:
         for preset in accelerators.available():
             accel = accelerators.load(preset)
             for label, mapper in mappings().items():
-                r = hwsim.simulate(workload, accel, mapper) if mapper else hwsim.simulate(workload, accel)
+                r = hwsim.simulate(workload, accel, mapper)
                 table.setdefault(setting, {}).setdefault(preset, {})[label] = {
                     "cycles": r.cycles, "latency_ms": 1e3 * r.latency_s, "energy_mj": r.energy_pj / 1e9,
                     "dram_mbit": (r.dram_read_bits + r.dram_write_bits) / 1e6, "utilization": r.utilization,

@@ -302,20 +302,20 @@ class VectorPlan:
 
 
 def vector_rate(op: VectorOp, accel: Accelerator) -> float:
-    try:
-        return accel.vector.cycles_per_element[op.kind]
-    except KeyError:
-        raise HwsimError(
-            f"op '{op.name}': accelerator '{accel.name}' has no vector.cycles_per_element.{op.kind}; add it to its YAML"
-        ) from None
+    return _vector_constant(op, accel, "cycles_per_element")
 
 
 def vector_energy_per_element(op: VectorOp, accel: Accelerator) -> float:
+    return _vector_constant(op, accel, "energy_pj_per_element")
+
+
+def _vector_constant(op: VectorOp, accel: Accelerator, table: str) -> float:
+    """The preset's ``vector.<table>`` entry for the op's kind; a missing one names the YAML key to add."""
     try:
-        return accel.vector.energy_pj_per_element[op.kind]
+        return getattr(accel.vector, table)[op.kind]
     except KeyError:
         raise HwsimError(
-            f"op '{op.name}': accelerator '{accel.name}' has no vector.energy_pj_per_element.{op.kind}; add it to its YAML"
+            f"op '{op.name}': accelerator '{accel.name}' has no vector.{table}.{op.kind}; add it to its YAML"
         ) from None
 
 
