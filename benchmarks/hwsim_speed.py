@@ -156,6 +156,8 @@ def main() -> None:
     print(f"{'preset':<15}{'ops':>5}{'cycles old':>12}{'cycles new':>12}{'energy uJ old':>15}{'new':>9}"
           f"{'sim s old':>11}{'new':>7}{'estimate s old':>16}{'new':>7}")
     for name, row in new["presets"].items():
+        if name not in old["presets"]:  # presets added since the baseline: no old column
+            continue
         was = old["presets"][name]
         print(f"{name:<15}{row['ops']:>5}{was['cycles']:>12}{row['cycles']:>12}{was['energy_uj']:>15.1f}"
               f"{row['energy_uj']:>9.1f}{was['sim_s']:>11.2f}{row['sim_s']:>7.2f}{was['estimate_s']:>16.3f}"
