@@ -1,13 +1,16 @@
 """Where designs are priced: a local process pool or a dask.distributed cluster.
 
 Both take the pricing inputs and the pending designs and yield one list of rows per finished
-design, in completion order; the table does not depend on which executor ran. A task prices a
-batch of designs (:func:`batches`), so the inputs are unpickled once per batch and the scheduler
-handles few, long tasks.
+design, in completion order; the table does not depend on which executor ran. The inputs reach
+each worker once (the pool's initializer; a broadcast on dask) and a task carries only a batch of
+designs (:func:`batches`), so the scheduler handles few, long tasks.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 import os
 import signal
@@ -24,10 +27,33 @@ from pmq.sweep.space import Design
 EXECUTORS = ("local", "dask")
 MAX_BATCH = 16  # designs per task: enough to amortise a task's overhead, few enough to balance workers
 NO_DASK = "--executor dask needs dask.distributed: pip install 'pmq[distributed]'"
+# glibc's mallopt parameters: freed blocks below 32 MiB (its largest mmap threshold) stay in the heap
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_KEPT, MMAP_ABOVE = 256 << 20, 32 << 20
+
+Batch = list[tuple[int, dict, dict | None]]
+_inputs: PricingInputs | None = None  # a local worker's inputs, set once by its initializer
 
 
-def _init_worker(parent: int) -> None:
-    """Leave Ctrl-C to the parent; exit if the parent dies (SIGKILL)."""
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make this process's allocator keep the memory pricing frees, instead of returning it to the OS.
+
+    The cost tables' numpy temporaries are large; by default glibc maps and unmaps them per call, and
+    every page is faulted in again: a third of a worker's time went to the kernel, several times its
+    pricing time on a threaded dask worker (benchmarks/sweep_speed.py). False where there is no glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_KEPT))
+
+
+def _init_worker(parent: int, inputs: PricingInputs) -> None:
+    """Keep the inputs for every task; leave Ctrl-C to the parent; exit if the parent dies (SIGKILL)."""
+    global _inputs
+    _inputs = inputs
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
@@ -38,7 +64,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def batches(designs: list[Design], workers: int) -> list[list[tuple[int, dict, dict | None]]]:
+def price_batch(batch: Batch, inputs: PricingInputs | None = None) -> list[list[dict]]:
+    """A task: price a batch of designs with ``inputs`` (by default the ones this local worker was given)."""
+    keep_freed_memory()
+    return price_designs(inputs or _inputs, batch)
+
+
+def batches(designs: list[Design], workers: int) -> list[Batch]:
     """Designs cut into tasks: at least four per worker (load balance, progress), at most MAX_BATCH each."""
     size = max(1, min(MAX_BATCH, math.ceil(len(designs) / (4 * workers))))
     return [[(d.id, d.config, d.patchwise) for d in designs[i:i + size]] for i in range(0, len(designs), size)]
@@ -50,15 +82,12 @@ def _each(batches_done: Iterable[list[list[dict]]]) -> Iterator[list[dict]]:
 
 
 def run_local(inputs: PricingInputs, designs: list[Design], workers: int | None) -> Iterator[list[dict]]:
-    """Process pool over all cores; workers are spawned (not forked), so they never hold torch.
-
-    The inputs travel with each task (no per-process state), a batch of designs per task.
-    """
+    """Process pool over all cores; workers are spawned (not forked), so they never hold torch."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(designs)))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(),))
+                               initializer=_init_worker, initargs=(os.getpid(), inputs))
     try:
-        futures = [pool.submit(price_designs, inputs, batch) for batch in batches(designs, workers)]
+        futures = [pool.submit(price_batch, batch) for batch in batches(designs, workers)]
         yield from _each(future.result() for future in as_completed(futures))
     finally:  # on Ctrl-C or an error: drop what has not started, do not wait for it
         pool.shutdown(wait=False, cancel_futures=True)
@@ -83,7 +112,7 @@ def run_dask(inputs: PricingInputs, designs: list[Design], scheduler: str) -> It
     try:
         shared = client.scatter(inputs, broadcast=True)
         workers = max(1, len(client.scheduler_info()["workers"]))
-        futures = [client.submit(price_designs, shared, batch, pure=False) for batch in batches(designs, workers)]
+        futures = [client.submit(price_batch, batch, shared, pure=False) for batch in batches(designs, workers)]
         yield from _each(future.result() for future in dask_completed(futures))
     finally:
         client.close()

@@ -26,15 +26,18 @@ from pmq.errors import PMQError
 from pmq.runs import read_run
 from pmq.search import bit_pairs
 from pmq.sweep import (
+    PricingInputs,
     SweepConfig,
     SweepInputs,
     SweepSettings,
     load_space,
     pareto_set,
+    price_design,
     run_sweep,
     space_from_dict,
     sweep,
 )
+from pmq.sweep.executors import batches, run_local
 from pmq.trace.graph import ModelTrace, TracedGemm, TracedVector
 
 HERE = Path(__file__).parent
@@ -283,6 +286,24 @@ def test_the_pareto_figure_is_drawn_from_the_folder(reference):
         assert len(everything.get_offsets()) == len(ok)
         assert sum(len(c.get_offsets()) for c in by_budget) == len(front)
         assert min(everything.get_offsets()[:, 0]) > 0 and ax.get_xscale() == "log"
+
+
+def test_local_workers_get_the_inputs_once_and_price_as_in_process(monkeypatch):
+    """The pricing inputs travel once per worker process (its initializer), not with every task."""
+    space = space_from_dict(SPACE, "space")
+    pricing = PricingInputs(tuple(synthetic_inputs().component_names), synthetic_inputs().omega,
+                            tiny_trace(), "latency", tuple(BUDGETS))
+    pickled = []
+
+    def counting_reduce(self, protocol):
+        pickled.append(protocol)
+        return object.__reduce_ex__(self, protocol)
+
+    monkeypatch.setattr(PricingInputs, "__reduce_ex__", counting_reduce, raising=False)
+    assert len(batches(space.designs, 2)) == 8  # more tasks than workers
+    rows = sorted(run_local(pricing, space.designs, workers=2), key=lambda rows: rows[0]["design"])
+    assert len(pickled) == 2
+    assert rows == [price_design(pricing, d.id, d.config, d.patchwise) for d in space.designs]
 
 
 def test_dask_gives_the_same_table(reference, tmp_path):
