@@ -9,8 +9,9 @@ runs in the parent once per distinct allocation whichever executor is used.
 
 Each executor runs with each worker count (default 1 and 2: the scaling figure); the time of each
 includes starting its workers (spawned processes; the cluster's start is also shown on its own).
-Prints points/s, per worker and relative to one worker, and checks that every run wrote a
-byte-identical table. Run: ``python benchmarks/sweep_speed.py``
+Prints points/s, per worker and relative to one worker (with the load average after each run: the
+machine is shared), dask's per-worker throughput relative to local, checks that every run wrote a
+byte-identical table, and draws the scaling figure (``docs/figures/sweep_scaling.png``). Run: ``python benchmarks/sweep_speed.py``
 (needs ``pip install 'pmq[distributed]'``).
 """
 
@@ -80,11 +81,35 @@ def deit_inputs(images: int = 8):
                        provenance(model_tag=tag, sensitivity_s=sensitivity.wall_time_s))
 
 
+def scaling_figure(rows: list[tuple[str, int, float, float]], points: int, path: Path) -> Path:
+    """Points/s against workers, each executor a line; per-worker throughput dashed (the 1 → 2 scaling)."""
+    from pmq.plots.style import MARKERS, SINGLE_COLUMN_IN, new_figure, save, style
+
+    with style():
+        fig = new_figure(SINGLE_COLUMN_IN, 2.3)
+        ax = fig.add_subplot()
+        for index, name in enumerate(dict.fromkeys(row[0] for row in rows)):
+            mine = [(workers, points / wall) for executor, workers, wall, _ in rows if executor == name]
+            workers, rate = zip(*mine, strict=True)
+            line, = ax.plot(workers, rate, marker=MARKERS[index], label=f"{name}: all workers")
+            ax.plot(workers, [r / w for r, w in mine], marker=MARKERS[index], linestyle="--",
+                    color=line.get_color(), label=f"{name}: per worker")
+        ax.set_xticks(sorted({row[1] for row in rows}))
+        ax.set_xlabel("workers")
+        ax.set_ylabel("DeiT-S sweep points / s")
+        ax.set_ylim(bottom=0)
+        ax.legend()
+        (written,) = save(fig, [path])
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10, help="random designs per preset (4 presets)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="worker counts to run each executor with (the scaling figure)")
+    parser.add_argument("--figure", type=Path, default=Path(__file__).parents[1] / "docs/figures/sweep_scaling.png",
+                        help="where to write the scaling figure (PNG)")
     parser.add_argument("--smoke", action="store_true", help="smallest setting, to check the script runs (the test suite does)")
     args = parser.parse_args()
     if args.smoke:
@@ -100,7 +125,7 @@ def main() -> None:
     prepare_s = time.perf_counter() - start
     space = space_from_dict({**yaml.safe_load(DESIGNS.format(samples=args.samples)), "budgets": BUDGETS}, "bench")
     points = len(space.designs) * len(BUDGETS)
-    rows, tables = [], []
+    rows, tables, loads = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for workers in args.workers:
@@ -108,6 +133,7 @@ def main() -> None:
             local = run_sweep(space, inputs, tmp / f"local{workers}", "latency", workers=workers, progress=False)
             rows.append(("local processes", workers, time.perf_counter() - t, 0.0))
             tables.append(local.table.read_bytes())
+            loads.append(os.getloadavg()[0])
 
             t = time.perf_counter()
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -117,18 +143,24 @@ def main() -> None:
                                  scheduler=cluster.scheduler_address, progress=False)
             rows.append(("dask LocalCluster", workers, time.perf_counter() - t, cluster_s))
             tables.append(dask.table.read_bytes())
+            loads.append(os.getloadavg()[0])
         failed = local.failed
 
     print(f"deit_small_patch16_224: {len(space.designs)} designs x {len(BUDGETS)} budgets = {points} points "
           f"({failed} failed: budget below a design's cheapest allocation); Ω + workload prepared once in "
-          f"{prepare_s:.1f} s; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{prepare_s:.1f} s; {os.cpu_count()} CPUs")
     print(f"{'executor':<20}{'workers':>8}{'wall s':>10}{'start s':>10}{'points/s':>10}{'per worker':>11}"
-          f"{'vs 1 worker':>12}")
+          f"{'vs 1 worker':>12}{'load':>7}")
     single = {name: wall for name, workers, wall, _ in rows if workers == min(args.workers)}
-    for name, workers, wall, started in rows:
+    for (name, workers, wall, started), load in zip(rows, loads, strict=True):
         print(f"{name:<20}{workers:>8}{wall:>10.1f}{started:>10.1f}{points / wall:>10.2f}"
-              f"{points / wall / workers:>11.2f}{single[name] / wall:>11.2f}x")
+              f"{points / wall / workers:>11.2f}{single[name] / wall:>11.2f}x{load:>7.1f}")
+    for workers in args.workers:
+        local_wall, dask_wall = (wall for _, w, wall, _ in rows if w == workers)
+        print(f"dask per-worker throughput vs local at {workers} worker(s): {local_wall / dask_wall:.2f}")
     print(f"tables identical across executors and worker counts: {len(set(tables)) == 1}")
+    if not args.smoke:
+        print(f"figure: {scaling_figure(rows, points, args.figure)}")
 
 
 if __name__ == "__main__":

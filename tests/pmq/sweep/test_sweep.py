@@ -360,13 +360,25 @@ def test_importing_the_sweep_loads_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_demo_model_end_to_end(tmp_path):
+def test_demo_model_end_to_end(tmp_path, monkeypatch):
     """Real Ω (pmq metric) and top-1 on the demo model; energy re-priced from the model's own workload.
+    The parent evaluates on one torch thread while local workers price, and gets its threads back.
 
     (Local processes, not an in-process dask cluster: a threaded dask worker's profiler makes the
     parent's torch evaluation crawl.)"""
+    import torch
+
+    from pmq.experiment import Experiment
     from pmq.models import load_model
     from pmq.trace import trace_model
+
+    threads, evaluate, seen = torch.get_num_threads(), Experiment.evaluate, []
+
+    def evaluate_noting_threads(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Experiment, "evaluate", evaluate_noting_threads)
 
     space = tmp_path / "space.yaml"
     space.write_text("base: bitfusion\nbudgets: ['0.8x:W8A8']\n")
@@ -382,6 +394,7 @@ def test_demo_model_end_to_end(tmp_path):
     manifest = json.loads((result.out / "sweep.json").read_text())
     assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
     assert manifest["space_file"] == str(space) and manifest["points"] == 1
+    assert seen == [1] and torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("damage", [b"", b'{"point": 3, "des', b"\xff\xfe\x00garbage", b"[1, 2]"])
