@@ -118,13 +118,17 @@ class _Grid:
     tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-@lru_cache(maxsize=1024)
 def _grid(m: int, k: int, n: int, accel: Accelerator) -> _Grid:
     """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
-    orders that run the same steps."""
-    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), accel.array.alignment(), strict=True))
+    orders that run the same steps (shared by every accelerator with the same alignment and orders,
+    e.g. the designs of a sweep that vary buffers, bandwidth or clock)."""
+    return _grid_of(m, k, n, accel.array.alignment(), accel.array.loop_orders())
+
+
+@lru_cache(maxsize=1024)
+def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tuple[str, ...]) -> _Grid:
+    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), alignment, strict=True))
     tiles = [axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij")]
-    orders = accel.array.loop_orders()
     mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
     pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
     tile = np.tile(np.arange(len(tiles[0])), len(orders))
