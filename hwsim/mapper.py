@@ -336,25 +336,27 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
         masked = np.where(alive, lower, np.inf)
         take = np.argpartition(masked, batch - 1, axis=1)[:, :batch] if batch < size else \
             np.broadcast_to(columns, (count, size))
-        # the union of every variant's next candidates, costed for all variants (one geometry for all)
-        g = np.unique(take[np.take_along_axis(alive, take, axis=1)])
+        v = np.repeat(np.arange(count), take.shape[1])
+        g = take.ravel()
+        v, g = v[alive[v, g]], g[alive[v, g]]
         cycles, compute = pipeline_totals(op, accel, variants, mt[g], kt[g], nt[g], pm[g], pk[g], pn[g], grid.tile[g],
-                                          spills[:, g])
+                                          spills[v, g], v)
         if objective == "cycles":
-            value = np.where(legal[:, g], cycles, np.inf)
+            value = cycles
         else:
-            total = energy[:, g] + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
-            value = np.where(legal[:, g], total if objective == "energy" else total * cycles, np.inf)
-        bound = lower[:, g]
-        first = np.lexsort((np.broadcast_to(g, value.shape), bound, value), axis=1)[:, 0]  # each variant's pick
-        pick = (np.arange(count), first)
-        better = (value[pick] < best["value"]) | ((value[pick] == best["value"]) & (
-            (bound[pick] < best["bound"]) | ((bound[pick] == best["bound"]) & (g[first] < best["index"]))))
-        for key, new in (("value", value[pick]), ("bound", bound[pick]), ("index", g[first]),
-                         ("cycles", cycles[pick]), ("compute", compute[pick])):
-            best[key] = np.where(better, new, best[key])
-        evaluated += alive[:, g].sum(axis=1)
-        alive[:, g] = False
+            total = energy[v, g] + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
+            value = total if objective == "energy" else total * cycles
+        bound = lower[v, g]
+        order = np.lexsort((g, bound, value, v))
+        first = order[np.r_[True, v[order][1:] != v[order][:-1]]]  # each variant's pick of this batch
+        w = v[first]
+        better = (value[first] < best["value"][w]) | ((value[first] == best["value"][w]) & (
+            (bound[first] < best["bound"][w]) | ((bound[first] == best["bound"][w]) & (g[first] < best["index"][w]))))
+        w, first = w[better], first[better]
+        for key, new in (("value", value), ("bound", bound), ("index", g), ("cycles", cycles), ("compute", compute)):
+            best[key][w] = new[first]
+        evaluated += np.bincount(v, minlength=count)
+        alive[v, g] = False
         # only a candidate whose bound is below its variant's pick (or ties it ahead of the pick) can still win
         value_, bound_, index_ = (best[key][:, None] for key in ("value", "bound", "index"))
         alive &= (lower < value_) | ((lower == value_) & (bound_ == value_) & (columns[None, :] < index_))

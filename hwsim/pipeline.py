@@ -15,7 +15,7 @@ writes the block back when it leaves it (outputs after the last k-step, else spi
 
 What a step's geometry is (block sizes, which loops changed) does not depend on bits; what it moves
 and computes does. :class:`Variants` holds the bit-dependent facts of several bit variants of one
-shape, so the mapper prices the same candidate plans for all of them with one geometry.
+shape, and every plan says which variant it is of: the mapper prices each variant's candidates in one call.
 """
 
 from __future__ import annotations
@@ -114,18 +114,24 @@ def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
 
 
 class _Rows:
-    """Steps (rows) of plans and what they move and compute, for every variant at once ((V, rows) arrays).
+    """Steps (rows) of plans and what they move and compute.
 
-    Plans are given per plan (``tile``: each plan's index into the variants' tables; ``spill``: (V,
-    plans), whether partial sums go to DRAM); ``plan`` says which plan each row is of.
+    Plans are given per plan: tiles, loop positions, ``tile`` (the plan's index into the variants'
+    tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants`` the plan is
+    of); ``plan`` says which plan each row is of, and the methods take and return one value per row.
     """
 
-    def __init__(self, op: Gemm, accel: Accelerator, variants: Variants, plan, mt, kt, nt, pm, pk, pn, tile, spill):
-        self.op, self.variants = op, variants
+    def __init__(self, op: Gemm, accel: Accelerator, variants: Variants, plan, mt, kt, nt, pm, pk, pn, tile, spill,
+                 variant):
         self.streamed = [extent is None for extent in accel.array.extents(op)]
-        self.overhead = variants.overhead(accel)
-        self.spill = np.asarray(spill)[:, plan]
-        self.tile = np.asarray(tile)[plan]
+        self.tables = variants.tables
+        variant = np.asarray(variant)[plan]
+        self.variant, self.tile, self.spill = variant, np.asarray(tile)[plan], np.asarray(spill)[plan]
+        self.overhead = variants.overhead(accel)[variant, 0]
+        self.sa, self.sb, out, self.sp = (variants.widths[variant, i] for i in range(4))
+        self.out = np.where(variants.onchip[variant, 2], 0, out)
+        self.resident = variants.resident[variant]
+        self.onchip = variants.onchip[variant]
         self.positions = tuple(np.asarray(p)[plan] for p in (pm, pk, pn))
         self.tiles, self.last, self.edge = [], [], []
         for dim, size in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True):
@@ -151,35 +157,30 @@ class _Rows:
         for i, streamed in zip(index, self.streamed, strict=True):
             if streamed:
                 start &= i == 0
-        return self.variants.tables[:, kind[0], kind[1], kind[2], start.astype(np.int64), self.tile] \
+        return self.tables[self.variant, kind[0], kind[1], kind[2], start.astype(np.int64), self.tile] \
             + begins * self.overhead
 
     def load_bits(self, index, before, begins) -> np.ndarray:
         """Bits fetched before each step, given the previous step's blocks (unused where it begins)."""
         (im, ik, in_), (pm, pk, pn) = index, before
         m, k, n = self._sizes(index)
-        variants = self.variants
-        sa, sb, sp = variants.widths[:, 0:1], variants.widths[:, 1:2], variants.widths[:, 3:4]
         fetch_a = self._fetches(begins | (im != pm) | (ik != pk), in_ == 0, 0)
         fetch_b = self._fetches(begins | (ik != pk) | (in_ != pn), im == 0, 1)
         reopens = (begins | (im != pm) | (in_ != pn)) & (ik > 0)
-        return fetch_a * (m * k) * sa + fetch_b * (k * n) * sb + (self.spill & reopens) * (m * n) * sp
+        return fetch_a * (m * k) * self.sa + fetch_b * (k * n) * self.sb + (self.spill & reopens) * (m * n) * self.sp
 
     def store_bits(self, index, after, ends) -> np.ndarray:
         """Bits written back after each step, given the next step's blocks (unused where it ends)."""
         (im, ik, in_), (nm, _, nn) = index, after
         m, _, n = self._sizes(index)
-        variants = self.variants
-        out = np.where(variants.onchip[:, 2:3], 0, variants.widths[:, 2:3])
         closes = ends | (im != nm) | (in_ != nn)
         final = ik == self.last[1]
-        return (closes & final) * (m * n) * out + (self.spill & closes & ~final) * (m * n) * variants.widths[:, 3:4]
+        return (closes & final) * (m * n) * self.out + (self.spill & closes & ~final) * (m * n) * self.sp
 
     def _fetches(self, changed: np.ndarray, first_pass: np.ndarray, operand: int) -> np.ndarray:
-        """1 where a step fetches its tile of ``operand`` (0 = A, 1 = B), per variant."""
-        variants = self.variants
-        fetch = np.where(variants.resident[:, operand:operand + 1], changed & first_pass, changed)
-        return fetch & ~variants.onchip[:, operand:operand + 1]
+        """1 where a step fetches its tile of ``operand`` (0 = A, 1 = B)."""
+        fetch = np.where(self.resident[:, operand], changed & first_pass, changed)
+        return fetch & ~self.onchip[:, operand]
 
 
 def per_position(op: Gemm, mt, kt, nt, pm, pk, pn) -> np.ndarray:
@@ -188,27 +189,27 @@ def per_position(op: Gemm, mt, kt, nt, pm, pk, pn) -> np.ndarray:
     return np.stack([np.select([pm == p, pk == p], counts[:2], counts[2]) for p in range(3)])
 
 
-def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile,
-                spill) -> BatchSteps:
-    """Every tile step of every plan (equal-length arrays; ``variants`` of one op), in loop order."""
+def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
+                variant) -> BatchSteps:
+    """Every tile step of every plan (equal-length arrays, as in :class:`_Rows`), in loop order."""
     loops = per_position(op, mt, kt, nt, pm, pk, pn)
     length = loops[0] * loops[1] * loops[2]
     start = np.r_[0, np.cumsum(length)[:-1]]
     plan = np.repeat(np.arange(len(length)), length)
     step = np.arange(int(length.sum())) - start[plan]
     inner, middle = loops[2][plan], loops[1][plan]
-    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill)
+    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
     cur = rows.dims((step // (middle * inner), (step // inner) % middle, step % inner))
     before = tuple(np.r_[x[:1], x[:-1]] for x in cur)  # the previous step's blocks (unused where it begins)
     after = tuple(np.r_[x[1:], x[-1:]] for x in cur)  # the next step's (unused where it ends)
     begins, ends = step == 0, step == length[plan] - 1
-    return BatchSteps(start, length, rows.load_bits(cur, before, begins)[0], rows.compute(cur, begins)[0],
-                      rows.store_bits(cur, after, ends)[0])
+    return BatchSteps(start, length, rows.load_bits(cur, before, begins), rows.compute(cur, begins),
+                      rows.store_bits(cur, after, ends))
 
 
-def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile,
-                    spill) -> tuple[np.ndarray, np.ndarray]:
-    """Per variant and plan (``(V, plans)``): exactly what :func:`batch_cycles` gives for the plan's steps
+def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
+                    variant) -> tuple[np.ndarray, np.ndarray]:
+    """Per plan (arguments as in :class:`_Rows`): exactly what :func:`batch_cycles` gives for its steps
     run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
     loops = per_position(op, mt, kt, nt, pm, pk, pn)
     values, weights = zip(*(_representatives(c) for c in loops), strict=True)
@@ -223,7 +224,7 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
     counts = tuple(c[plan] for c in loops)
     before, first = _step(at, counts, -1)
     after, last = _step(at, counts, +1)
-    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill)
+    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
     cur, prev, nxt = rows.dims(at), rows.dims(before), rows.dims(after)
     dram, tick = accel.dram, accel.dram.ticks_per_cycle
     compute = rows.compute(cur, first)
@@ -236,8 +237,8 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
     ends = np.where(last, next_load, 0) + np.where(first, previous_store, 0)  # step 0's load, the last step's store
     starts = np.flatnonzero(np.r_[True, plan[1:] != plan[:-1]])
     period, compute_sum, edges, heads, tails, first_busy = (
-        np.add.reduceat(x, starts, axis=1) for x in (weight * term, weight * compute, ends, head, tail,
-                                                     np.where(first, busy, 0)))
+        np.add.reduceat(x, starts) for x in (weight * term, weight * compute, ends, head, tail,
+                                             np.where(first, busy, 0)))
     single = loops[0] * loops[1] * loops[2] * op.count == 1
     total = np.where(single, edges + first_busy, edges + op.count * period - heads - tails)
     return -(-total // tick), compute_sum

@@ -82,7 +82,7 @@ class GemmPlan:
         """Exact cycles of the op (all instances through the pipeline) and compute cycles of one instance:
         the totals of :meth:`steps`, in closed form (:func:`hwsim.pipeline.pipeline_totals`)."""
         cycles, compute = pipeline_totals(self.op, accel, *self._batch(accel))
-        return int(cycles[0, 0]), int(compute[0, 0])
+        return int(cycles[0]), int(compute[0])
 
     def steps(self, accel: Accelerator) -> Steps:
         """The tiles of one instance in loop order, as the event simulation runs them."""
@@ -95,7 +95,7 @@ class GemmPlan:
         variants = Variants.of([self.op], accel, [(self.bits_a, self.bits_b, self.bits_out, self.psum_bits)],
                                [self.resident], [self.onchip], *tiles)
         return (variants, *tiles, *(np.array([self.order.index(d)]) for d in DIMS), np.array([0]),
-                np.array([[self.spills]]))
+                np.array([self.spills]), np.array([0]))
 
 
 def _fetches(key: np.ndarray, begins: np.ndarray, first_pass: np.ndarray, operand: str, resident,

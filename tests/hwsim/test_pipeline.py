@@ -29,15 +29,17 @@ def test_closed_form_of_many_variants_equals_each_variants_steps(presets, name, 
     grid = mapper._grid(*shape, accel)
     pick = np.sort(rng.choice(len(grid.mt), size=min(25, len(grid.mt)), replace=False))
     plans = [x[pick] for x in (grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn)]
-    spill = rng.random((len(ops), len(pick))) < 0.5
+    spill = rng.random((len(ops), len(pick))) < 0.5  # per variant and plan
     held = [mapper.onchip(op, accel) for op in ops]
     placed = [mapper._resident(op, accel, h) if resident else frozenset() for op, h in zip(ops, held, strict=True)]
     known = [mapper.widths(op, accel) for op in ops]
     variants = Variants.of(ops, accel, known, placed, held, *grid.tiles)
-    cycles, compute = pipeline_totals(ops[0], accel, variants, *plans, grid.tile[pick], spill)
+    every = np.repeat(np.arange(len(ops)), len(pick))  # each plan for each variant, in one call
+    cycles, compute = (x.reshape(len(ops), len(pick)) for x in pipeline_totals(
+        ops[0], accel, variants, *(np.tile(x, len(ops)) for x in (*plans, grid.tile[pick])), spill.ravel(), every))
     for v, op in enumerate(ops):
         alone = Variants.of([op], accel, [known[v]], [placed[v]], [held[v]], *plans[:3])
-        steps = batch_steps(op, accel, alone, *plans, np.arange(len(pick)), spill[v:v + 1])
+        steps = batch_steps(op, accel, alone, *plans, np.arange(len(pick)), spill[v], np.zeros(len(pick), dtype=int))
         assert np.array_equal(cycles[v], batch_cycles(steps, op.count, accel))
         assert np.array_equal(compute[v], np.add.reduceat(steps.compute, steps.start))
 
