@@ -20,6 +20,7 @@ from pmq.budget import Budget
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
 from pmq.pareto import Choice, Frontier, FrontierPoint, frontier
+from pmq.records import Measurement, SearchSummary
 
 if TYPE_CHECKING:  # torch-side types; importing this module stays torch-free (sweep workers use it)
     from pmq.experiment import Experiment
@@ -206,10 +207,12 @@ class SearchProblem:
 
 @dataclass
 class SearchResult:
+    """The chosen allocation, the frontier and cost table it came from, and its summary record."""
+
     allocation: BitAllocation
     frontier: Frontier
     costs: CostTable
-    summary: dict
+    summary: SearchSummary
 
 
 class ModelSearch:
@@ -257,18 +260,15 @@ class ModelSearch:
         simulated = hwsim.simulate(experiment.trace.workload(allocation), accelerator)
         allocation.metadata.update({"metric": metric, "objective": objective, "budget": budget,
                                     "model": experiment.loaded.tag, "accelerator": accelerator.name})
-        second = objectives[1] if len(objectives) > 1 else None
-        summary = {
-            "model": experiment.loaded.name, "model_tag": experiment.loaded.tag, "data": experiment.source.describe(),
-            "metric": metric, "objective": objective, "second_objective": second,
-            "budget": budget, "budget_value": self.costs.in_units(objective, budget_base),
-            "budget_unit": OBJECTIVES[objective],
-            "bit_choices": list(self.bit_choices), "frontier_points": len(problem.frontier),
-            "sensitivity_s": self.sensitivity_s[metric], "omega": problem.omega_of(allocation),
-            "top1": evaluated.top1, "images": evaluated.images, "size_mb": evaluated.size_mb,
-            "gbops": evaluated.gbops, "latency_s": simulated.latency_s, "energy_pj": simulated.energy_pj,
-            "cycles": simulated.cycles, "accelerator": accelerator.name, "accelerator_config": accelerator.config,
-        }
+        summary = SearchSummary(
+            model=experiment.loaded.name, model_tag=experiment.loaded.tag, data=experiment.source.describe(),
+            metric=metric, objective=objective, second_objective=objectives[1] if len(objectives) > 1 else None,
+            budget=budget, budget_value=self.costs.in_units(objective, budget_base), budget_unit=OBJECTIVES[objective],
+            bit_choices=list(self.bit_choices), frontier_points=len(problem.frontier),
+            sensitivity_s=self.sensitivity_s[metric], omega=problem.omega_of(allocation),
+            measured=Measurement(evaluated.top1, evaluated.images, evaluated.size_mb, evaluated.gbops,
+                                 simulated.latency_s, simulated.energy_pj, simulated.cycles),
+            accelerator=accelerator.name, accelerator_config=accelerator.config)
         return SearchResult(allocation, problem.frontier, self.costs, summary)
 
 
