@@ -13,7 +13,10 @@ from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_CALIBRATION_IMAGES
 from pmq.errors import PMQError
 
 FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
-         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit"}
+         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit",
+         "model": "--model", "input_size": "--input-size", "accelerator": "--accelerator", "objective": "--objective",
+         "second_objective": "--also", "bits": "--bits", "allocation_file": "--allocation", "space": "--space",
+         "budgets": "--budgets", "executor": "--executor", "scheduler": "--scheduler", "method": "--method"}
 """Library parameter names (``PMQError.param``) → the flag a user typed."""
 METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "init": "CKPT", "bits": "WxAy",
             "allocation": "FILE", "calibration_images": "N", "calibration_seed": "S", "accelerator": "NAME|YAML",

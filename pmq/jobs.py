@@ -76,7 +76,7 @@ def search(job: SearchJob, out: PathLike | None = None) -> tuple[SearchSummary, 
 
     check_objective(job.objective)
     if job.second_objective:
-        check_objective(job.second_objective)
+        check_objective(job.second_objective, param="second_objective")
     get_metric(job.metric)
     accel = accelerators.load(job.accelerator)
     out = Path(out) if out else default_out("search", job.model.name, accel.name, job.objective, job.budget)

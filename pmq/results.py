@@ -281,36 +281,37 @@ def referenced_files(run: Mapping[str, Any]) -> list[str]:
 
 
 def load_results(root: str | Path) -> Results:
-    """Read a results folder; a missing or unreadable file is a PMQError naming it (one line)."""
+    """Read a demo's results folder; a missing or unreadable file is a PMQError naming it (one line)."""
     root = Path(root)
+    rerun = "re-run the demo into that folder"
+
+    def fail(message: str) -> PMQError:
+        return PMQError(message, param="results_dir")
+
     if not root.is_dir():
-        raise PMQError(f"results folder {root} not found: run `pmq demo --out {root}` first")
+        raise fail(f"results folder {root} not found: run the demo into it first")
     run_path = root / RUN_FILE
     if not run_path.is_file():
-        raise PMQError(f"results folder {root} lacks {RUN_FILE}: it was not written by `pmq demo`; "
-                       f"re-run `pmq demo --out {root}`")
+        raise fail(f"results folder {root} lacks {RUN_FILE}: it was not written by the demo; {rerun}")
     try:
         run = json.loads(read_text(run_path, "results manifest"))
     except json.JSONDecodeError as exc:
-        raise PMQError(f"{run_path} is not valid JSON ({exc}): re-run `pmq demo --out {root}`") from None
+        raise fail(f"{run_path} is not valid JSON ({exc}): {rerun}") from None
     if not isinstance(run, dict) or not (run.get("format") == RESULTS_FORMAT
                                          or (run.get("format") == RUN_FORMAT and run.get("kind") == "demo")):
-        raise PMQError(f"{run_path} is not a `pmq demo` manifest: re-run `pmq demo --out {root}`")
+        raise fail(f"{run_path} is not a demo manifest: {rerun}")
     for relative in referenced_files(run):
         if not (root / relative).is_file():
-            raise PMQError(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or "
-                           f"re-run `pmq demo --out {root}`")
+            raise fail(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or {rerun}")
     for relative, record in run.get("files", {}).items():
         if (root / relative).is_file() and file_record(root / relative) != record:
-            raise PMQError(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): "
-                           f"re-run `pmq demo --out {root}`")
+            raise fail(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): {rerun}")
     points = read_csv(root / POINTS_FILE)
     missing = [name for name in ("label", "method", "accelerator", "top1") if points and name not in points[0]]
     if missing:
-        raise PMQError(f"{root / POINTS_FILE} lacks column {missing[0]!r}: re-run `pmq demo --out {root}`")
+        raise fail(f"{root / POINTS_FILE} lacks column {missing[0]!r}: {rerun}")
     if not points:
-        raise PMQError(f"{root / POINTS_FILE} has no rows: the run stopped before its first allocation; "
-                       f"re-run `pmq demo --out {root}`")
+        raise fail(f"{root / POINTS_FILE} has no rows: the run stopped before its first allocation; {rerun}")
     return Results(root, run, points)
 
 

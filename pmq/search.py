@@ -39,9 +39,10 @@ FEASIBLE_RTOL = 1e-9
 """Slack of the feasible-range check: a budget summed in another order than the table still fits."""
 
 
-def check_objective(objective: str) -> str:
+def check_objective(objective: str, param: str = "objective") -> str:
+    """``objective`` if it is one of ``OBJECTIVES``; ``param`` names the argument it came in (for the error)."""
     if objective not in OBJECTIVES:
-        raise PMQError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+        raise PMQError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}", param=param)
     return objective
 
 
@@ -94,7 +95,8 @@ def cost_table(costs: dict[str, TracedGemm], params_total: int, choices: Sequenc
         else:
             if variants is None:
                 if workload is None or accelerator is None:
-                    raise PMQError(f"objective {objective!r} needs an accelerator: pass --accelerator NAME|YAML")
+                    raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a preset or a YAML "
+                                   "file", param="accelerator")
                 variants = variant_table(workload, costs, [pair_of(b) for b in choices], accelerator)
             per_choice[objective], fixed[objective] = _hardware_costs(variants, costs, choices, objective)
     return CostTable(per_choice, fixed)
@@ -277,6 +279,8 @@ def run_search(experiment: Experiment, accelerator: hwsim.Accelerator, objective
                second_objective: str | None = None, sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES,
                limit: int | None = None, progress: bool = True) -> SearchResult:
     """Sensitivity → cost tables → frontier → chosen allocation, evaluated and simulated."""
-    objectives = [check_objective(objective)] + ([check_objective(second_objective)] if second_objective else [])
+    objectives = [check_objective(objective)]
+    if second_objective:
+        objectives.append(check_objective(second_objective, "second_objective"))
     search = ModelSearch(experiment, accelerator, objectives, bit_choices, sensitivity_images, progress)
     return search.run(metric, objectives, budget, limit)

@@ -101,7 +101,8 @@ def pricer(objective: str, accelerator: hwsim.Accelerator | None) -> Callable[[h
         raise PMQError(f"patch-wise objective {objective!r} is not supported: use one of {', '.join(OBJECTIVES)} "
                        "(patch-wise changes activations only, not the model size)")
     if objective != "bops" and accelerator is None:
-        raise PMQError(f"objective {objective!r} needs an accelerator: pass --accelerator NAME|YAML")
+        raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a preset or a YAML file",
+                       param="accelerator")
 
     def price(op: hwsim.Gemm | hwsim.VectorOp) -> float:
         if objective == "bops":

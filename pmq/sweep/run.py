@@ -73,15 +73,17 @@ class SweepSettings:
         objective = check_sweep_objective(self.objective or space.objective)
         budgets = tuple(self.budgets or space.budgets or ())
         if not budgets:
-            raise PMQError("no budgets: pass --budgets (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space file")
+            raise PMQError("no budgets: give some (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space file",
+                           param="budgets")
         if self.executor not in EXECUTORS:
-            raise PMQError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
+            raise PMQError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}", param="executor")
         if self.executor == "dask" and not self.scheduler:
-            raise PMQError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.1:8786)")
+            raise PMQError("the dask executor needs the scheduler's address (e.g. tcp://10.0.0.1:8786)",
+                           param="scheduler")
         if self.executor == "dask" and importlib.util.find_spec("distributed") is None:
-            raise PMQError(NO_DASK)
+            raise PMQError(NO_DASK, param="executor")
         if self.method not in METHODS:
-            raise PMQError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+            raise PMQError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}", param="method")
         _check_budgets(budgets, pairs)
         return dataclasses.replace(self, objective=objective, budgets=budgets)
 
