@@ -41,12 +41,12 @@ class Record:
             found = data.get("schema") or "untagged (an older pmq)"
             raise PMQError(f"summary schema {found} is not {cls.SCHEMA}, the one this pmq reads: "
                            "re-run the command that wrote it with this pmq")
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        missing = [name for name in names if name not in data]
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING]
         if missing:
             raise PMQError(f"{cls.SCHEMA or cls.__name__} record lacks {missing[0]!r}: "
                            "re-run the command that wrote it")
-        values = {name: data[name] for name in names}
+        values = {f.name: data.get(f.name, f.default) for f in fields}
         for name, nested in cls.NESTED.items():
             if values[name] is not None:
                 values[name] = nested.from_dict(values[name])
@@ -226,8 +226,43 @@ class SweepSummary(Record):
     SCHEMA: ClassVar[str | None] = "pmq.sweep-summary/2"
 
 
+@dataclass(frozen=True)
+class AllocationEntry(Record):
+    """One allocation of a demo folder (``run.json`` ``allocations[label]``): how it was chosen and its files.
+
+    ``budget`` is '' for uniform settings; ``base`` names the allocation a patch-wise one refines ('' else);
+    ``ops[accelerator]`` is its per-op CSV there."""
+
+    method: str
+    metric: str
+    objective: str
+    budget: str
+    base: str
+    file: str
+    ops: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DemoSearch(Record):
+    """One frontier of a demo folder (``run.json`` ``searches``): a (metric, objective) search's bits table.
+
+    ``fixed_cost`` (base units) is what every allocation adds to a row's cost; ``unit_scale`` converts
+    base units to ``unit`` (e.g. 1e3 for s → ms)."""
+
+    metric: str
+    objective: str
+    accelerator: str
+    fixed_cost: float
+    unit: str
+    unit_scale: float
+    points: int
+    frontier_csv: str
+    resolution: float | None = None  # absent in folders written before frontiers had a resolution
+
+
 SUMMARIES: dict[str, type[Record]] = {"search": SearchSummary, "simulate": SimulateSummary, "sweep": SweepSummary}
-"""Run kind → the summary record its ``run.json`` holds (a demo's manifest is its record: :mod:`pmq.results`)."""
+"""Run kind → the summary record its ``run.json`` holds. A demo's manifest is its own record
+(:mod:`pmq.results`), with an :class:`AllocationEntry` per allocation and a :class:`DemoSearch` per frontier."""
 
 
 def read_summary(kind: str, data: Mapping[str, Any]) -> Record | None:

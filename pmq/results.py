@@ -38,6 +38,7 @@ from pmq.budget import Budget
 from pmq.errors import PMQError
 from pmq.io import read_text, write_json, write_text
 from pmq.methods import METHODS, MethodStyle, method_style
+from pmq.records import AllocationEntry, DemoSearch
 from pmq.runs import RUN_FILE, RUN_FORMAT, file_record
 
 RESULTS_FORMAT = "pmq.results/1"
@@ -156,13 +157,13 @@ class ResultsWriter:
                 "allocation_file": allocation_file, "ops_file": ops.get(accelerator, ""),
             })
         self.run["methods"][method] = style.to_dict()  # figures are drawn from the folder alone
-        self.run["allocations"][label] = {"method": method, "metric": metric, "objective": objective,
-                                          "budget": budget, "base": base, "file": allocation_file, "ops": ops}
+        self.run["allocations"][label] = AllocationEntry(method, metric, objective, budget, base, allocation_file,
+                                                         ops).to_dict()
         self._write_points()
         self._write_manifest()
 
     def add_frontier(self, metric: str, objective: str, frontier: Any, fixed_cost: float, unit_scale: float,
-                     unit: str, accelerator: str, extra: Mapping[str, Any] | None = None) -> None:
+                     unit: str, accelerator: str) -> None:
         """Write one search's frontier (a ``pmq.pareto.Frontier``) as a CSV bits table (one row per point).
 
         ``fixed_cost`` (base units) is what every allocation adds to the frontier's per-component
@@ -172,11 +173,8 @@ class ResultsWriter:
         frontier.to_csv(self.root / f"{stem}.csv", key_format=str)
         self.run["searches"] = [s for s in self.run["searches"]
                                 if (s["metric"], s["objective"]) != (metric, objective)]
-        self.run["searches"].append({
-            "metric": metric, "objective": objective, "accelerator": accelerator, "fixed_cost": fixed_cost,
-            "unit": unit, "unit_scale": unit_scale, "points": len(frontier), "resolution": frontier.resolution,
-            "frontier_csv": f"{stem}.csv", **dict(extra or {}),
-        })
+        self.run["searches"].append(DemoSearch(metric, objective, accelerator, fixed_cost, unit, unit_scale,
+                                               len(frontier), f"{stem}.csv", frontier.resolution).to_dict())
         self._write_manifest()
 
     def add_token_bits(self, record: Mapping[str, Any]) -> None:
@@ -201,12 +199,22 @@ class ResultsWriter:
 
 @dataclass
 class Results:
-    """A results folder read back: the manifest, the points, and lazy access to the other files."""
+    """A results folder read back: the manifest (its records typed: ``entries`` per allocation label,
+    ``searches`` per frontier), the points, and lazy access to the other files."""
 
     root: Path
     run: dict[str, Any]
     points: list[dict[str, Any]]
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    entries: dict[str, AllocationEntry] = field(init=False)
+    searches: list[DemoSearch] = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.entries = {label: AllocationEntry.from_dict(entry)
+                            for label, entry in self.run.get("allocations", {}).items()}
+            self.searches = [DemoSearch.from_dict(search) for search in self.run.get("searches", [])]
+        except PMQError as exc:
+            raise PMQError(f"{self.root / RUN_FILE}: {exc}", param="results_dir") from None
 
     @property
     def accelerators(self) -> list[str]:
@@ -238,22 +246,22 @@ class Results:
         return found[0] if found else None
 
     def allocation(self, label: str) -> BitAllocation:
-        return BitAllocation.load(self.root / self.run["allocations"][label]["file"])
+        return BitAllocation.load(self.root / self.entries[label].file)
 
     def ops(self, label: str, accelerator: str) -> list[dict[str, Any]]:
         """Per-op rows (numbers parsed) of ``label`` on ``accelerator``."""
-        return read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
+        return read_csv(self.root / self.entries[label].ops[accelerator])
 
     def frontier(self, metric: str, objective: str) -> tuple[list[float], list[float]]:
         """(ΣΩ, whole-model cost in the search's report unit) per frontier point, cost ascending."""
         search = self.search(metric, objective)
-        rows = read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
-        scale, fixed = search["unit_scale"], search["fixed_cost"]
+        rows = read_csv(self.root / search.frontier_csv, numeric=("omega", objective))
+        scale, fixed = search.unit_scale, search.fixed_cost
         return [r["omega"] for r in rows], [(r[objective] + fixed) * scale for r in rows]
 
-    def search(self, metric: str, objective: str) -> dict[str, Any]:
-        for entry in self.run["searches"]:
-            if (entry["metric"], entry["objective"]) == (metric, objective):
+    def search(self, metric: str, objective: str) -> DemoSearch:
+        for entry in self.searches:
+            if (entry.metric, entry.objective) == (metric, objective):
                 return entry
         raise PMQError(f"results folder {self.root} has no {metric} search on {objective}")
 

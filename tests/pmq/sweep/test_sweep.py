@@ -387,6 +387,29 @@ def test_plot_reads_a_sweep_folder(reference, tmp_path):
     assert written == [out / "figures" / "sweep.png"] and written[0].stat().st_size > 10_000
 
 
+def test_the_sweep_summary_is_typed_and_another_version_is_refused(reference, tmp_path, capsys):
+    from pmq.cli import main
+    from pmq.records import SweepSummary
+
+    out = tmp_path / "out"
+    shutil.copytree(reference.out, out)
+    summary = read_run(out).summary
+    assert isinstance(summary, SweepSummary)
+    assert (summary.points, summary.designs, summary.failed_points) == (len(reference.rows), 24, reference.failed)
+    assert summary.points == summary.designs * len(summary.budgets)
+    assert summary.pareto_points == len((out / "pareto.csv").read_text().splitlines()) - 1
+    state = json.loads((out / "sweep.json").read_text())  # the resume state holds the same record
+    assert SweepSummary.from_dict(state) == summary and state["format"] == "pmq.sweep/1"
+    manifest = json.loads((out / "run.json").read_text())
+    manifest["summary"]["schema"] = "pmq.sweep-summary/7"
+    (out / "run.json").write_text(json.dumps(manifest))
+    assert main(["plot", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"pmq plot: error: {out / 'run.json'}: summary schema pmq.sweep-summary/7 is not "
+                          "pmq.sweep-summary/2, the one this pmq reads")
+
+
 # --- patch-wise (ρ, levels) as parameters of the space ---------------------------------------------
 
 PATCHWISE_SPACE = {"base": "loom_tokens", "patchwise": {"rho": [1.0, 0.5, 0.25], "levels": ["8/4", [8, 4, 2]]},
