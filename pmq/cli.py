@@ -74,24 +74,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pmq.allocation import Bits
-    from pmq.experiment import Experiment
-    from pmq.jobs import allocation_for
+    from pmq.jobs import EvaluateJob, evaluate
 
-    if args.bits:
-        Bits.parse(args.bits)  # bad settings fail before anything is loaded
-    # an observer only means something for static ranges: --observer switches activations to per tensor
-    experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images, observer=args.observer,
-                            seed=args.calibration_seed, granularity="tensor" if args.observer else None,
-                            input_size=args.input_size)
-    allocation = allocation_for(experiment.component_names, args.bits, args.allocation)
-    result = experiment.evaluate(allocation, args.limit, progress=not args.json)
+    job = EvaluateJob(_model_spec(args), args.bits, args.allocation, args.data, args.calibration_images,
+                      args.observer, args.calibration_seed, args.limit, progress=not args.json)
+    run = evaluate(job)
+    result = run.result
     if args.json:
         print(json.dumps({"top1": result.top1, "size_mb": result.size_mb, "gbops": result.gbops}))
     else:
-        setting = args.bits or (str(args.allocation) if args.allocation else "float")
-        print(f"{experiment.loaded.tag} at {setting}: top-1 {100 * result.top1:.2f}% on {result.images} images, "
+        print(f"{run.model_tag} at {run.setting}: top-1 {100 * result.top1:.2f}% on {result.images} images, "
               f"{result.size_mb:.3f} MB, {result.gbops:.3f} GBOPs")
     return 0
 

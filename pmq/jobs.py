@@ -1,6 +1,6 @@
-"""The one-shot jobs end to end, into their run folders: search (with its optional patch-wise step)
-and simulate, plus a sweep with its figure. Each takes typed settings and returns typed records
-(:mod:`pmq.records`); the CLI only parses arguments into these settings and prints the records.
+"""The commands' jobs end to end: evaluate and, into their run folders, search (with its optional
+patch-wise step), simulate, and a sweep with its figure. Each takes typed settings and returns typed
+records (:mod:`pmq.records`); the CLI only parses arguments into these settings and prints the records.
 
 Settings are checked before anything heavy loads, and the run folder is claimed (checked, locked)
 before any work (:class:`pmq.runs.RunFolder`).
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import accelerators
 import hwsim
@@ -23,6 +24,9 @@ from pmq.records import SearchSummary, SimulateSummary
 from pmq.runs import RunFolder, default_out, write_search, write_simulation
 from pmq.search import check_objective
 from pmq.sweep import SweepConfig, SweepResult, sweep
+
+if TYPE_CHECKING:
+    from pmq.experiment import EvalResult
 
 PathLike = str | os.PathLike
 
@@ -43,6 +47,50 @@ class ModelSpec:
     checkpoint: PathLike | None = None
     pretrained: bool = False
     input_size: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """Top-1, size and BOPs of ``model`` at uniform ``bits``, an ``allocation_file`` or float.
+
+    Activations are ranged per token (dynamic) unless an ``observer`` is named: an observer only
+    means something for static ranges, so it switches activations to per-tensor ranges it fits on
+    the calibration images."""
+
+    model: ModelSpec
+    bits: str | None = None
+    allocation_file: PathLike | None = None
+    data_dir: PathLike | None = None
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
+    observer: str | None = None
+    calibration_seed: int = 0
+    limit: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation's numbers, the model's tag and the setting evaluated (as given)."""
+
+    result: EvalResult
+    model_tag: str
+    setting: str
+
+
+def evaluate(job: EvaluateJob) -> Evaluation:
+    """Run ``job``; bad bits fail before anything is loaded."""
+    from pmq.experiment import Experiment
+
+    if job.bits:
+        Bits.parse(job.bits)
+    experiment = Experiment(job.model.name, job.model.checkpoint, job.model.pretrained, job.data_dir,
+                            calibration_images=job.calibration_images, observer=job.observer,
+                            seed=job.calibration_seed, granularity="tensor" if job.observer else None,
+                            input_size=job.model.input_size)
+    allocation = allocation_for(experiment.component_names, job.bits, job.allocation_file)
+    result = experiment.evaluate(allocation, job.limit, progress=job.progress)
+    setting = job.bits or (str(job.allocation_file) if job.allocation_file else "float")
+    return Evaluation(result, experiment.loaded.tag, setting)
 
 
 @dataclass(frozen=True)
