@@ -38,7 +38,7 @@ from pmq.budget import Budget
 from pmq.errors import PMQError
 from pmq.io import read_text, write_json, write_text
 from pmq.methods import METHODS, MethodStyle, method_style
-from pmq.records import AllocationEntry, DemoSearch
+from pmq.records import AllocationEntry, DemoSearch, Measurement
 from pmq.runs import RUN_FILE, RUN_FORMAT, file_record
 
 RESULTS_FORMAT = "pmq.results/1"
@@ -84,17 +84,10 @@ def allocation_label(method: str, objective: str, budget: str) -> str:
     return f"{method}-{objective}-{slug}"
 
 
-@dataclass
-class Measured:
+@dataclass(frozen=True)
+class Measured(Measurement):
     """What one allocation measured on one accelerator: one row of ``points.csv`` minus the labels."""
 
-    top1: float
-    images: int
-    size_mb: float
-    gbops: float
-    latency_s: float
-    energy_pj: float
-    cycles: int
     utilization: float
     energy_breakdown_pj: Mapping[str, float]
     omega: float | None = None
