@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", choices=("search", "reference"), default="search",
                    help="search: hwsim's mapper; reference: the preset's reference simulator's own mapping "
                         "(bitfusion: BitFusion's simulator, int8_systolic: SCALE-Sim's folds)")
-    p.add_argument("--out", type=Path, help="folder for per_op.csv and summary.json")
+    p.add_argument("--out", type=Path, help="folder for per_op.csv and run.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_simulate)
 
