@@ -14,9 +14,10 @@ from pmq.errors import PMQError
 
 FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
          "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit",
-         "model": "--model", "input_size": "--input-size", "accelerator": "--accelerator", "objective": "--objective",
-         "second_objective": "--also", "bits": "--bits", "allocation_file": "--allocation", "space": "--space",
-         "budgets": "--budgets", "executor": "--executor", "scheduler": "--scheduler", "method": "--method"}
+         "model": "--model", "input_size": "--input-size", "accelerator": "--accelerator",
+         "objective": "--objective", "second_objective": "--also", "bits": "--bits",
+         "allocation_file": "--allocation", "space": "--space", "budgets": "--budgets", "executor": "--executor",
+         "scheduler": "--scheduler", "method": "--method"}
 """Library parameter names (``PMQError.param``) → the flag a user typed."""
 METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "init": "CKPT", "bits": "WxAy",
             "allocation": "FILE", "calibration_images": "N", "calibration_seed": "S", "accelerator": "NAME|YAML",
@@ -102,12 +103,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run = simulate(job, args.out)
     s = run.summary
     if args.json:
-        printed = {key: getattr(s, key) for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
+        keys = ("cycles", "latency_s", "energy_pj", "bops", "utilization")
+        printed = {key: getattr(s, key) for key in keys}
         print(json.dumps(printed | ({"per_op": str(run.folder / s.per_op_file)} if run.folder else {})))
     else:
         where = run.folder or "not written: pass --out DIR to keep per_op.csv and run.json"
         print(f"{run.label} on {s.accelerator}: {s.cycles:,} cycles, {1e3 * s.latency_s:.3f} ms, "
-              f"{s.energy_pj / 1e6:.2f} uJ, {s.bops / 1e9:.2f} GBOPs, utilisation {100 * s.utilization:.1f}%  ({where})")
+              f"{s.energy_pj / 1e6:.2f} uJ, {s.bops / 1e9:.2f} GBOPs, "
+              f"utilisation {100 * s.utilization:.1f}%  ({where})")
     return 0
 
 
@@ -121,7 +124,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     m = s.measured
     if args.json:
         print(json.dumps({"top1": m.top1, "size_mb": m.size_mb, "gbops": m.gbops, "latency_s": m.latency_s,
-                          "energy_pj": m.energy_pj, "omega": s.omega, "allocation": str(out / s.allocation_file)}))
+                          "energy_pj": m.energy_pj, "omega": s.omega,
+                          "allocation": str(out / s.allocation_file)}))
         return 0
     print(f"{s.model_tag} [{s.metric}, {s.objective} <= {s.budget}]: top-1 {100 * m.top1:.2f}%, "
           f"{m.size_mb:.3f} MB, {m.gbops:.3f} GBOPs, {1e3 * m.latency_s:.3f} ms and "

@@ -254,8 +254,9 @@ class _DemoRun:
         allocation.metadata.update({"method": "patchwise", "base_allocation": base_label})
         sims = self.simulate_all(allocation)
         evaluated = experiment.evaluate(allocation, self.test_images, progress=False)
+        omega = search.summary.omega
         self.writer.add_allocation(label, "patchwise", allocation,
-                                   {n: _measured(evaluated, s, search.summary.omega) for n, s in sims.items()},
+                                   {n: _measured(evaluated, s, omega) for n, s in sims.items()},
                                    sims, metric="pmq", objective=cfg.patchwise_objective,
                                    budget=cfg.patchwise_budget, base=base_label)
         images, labels = _distinct_class_images(experiment.test_set, cfg.token_map_images)

@@ -134,8 +134,8 @@ def search(job: SearchJob, out: PathLike | None = None) -> tuple[SearchSummary, 
         if job.patchwise:
             experiment.trace.check_patchwise()  # before any sensitivity pass
         result = run_search(experiment, accel, job.objective, job.budget, metric=job.metric,
-                            bit_choices=job.bit_choices, second_objective=job.second_objective, limit=job.limit,
-                            progress=job.progress)
+                            bit_choices=job.bit_choices, second_objective=job.second_objective,
+                            limit=job.limit, progress=job.progress)
         if job.patchwise:
             result = refine_search(experiment, result, accel, job.patchwise_objective, job.patchwise_budget,
                                    limit=job.limit, progress=job.progress)
@@ -175,7 +175,8 @@ def simulate(job: SimulateJob, out: PathLike | None = None) -> Simulation:
             hwsim.reference.check_reference(accel)  # fail before loading a model
         workload, label, allocation, tag = _simulated_workload(job)
         result = hwsim.simulate(workload, accel, mapper=mapper)
-        summary = SimulateSummary.of(result, accel, batch=job.batch, allocation=allocation, mapping=job.mapping)
+        summary = SimulateSummary.of(result, accel, batch=job.batch, allocation=allocation,
+                                     mapping=job.mapping)
         if folder is not None:
             summary = write_simulation(folder, result, summary, model_tag=tag)
         return Simulation(summary, label, folder.root if folder is not None else None)

@@ -121,7 +121,8 @@ class PatchwiseSummary(Record):
     base_simulated: Simulated | None = None
     patchwise_simulated: Simulated | None = None
 
-    NESTED: ClassVar[Mapping[str, type[Record]]] = {"base_simulated": Simulated, "patchwise_simulated": Simulated}
+    NESTED: ClassVar[Mapping[str, type[Record]]] = {"base_simulated": Simulated,
+                                                    "patchwise_simulated": Simulated}
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,9 @@ class SearchSummary(Record):
         "patchwise": PatchwiseSummary}
 
 
-SIMULATION_FIELDS = ("accelerator", "method", "ops", "cycles", "latency_s", "energy_pj", "energy_breakdown_pj",
-                     "bops", "macs", "utilization", "compute_cycles", "stall_cycles", "dram_read_bits",
-                     "dram_write_bits", "area_mm2")
+SIMULATION_FIELDS = ("accelerator", "method", "ops", "cycles", "latency_s", "energy_pj",
+                     "energy_breakdown_pj", "bops", "macs", "utilization", "compute_cycles", "stall_cycles",
+                     "dram_read_bits", "dram_write_bits", "area_mm2")
 """The entries of ``hwsim.SimResult.summary()`` a simulate summary keeps."""
 
 
@@ -260,9 +261,11 @@ class DemoSearch(Record):
     resolution: float | None = None  # absent in folders written before frontiers had a resolution
 
 
-SUMMARIES: dict[str, type[Record]] = {"search": SearchSummary, "simulate": SimulateSummary, "sweep": SweepSummary}
+SUMMARIES: dict[str, type[Record]] = {"search": SearchSummary, "simulate": SimulateSummary,
+                                      "sweep": SweepSummary}
 """Run kind → the summary record its ``run.json`` holds. A demo's manifest is its own record
-(:mod:`pmq.results`), with an :class:`AllocationEntry` per allocation and a :class:`DemoSearch` per frontier."""
+(:mod:`pmq.results`), with an :class:`AllocationEntry` per allocation and a :class:`DemoSearch` per
+frontier."""
 
 
 def read_summary(kind: str, data: Mapping[str, Any]) -> Record | None:

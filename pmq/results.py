@@ -150,8 +150,8 @@ class ResultsWriter:
                 "allocation_file": allocation_file, "ops_file": ops.get(accelerator, ""),
             })
         self.run["methods"][method] = style.to_dict()  # figures are drawn from the folder alone
-        self.run["allocations"][label] = AllocationEntry(method, metric, objective, budget, base, allocation_file,
-                                                         ops).to_dict()
+        entry = AllocationEntry(method, metric, objective, budget, base, allocation_file, ops)
+        self.run["allocations"][label] = entry.to_dict()
         self._write_points()
         self._write_manifest()
 
@@ -306,7 +306,8 @@ def load_results(root: str | Path) -> Results:
             raise fail(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or {rerun}")
     for relative, record in run.get("files", {}).items():
         if (root / relative).is_file() and file_record(root / relative) != record:
-            raise fail(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): {rerun}")
+            raise fail(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): "
+                       f"{rerun}")
     points = read_csv(root / POINTS_FILE)
     missing = [name for name in ("label", "method", "accelerator", "top1") if points and name not in points[0]]
     if missing:

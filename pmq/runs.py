@@ -275,7 +275,8 @@ def default_out(kind: str, *parts: str) -> Path:
     return Path("results") / "-".join([kind, *safe])
 
 
-def write_simulation(folder: RunFolder, result: Any, summary: SimulateSummary, *, model_tag: str) -> SimulateSummary:
+def write_simulation(folder: RunFolder, result: Any, summary: SimulateSummary, *,
+                     model_tag: str) -> SimulateSummary:
     """A ``simulate`` run: ``per_op.csv`` (hwsim's per-op table of ``result``) and the manifest;
     returns the summary as recorded."""
     from pmq.io import provenance

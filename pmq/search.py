@@ -40,7 +40,7 @@ FEASIBLE_RTOL = 1e-9
 
 
 def check_objective(objective: str, param: str = "objective") -> str:
-    """``objective`` if it is one of ``OBJECTIVES``; ``param`` names the argument it came in (for the error)."""
+    """``objective`` if it is one of ``OBJECTIVES``; ``param``: the argument it came in (for the error)."""
     if objective not in OBJECTIVES:
         raise PMQError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}", param=param)
     return objective
@@ -95,8 +95,8 @@ def cost_table(costs: dict[str, TracedGemm], params_total: int, choices: Sequenc
         else:
             if variants is None:
                 if workload is None or accelerator is None:
-                    raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a preset or a YAML "
-                                   "file", param="accelerator")
+                    raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a "
+                                   "preset or a YAML file", param="accelerator")
                 variants = variant_table(workload, costs, [pair_of(b) for b in choices], accelerator)
             per_choice[objective], fixed[objective] = _hardware_costs(variants, costs, choices, objective)
     return CostTable(per_choice, fixed)
@@ -264,8 +264,9 @@ class ModelSearch:
                                     "model": experiment.loaded.tag, "accelerator": accelerator.name})
         summary = SearchSummary(
             model=experiment.loaded.name, model_tag=experiment.loaded.tag, data=experiment.source.describe(),
-            metric=metric, objective=objective, second_objective=objectives[1] if len(objectives) > 1 else None,
-            budget=budget, budget_value=self.costs.in_units(objective, budget_base), budget_unit=OBJECTIVES[objective],
+            metric=metric, objective=objective,
+            second_objective=objectives[1] if len(objectives) > 1 else None, budget=budget,
+            budget_value=self.costs.in_units(objective, budget_base), budget_unit=OBJECTIVES[objective],
             bit_choices=list(self.bit_choices), frontier_points=len(problem.frontier),
             sensitivity_s=self.sensitivity_s[metric], omega=problem.omega_of(allocation),
             measured=Measurement(evaluated.top1, evaluated.images, evaluated.size_mb, evaluated.gbops,

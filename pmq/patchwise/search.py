@@ -101,8 +101,8 @@ def pricer(objective: str, accelerator: hwsim.Accelerator | None) -> Callable[[h
         raise PMQError(f"patch-wise objective {objective!r} is not supported: use one of {', '.join(OBJECTIVES)} "
                        "(patch-wise changes activations only, not the model size)")
     if objective != "bops" and accelerator is None:
-        raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a preset or a YAML file",
-                       param="accelerator")
+        raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a preset or a "
+                       "YAML file", param="accelerator")
 
     def price(op: hwsim.Gemm | hwsim.VectorOp) -> float:
         if objective == "bops":
@@ -324,8 +324,8 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
         if evaluate_base:
             base_top1 = experiment.evaluate(base, limit, progress=progress).top1
         if accelerator is not None:
-            base_simulated, patchwise_simulated = (Simulated.of(hwsim.simulate(trace.workload(alloc), accelerator))
-                                                   for alloc in (base, result))
+            base_simulated, patchwise_simulated = (
+                Simulated.of(hwsim.simulate(trace.workload(alloc), accelerator)) for alloc in (base, result))
     summary = PatchwiseSummary(
         objective=objective, budget=str(budget), budget_base_units=target, base_cost=base_total,
         cost=fixed + point.cost, omega=point.omega, omega_method=omega_method, omega_images=len(images),
@@ -342,8 +342,8 @@ def default_patchwise_objective(objective: str) -> str:
 
 
 def refine_search(experiment: Experiment, searched: SearchResult, accelerator: hwsim.Accelerator,
-                  objective: str | None = None, budget: str | float | None = None, *, limit: int | None = None,
-                  progress: bool = True) -> SearchResult:
+                  objective: str | None = None, budget: str | float | None = None, *,
+                  limit: int | None = None, progress: bool = True) -> SearchResult:
     """PMQ's patch-wise step on a search's chosen allocation (``pmq search --patchwise``).
 
     Token bits are reallocated per layer under ``budget`` on ``objective`` (defaults as in

@@ -50,7 +50,7 @@ def plot_sweep_pareto(rows: Sequence[Mapping[str, Any]], pareto: Sequence[Mappin
 
 
 def save_sweep_figure(out: str | Path) -> Path:
-    """``OUT/pareto.png`` of a finished sweep folder (its ``sweep.csv``, ``pareto.csv`` and summary record)."""
+    """``OUT/pareto.png`` of a finished sweep folder (its ``sweep.csv``, ``pareto.csv`` and summary)."""
     out = Path(out)
     rows, best = (list(csv.DictReader((out / name).read_text().splitlines())) for name in ("sweep.csv", "pareto.csv"))
     summary = read_run(out).summary

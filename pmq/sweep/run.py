@@ -73,10 +73,11 @@ class SweepSettings:
         objective = check_sweep_objective(self.objective or space.objective)
         budgets = tuple(self.budgets or space.budgets or ())
         if not budgets:
-            raise PMQError("no budgets: give some (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space file",
-                           param="budgets")
+            raise PMQError("no budgets: give some (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space "
+                           "file", param="budgets")
         if self.executor not in EXECUTORS:
-            raise PMQError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}", param="executor")
+            raise PMQError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}",
+                           param="executor")
         if self.executor == "dask" and not self.scheduler:
             raise PMQError("the dask executor needs the scheduler's address (e.g. tcp://10.0.0.1:8786)",
                            param="scheduler")
@@ -133,10 +134,10 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
                             tuple(budgets), method)
     fingerprint = _fingerprint(space, pricing, inputs)
     summary = SweepSummary(
-        fingerprint=fingerprint, space_file=str(space.source), model_tag=inputs.model_tag, objective=objective,
-        budgets=budgets, method=method, bit_pairs=[str(b) for b in pairs], evaluation=inputs.evaluation,
-        designs=len(space.designs), points=len(space.designs) * len(budgets), parameters=space.parameters,
-        executor=executor)
+        fingerprint=fingerprint, space_file=str(space.source), model_tag=inputs.model_tag,
+        objective=objective, budgets=budgets, method=method, bit_pairs=[str(b) for b in pairs],
+        evaluation=inputs.evaluation, designs=len(space.designs), points=len(space.designs) * len(budgets),
+        parameters=space.parameters, executor=executor)
     space_record = json.loads(json.dumps(space.data, default=str))
     claim(out, fingerprint)
     folder.begin_in_place()

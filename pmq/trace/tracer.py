@@ -289,8 +289,8 @@ def trace_model(model: nn.Module, input_size: tuple[int, ...] | None = None, bat
     size = tuple(input_size) if input_size is not None else input_size_of(model)
     label = name or type(model).__name__
     if size is None:
-        raise PMQError(f"{label}: no input size known (no pretrained_cfg['input_size']): give its input size C,H,W",
-                       param="input_size")
+        raise PMQError(f"{label}: no input size known (no pretrained_cfg['input_size']): give its input "
+                       "size C,H,W", param="input_size")
     if batch < 1 or any(int(s) <= 0 for s in size):
         raise PMQError(f"input shape {(batch, *size)} must be positive sizes (batch, channels, height, width)")
     was_training = model.training

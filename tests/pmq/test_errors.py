@@ -23,7 +23,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 
 
 def _strings(node: ast.AST, constants: dict[str, str]) -> list[str]:
-    """String constants (f-string parts included) under ``node``, and module-level string constants it names."""
+    """String constants (f-string parts included) under ``node``, and the module's string constants it names."""
     found = []
     for child in ast.walk(node):
         if isinstance(child, ast.Constant) and isinstance(child.value, str):
@@ -104,7 +104,8 @@ def _space(tmp_path: Path, **entries) -> str:
 
 @pytest.mark.parametrize(("extra", "space", "expected"), [
     ((), {"objective": "latency"}, "pmq sweep: error: --budgets: no budgets: give some"),
-    (("--budgets", "0.5x:W8A8"), {}, "pmq sweep: error: --objective: no objective: name one (latency or energy)"),
+    (("--budgets", "0.5x:W8A8"), {},
+     "pmq sweep: error: --objective: no objective: name one (latency or energy)"),
     (("--budgets", "0.5x:W8A8", "--objective", "latency", "--executor", "dask"), {},
      "pmq sweep: error: --scheduler: the dask executor needs the scheduler's address"),
     (("--budgets", "0.5x:W8A8", "--objective", "latency", "--executor", "ray"), {},
@@ -114,8 +115,8 @@ def _space(tmp_path: Path, **entries) -> str:
 ])
 def test_sweep_settings_errors_name_the_flag(capsys, tmp_path, extra, space, expected):
     out = tmp_path / "out"
-    line = _error_line(capsys, "sweep", "--model", "demo", "--space", _space(tmp_path, **space), "--out", str(out),
-                       *extra)
+    line = _error_line(capsys, "sweep", "--model", "demo", "--space", _space(tmp_path, **space),
+                       "--out", str(out), *extra)
     assert line.startswith(expected), line
     assert not out.exists()  # refused before any work
 
@@ -123,8 +124,8 @@ def test_sweep_settings_errors_name_the_flag(capsys, tmp_path, extra, space, exp
 def test_missing_space_file_names_the_flag(capsys, tmp_path):
     line = _error_line(capsys, "sweep", "--model", "demo", "--space", str(tmp_path / "none.yaml"),
                        "--out", str(tmp_path / "out"))
-    assert line == f"pmq sweep: error: --space: space file {tmp_path / 'none.yaml'} not found: name a YAML file " \
-                   "(its format: `pydoc pmq.sweep`)"
+    assert line == (f"pmq sweep: error: --space: space file {tmp_path / 'none.yaml'} not found: "
+                    "name a YAML file (its format: `pydoc pmq.sweep`)")
 
 
 def test_search_second_objective_names_also(capsys, tmp_path):
@@ -140,21 +141,25 @@ def test_simulate_topology_errors_name_the_flag(capsys, tmp_path):
     line = _error_line(capsys, "simulate", "--workload", str(topo), "--accelerator", "bitfusion",
                        "--allocation", str(tmp_path / "a.json"))
     assert line.startswith("pmq simulate: error: --allocation: an allocation file needs a model"), line
-    line = _error_line(capsys, "simulate", "--workload", str(topo), "--accelerator", "bitfusion", "--bits", "float")
+    line = _error_line(capsys, "simulate", "--workload", str(topo), "--accelerator", "bitfusion",
+                       "--bits", "float")
     assert line.startswith("pmq simulate: error: --bits: a topology CSV needs integer bits"), line
 
 
 def test_model_errors_name_the_flag(capsys, tmp_path):
     line = _error_line(capsys, "simulate", "--model", "no_such_package_xyz.models:build", "--accelerator",
                        "bitfusion")
-    assert line.startswith("pmq simulate: error: --model: model no_such_package_xyz.models:build: cannot import"), line
+    assert line.startswith("pmq simulate: error: --model: model no_such_package_xyz.models:build: "
+                           "cannot import"), line
     line = _error_line(capsys, "evaluate", "--model", "demo", "--checkpoint", str(tmp_path / "none.pt"))
-    assert line.startswith(f"pmq evaluate: error: --checkpoint: checkpoint {tmp_path / 'none.pt'} not found"), line
+    assert line.startswith(f"pmq evaluate: error: --checkpoint: checkpoint {tmp_path / 'none.pt'} "
+                           "not found"), line
 
 
 def test_plot_names_the_run_folder_argument(capsys, tmp_path):
     line = _error_line(capsys, "plot", str(tmp_path / "nothing"))
-    assert line == f"pmq plot: error: RUN_DIR: results folder {tmp_path / 'nothing'} not found: run the demo into it first"
+    assert line == (f"pmq plot: error: RUN_DIR: results folder {tmp_path / 'nothing'} not found: "
+                    "run the demo into it first")
 
 
 def test_param_is_kept_on_the_error():

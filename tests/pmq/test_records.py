@@ -21,7 +21,8 @@ from pmq.records import (
 )
 from pmq.runs import RUN_FILE, read_run
 
-MEASURED = Measurement(top1=0.875, images=64, size_mb=0.25, gbops=1.5, latency_s=2e-4, energy_pj=3.5e6, cycles=5000)
+MEASURED = Measurement(top1=0.875, images=64, size_mb=0.25, gbops=1.5, latency_s=2e-4, energy_pj=3.5e6,
+                       cycles=5000)
 
 
 def search_summary(**changes) -> SearchSummary:
@@ -30,7 +31,8 @@ def search_summary(**changes) -> SearchSummary:
         second_objective=None, budget="0.4x:W8A8", budget_value=1.75, budget_unit="GBOPs", bit_choices=[4, 8],
         frontier_points=12, sensitivity_s=0.5, omega=0.125, measured=MEASURED, accelerator="bitfusion",
         accelerator_config={"name": "bitfusion", "array": {"rows": 16}}, allocation_file="allocation.json",
-        frontier=FrontierRecord("frontier.csv", 12, ["bops"], 1e-9, None, {"bops": 0.0}, {"bops": [1.0, 2.0]}))
+        frontier=FrontierRecord("frontier.csv", 12, ["bops"], 1e-9, None, {"bops": 0.0},
+                                {"bops": [1.0, 2.0]}))
     return SearchSummary(**(fields | changes))
 
 
@@ -42,7 +44,8 @@ def test_a_search_summary_round_trips_through_json_with_its_nested_records():
                              measured=Measurement(0.86, 64, 0.25, 1.4, 1.8e-4, 3.2e6, 4000))
     data = json.loads(json.dumps(summary.to_dict()))
     assert data["schema"] == "pmq.search-summary/2" and "schema" not in data["measured"]
-    assert data["patchwise"]["patchwise_simulated"]["cycles"] == 4000 and data["patchwise"]["base_top1"] is None
+    step_data = data["patchwise"]
+    assert step_data["patchwise_simulated"]["cycles"] == 4000 and step_data["base_top1"] is None
     back = SearchSummary.from_dict(data)
     assert back == summary
     assert isinstance(back.patchwise.patchwise_simulated, Simulated) and back.before_patchwise.top1 == 0.875
@@ -51,7 +54,8 @@ def test_a_search_summary_round_trips_through_json_with_its_nested_records():
 def test_every_run_kind_with_a_summary_has_a_versioned_schema():
     assert set(SUMMARIES) == {"search", "simulate", "sweep"}
     schemas = {record.SCHEMA for record in SUMMARIES.values()}
-    assert len(schemas) == 3 and all(schema.startswith("pmq.") and schema.endswith("/2") for schema in schemas)
+    assert len(schemas) == 3
+    assert all(schema.startswith("pmq.") and schema.endswith("/2") for schema in schemas)
     assert read_summary("demo", {}) is None  # a demo's manifest is its own record (pmq.results)
 
 
@@ -73,8 +77,8 @@ def test_a_missing_entry_is_named():
     del data["measured"]
     with pytest.raises(PMQError, match="pmq.search-summary/2 record lacks 'measured'"):
         SearchSummary.from_dict(data)
-    sweep = SweepSummary("f" * 64, "s.yaml", "tag", "latency", ["0.5x:W8A8"], "estimate", ["W8A8"], "all", 2, 2,
-                         ["array.rows"], "local")
+    sweep = SweepSummary("f" * 64, "s.yaml", "tag", "latency", ["0.5x:W8A8"], "estimate", ["W8A8"], "all",
+                         2, 2, ["array.rows"], "local")
     data = sweep.to_dict()
     del data["failed_points"]  # optional: None until the sweep finishes
     assert SweepSummary.from_dict(data) == sweep and sweep.failed_points is None

@@ -86,5 +86,6 @@ def test_a_damaged_manifest_record_is_one_line(tiny_results):
     (root / RUN_FILE).write_text(json.dumps(run))
     with pytest.raises(PMQError) as exc:
         load_results(root)
-    assert str(exc.value) == f"{root / RUN_FILE}: AllocationEntry record lacks 'method': re-run the command that wrote it"
+    assert str(exc.value) == (f"{root / RUN_FILE}: AllocationEntry record lacks 'method': "
+                              "re-run the command that wrote it")
     assert exc.value.param == "results_dir"

@@ -395,7 +395,8 @@ def test_the_sweep_summary_is_typed_and_another_version_is_refused(reference, tm
     shutil.copytree(reference.out, out)
     summary = read_run(out).summary
     assert isinstance(summary, SweepSummary)
-    assert (summary.points, summary.designs, summary.failed_points) == (len(reference.rows), 24, reference.failed)
+    assert (summary.points, summary.designs) == (len(reference.rows), 24)
+    assert summary.failed_points == reference.failed
     assert summary.points == summary.designs * len(summary.budgets)
     assert summary.pareto_points == len((out / "pareto.csv").read_text().splitlines()) - 1
     state = json.loads((out / "sweep.json").read_text())  # the resume state holds the same record
