@@ -63,14 +63,12 @@ def _input_size(text: str) -> tuple[int, ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pmq.models import DEMO_CHECKPOINT
     from pmq.train import TrainConfig, train_demo
 
-    out = Path(args.out) if args.out else DEMO_CHECKPOINT
     config = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, augment=not args.no_augment,
-                         warmup_epochs=args.warmup_epochs if args.warmup_epochs is not None else (0.0 if args.init else 1.0))
-    record = train_demo(out, config, args.data, args.init)
-    print(f"wrote {out} (test top-1 {100 * record['test_top1']:.2f}%)")
+                         warmup_epochs=args.warmup_epochs)
+    record = train_demo(args.out, config, args.data, args.init)
+    print(f"wrote {record['checkpoint']} (test top-1 {100 * record['test_top1']:.2f}%)")
     return 0
 
 
