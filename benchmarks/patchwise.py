@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## 3. Per-layer Pareto search (BOPs budget {args.budget} of the base)\n")
     accel = accelerators.load("bitfusion")
     search = run_patchwise(experiment, base, accel, "bops", args.budget, limit=args.limit, progress=False)
-    s = search.summary
+    s = search.summary.to_dict()
     chosen_attn = attention_bops(model, search.allocation)
     print(f"chosen: {s['layers'] or 'no layer'}; top-1 {100 * s['top1']:.2f}% (base {100 * s['base_top1']:.2f}%), "
           f"attention BOPs {pct(chosen_attn, base_attn)}, model BOPs {pct(s['cost'], s['base_cost'])}, "

@@ -7,10 +7,15 @@ closed-form estimate); cycles come from either.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from hwsim.accelerator import BUFFERS, Accelerator
-from hwsim.plan import GemmPlan, VectorPlan, pipeline_cycles, vector_energy_per_element
+from hwsim.pipeline import pipeline_cycles
+from hwsim.plan import GemmPlan, VectorPlan, vector_energy_per_element
 from hwsim.result import OpCost
+
+if TYPE_CHECKING:
+    from hwsim.reference.plan import LoopNestPlan
 
 PJ_PER_J = 1e12
 
@@ -25,17 +30,23 @@ def sram_pj(accel: Accelerator, reads: dict, writes: dict):
     return sum(reads[b] * energy.read_pj_per_bit[b] + writes[b] * energy.write_pj_per_bit[b] for b in BUFFERS)
 
 
-def cost_plan(plan: GemmPlan, accel: Accelerator) -> OpCost:
+def cost_plan(plan: GemmPlan | LoopNestPlan, accel: Accelerator) -> OpCost:
     """Exact cost of a plan: its tiles run lock-step through the pipeline (what ``estimate`` reports and
-    the event simulation reproduces)."""
-    steps = plan.steps(accel)
-    return gemm_cost(plan, accel, pipeline_cycles(steps, accel), plan.op.count * int(steps.compute.sum()))
+    the event simulation reproduces, step by step)."""
+    if isinstance(plan, GemmPlan):
+        cycles, compute = plan.pipeline(accel)
+    else:  # a replayed reference's loop nest: its own steps (they carry its port stalls)
+        steps = plan.steps(accel)
+        cycles, compute = pipeline_cycles(steps, accel), int(steps.compute.sum())
+    return gemm_cost(plan, accel, cycles, plan.op.count * compute)
 
 
-def gemm_cost(plan: GemmPlan, accel: Accelerator, cycles: int, compute_cycles: int) -> OpCost:
+def gemm_cost(plan: GemmPlan, accel: Accelerator, cycles: int, compute_cycles: int,
+              metrics: dict[str, int] | None = None) -> OpCost:
+    """The row of a plan that runs ``cycles`` (``metrics``: :meth:`GemmPlan.metrics`, when already known)."""
     op, array = plan.op, accel.array
     count = op.count
-    metrics = plan.metrics(accel)
+    metrics = plan.metrics(accel) if metrics is None else metrics
     reads = {b: count * metrics[f"sram_read_{b}"] for b in BUFFERS}
     writes = {b: count * metrics[f"sram_write_{b}"] for b in BUFFERS}
     dram_read, dram_write = count * metrics["dram_read"], count * metrics["dram_write"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from hwsim.accelerator import Accelerator
 from hwsim.estimate import estimate
-from hwsim.mapper import widths
+from hwsim.mapper import map_all, widths
 from hwsim.result import OpCost, SimResult
 from hwsim.workload import Gemm, Op, Workload
 
@@ -64,24 +64,33 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
     components = set(components)
     priced: dict[tuple, OpCost] = {}
 
-    def price(op: Op) -> OpCost:
+    def key(op: Op) -> tuple:
         if not isinstance(op, Gemm) or op.grouped:  # vector ops, patch-wise groups: priced as they are
-            key: tuple = (dataclasses.replace(op, name="_"),)
-        else:
-            key = (op.m, op.k, op.n, op.count, op.kind, widths(op, accelerator),
-                   accelerator.array.precision_key(op))
-        if key not in priced:
-            priced[key] = estimate(op, accelerator)
-        row = priced[key]
-        if len(key) == 1 or (row.bits_a, row.bits_b) == (op.bits_a, op.bits_b):
+            return (dataclasses.replace(op, name="_"),)
+        return op.m, op.k, op.n, op.count, op.kind, widths(op, accelerator), accelerator.array.precision_key(op)
+
+    def price(op: Op, known: tuple) -> OpCost:
+        if known not in priced:
+            priced[known] = estimate(op, accelerator)
+        row = priced[known]
+        if len(known) == 1 or (row.bits_a, row.bits_b) == (op.bits_a, op.bits_b):
             return row
         return dataclasses.replace(row, bits_a=op.bits_a, bits_b=op.bits_b, bops=op.bops)
 
+    shapes: dict[Gemm, dict[BitPair, Gemm]] = {}  # components equal but for their name share one row dict
+    for op in workload.ops:
+        shape = dataclasses.replace(op, name="_") if isinstance(op, Gemm) and op.name in components else None
+        if shape is not None and shape not in shapes:
+            shapes[shape] = {pair: variant(op, pair) for pair in pairs}
+    keys = {op: key(op) for ops in shapes.values() for op in ops.values()}
+    first_of_class = {known: op for op, known in reversed(keys.items())}
+    map_all([op for op in first_of_class.values() if len(keys[op]) > 1], accelerator)  # all searches at once
+    priced_shapes = {shape: {pair: price(op, keys[op]) for pair, op in ops.items()} for shape, ops in shapes.items()}
     rows: dict[str, dict[BitPair, OpCost]] = {}
     fixed: dict[str, OpCost] = {}
     for op in workload.ops:
         if isinstance(op, Gemm) and op.name in components:
-            rows[op.name] = {pair: price(variant(op, pair)) for pair in pairs}
+            rows[op.name] = priced_shapes[dataclasses.replace(op, name="_")]
         else:
-            fixed[op.name] = dataclasses.replace(price(op), name=op.name)
+            fixed[op.name] = dataclasses.replace(price(op, key(op)), name=op.name)
     return VariantTable(accelerator, workload, rows, fixed)

@@ -28,7 +28,8 @@ from hwsim import token_groups, tokens
 from hwsim.accelerator import Accelerator
 from hwsim.cost import gemm_cost, grouped_gemm_cost, vector_cost
 from hwsim.mapper import DEFAULT_MAPPER, Mapper
-from hwsim.plan import Steps, plan_vector
+from hwsim.pipeline import Steps
+from hwsim.plan import plan_vector
 from hwsim.result import OpCost, SimResult
 from hwsim.workload import Gemm, Op, VectorOp, Workload
 

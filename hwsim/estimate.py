@@ -6,7 +6,8 @@ from hwsim import token_groups, tokens
 from hwsim.accelerator import Accelerator
 from hwsim.cost import cost_plan, grouped_gemm_cost, vector_cost
 from hwsim.mapper import DEFAULT_MAPPER, Mapper, SearchMapper, mapped_cost
-from hwsim.plan import pipeline_cycles, plan_vector
+from hwsim.pipeline import pipeline_cycles
+from hwsim.plan import plan_vector
 from hwsim.result import OpCost, SimResult
 from hwsim.workload import Gemm, Op, VectorOp, Workload
 

@@ -24,14 +24,19 @@ array allows, one per group of orders that run the same steps; operands that fit
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
 the alternatives are pruned as dominated). Each candidate gets a closed-form lower bound of the
 objective (numpy, all at once: compute plus first load and last store, or all DRAM traffic plus
-the pipeline ends' idle DRAM), and candidates are costed exactly, in numpy batches, in order of that
-bound until the bound exceeds the best exact cost — so the pick is the exact optimum over the grid. A plan legal at some bits is legal at
-every narrower bits and costs no more there, so fewer bits never cost more cycles (or energy).
+the pipeline ends' idle DRAM), and candidates are costed exactly (:func:`hwsim.pipeline.pipeline_totals`,
+in closed form) in batches of the lowest bounds until no bound is below the best exact cost. The pick
+is the exact optimum over the grid: the least (exact value, bound, grid index). :func:`map_all` searches
+the bit variants of a shape together (a cost table's every bit pair), one numpy pass per batch for
+all of them. A plan legal at some bits is legal at every narrower bits and costs no more there, so
+fewer bits never cost more cycles (or energy).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -39,15 +44,16 @@ from typing import Protocol
 import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
-from hwsim.cost import PJ_PER_J, cost_plan, sram_pj
+from hwsim.cost import PJ_PER_J, gemm_cost, sram_pj
 from hwsim.errors import HwsimError
-from hwsim.plan import DIMS, GemmPlan, batch_cycles, batch_steps, gemm_metrics, too_big
+from hwsim.pipeline import DIMS, Variants, block_counts, pipeline_totals
+from hwsim.plan import GemmPlan, array_terms, gemm_metrics, placed, too_big
 from hwsim.result import OpCost
 from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
 GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
-CHUNK, STEPS = 128, 4096  # candidates (and their tile steps) costed exactly per numpy batch, best bounds first
+CHUNK, GROW_CHUNK = 16, 8  # candidates per variant costed exactly in the first batch (lowest bounds); growth per batch
 
 
 class Mapper(Protocol):
@@ -96,17 +102,38 @@ def candidates(dim: int, align: int) -> np.ndarray:
         parts = parts + 1 if parts < 4 else int(parts * GROWTH)
 
 
-@lru_cache(maxsize=1024)
-def _grid(m: int, k: int, n: int, accel: Accelerator) -> tuple[np.ndarray, ...]:
+@dataclass(frozen=True)
+class _Grid:
+    """The candidates of a shape: tiles and loop positions (``mt … pn``), and for each the index
+    (``tile``) of its tile sizes among the distinct ones (``tiles``: what depends on tiles alone, like
+    the array's compute cycles, is computed once per tile, not once per loop order)."""
+
+    mt: np.ndarray
+    kt: np.ndarray
+    nt: np.ndarray
+    pm: np.ndarray
+    pk: np.ndarray
+    pn: np.ndarray
+    tile: np.ndarray
+    tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _grid(m: int, k: int, n: int, accel: Accelerator) -> _Grid:
     """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
-    orders that run the same steps."""
-    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), accel.array.alignment(), strict=True))
+    orders that run the same steps (shared by every accelerator with the same alignment and orders,
+    e.g. the designs of a sweep that vary buffers, bandwidth or clock)."""
+    return _grid_of(m, k, n, accel.array.alignment(), accel.array.loop_orders())
+
+
+@lru_cache(maxsize=1024)
+def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tuple[str, ...]) -> _Grid:
+    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), alignment, strict=True))
     tiles = [axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij")]
-    orders = accel.array.loop_orders()
     mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
     pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
+    tile = np.tile(np.arange(len(tiles[0])), len(orders))
     keep = _first_of_equivalents(m, k, n, mt, kt, nt, pm, pk, pn)
-    return tuple(x[keep] for x in (mt, kt, nt, pm, pk, pn))
+    return _Grid(*(x[keep] for x in (mt, kt, nt, pm, pk, pn, tile)), tuple(tiles))
 
 
 def widths(op: Gemm, accel: Accelerator) -> tuple[int, int, int, int]:
@@ -145,12 +172,14 @@ def _resident(op: Gemm, accel: Accelerator, held: frozenset[str]) -> frozenset[s
     return frozenset(x for x, ok in fits.items() if ok and x not in held)
 
 
-def _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident):
-    """(legal, spills) per candidate: tiles fit their buffers, and partial sums have a place to wait."""
-    sa, sb, _, sp = widths(op, accel)
+def _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident, known=None):
+    """(legal, spills) per candidate: tiles fit their buffers, and partial sums have a place to wait.
+    ``held`` / ``resident``: operand sets, or operand -> bool per candidate; ``known``: :func:`widths`
+    (ints or per-candidate arrays; default: the op's)."""
+    sa, sb, _, sp = widths(op, accel) if known is None else known
     cap_a, cap_b, cap_o = _capacities(accel)
-    legal = (("a" in held or "a" in resident) | (mt * kt * sa <= cap_a)) \
-        & (("b" in held or "b" in resident) | (kt * nt * sb <= cap_b)) & (mt * nt * sp <= cap_o)
+    legal = (placed(held, "a") | placed(resident, "a") | (mt * kt * sa <= cap_a)) \
+        & (placed(held, "b") | placed(resident, "b") | (kt * nt * sb <= cap_b)) & (mt * nt * sp <= cap_o)
     nm, nk, nn = ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)
     revisit = (nk > 1) & (((nm > 1) & (pm > pk)) | ((nn > 1) & (pn > pk)))
     open_blocks = np.where(pm > pk, op.m, mt) * np.where(pn > pk, op.n, nt) * sp
@@ -219,36 +248,136 @@ def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping
     return dataclasses.replace(found, plan=plan, cost=dataclasses.replace(found.cost, name=op.name))
 
 
-@lru_cache(maxsize=8192)
+def map_all(ops: Iterable[Gemm], accel: Accelerator, objective: str = "cycles") -> None:
+    """Search every op not searched yet, bit variants of one shape together (one numpy pass per batch
+    of candidates for all of them); :func:`map_gemm` and ``hwsim.estimate`` then find them cached.
+    This is what makes a cost table (every component at every bit pair) cheap."""
+    SearchMapper(objective)
+    groups: dict[Gemm, dict[Gemm, None]] = {}
+    for op in ops:
+        op = _shape(op)
+        if (op, accel, objective) not in SEARCHED:
+            groups.setdefault(dataclasses.replace(op, bits_a=1, bits_b=1, bits_out=None), {})[op] = None
+    for variants in groups.values():
+        for op, found in zip(variants, _search_variants(tuple(variants), accel, objective), strict=True):
+            SEARCHED.put((op, accel, objective), found)
+
+
+class _Searched:
+    """The mapper's picks by (op shape and bits, accelerator, objective); the least recently used go
+    beyond ``size`` (keys hold accelerator objects, so a long sweep must not keep them all)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.entries, self.searches = size, OrderedDict(), 0
+
+    def __contains__(self, key) -> bool:
+        return key in self.entries
+
+    def get(self, key):
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+    def put(self, key, found: Mapping | None) -> None:
+        self.searches += 1
+        self.entries[key] = found
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.searches = 0
+
+
+SEARCHED = _Searched(8192)
+
+
 def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping | None:
-    """The best plan (None when not even the smallest aligned tile fits)."""
-    held = onchip(op, accel)
-    resident = _resident(op, accel, held)
-    mt, kt, nt, pm, pk, pn = _grid(op.m, op.k, op.n, accel)
-    legal, spills = _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident)
-    if not legal.any():
-        return None
-    plans = [x[legal] for x in (mt, kt, nt, pm, pk, pn, spills)]
-    known = widths(op, accel)
-    lower, energy = _lower_bounds(op, accel, objective, *plans, held, resident)
-    ranked = np.argsort(lower, kind="stable")
-    best_value, best, evaluated = np.inf, -1, 0
-    length = np.prod([ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), plans[:3], strict=True)], axis=0)
-    while evaluated < len(ranked) and lower[ranked[evaluated]] < best_value:
-        chunk = ranked[evaluated:evaluated + CHUNK]
-        chunk = chunk[(lower[chunk] < best_value) & (np.cumsum(length[chunk]) <= max(STEPS, length[chunk[0]]))]
-        steps = batch_steps(op, accel, *(x[chunk] for x in plans[:6]), spill=plans[6][chunk], resident=resident,
-                            onchip=held, widths=known)
-        cycles = batch_cycles(steps, op.count, accel)
-        total = energy[chunk] + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
-        value = {"cycles": cycles, "energy": total, "edp": total * cycles}[objective]
-        if value.min() < best_value:
-            best_value, best = value.min(), chunk[int(np.argmin(value))]
-        evaluated += len(chunk) if len(chunk) else len(ranked)
-    mt, kt, nt, pm, pk, pn, spill = (x[best] for x in plans)
-    order = "".join(d for _, d in sorted(zip((pm, pk, pn), DIMS, strict=True)))
-    plan = GemmPlan(op, int(mt), int(kt), int(nt), order, "dram" if spill else "buffer", *known, resident, held)
-    return Mapping(plan, cost_plan(plan, accel), len(lower), min(evaluated, len(lower)))
+    """The best plan (None when not even the smallest aligned tile fits), cached."""
+    key = (op, accel, objective)
+    if key not in SEARCHED:
+        SEARCHED.put(key, _search_variants((op,), accel, objective)[0])
+    return SEARCHED.get(key)
+
+
+def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) -> list[Mapping | None]:
+    """The best plan of each op (bit variants of one shape), searched together (see the module docstring).
+
+    Candidates are rows ``variant × grid``: legality, bounds and exact costs are computed for all
+    variants in the same numpy calls, and each variant keeps its own pick, the lexicographic minimum
+    of (exact value, bound, grid index).
+    """
+    op, count = ops[0], len(ops)
+    grid = _grid(op.m, op.k, op.n, accel)
+    mt, kt, nt, pm, pk, pn = grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn
+    size = len(mt)
+    known = [widths(o, accel) for o in ops]
+    held = [onchip(o, accel) for o in ops]
+    resident = [_resident(o, accel, h) for o, h in zip(ops, held, strict=True)]
+    variants = Variants.of(ops, accel, known, resident, held, *grid.tiles)
+    # per-variant facts as (variants, 1) columns: numpy broadcasts them against the (grid,) candidates
+    per_variant = tuple(variants.widths[:, i:i + 1] for i in range(4))
+    held_v = {x: variants.onchip[:, i:i + 1] for i, x in enumerate(("a", "b", "out"))}
+    resident_v = {"a": variants.resident[:, 0:1], "b": variants.resident[:, 1:2]}
+    legal, spills = (np.broadcast_to(x, (count, size)) for x in
+                     _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v, per_variant))
+    # what the array's precision decides, per variant and distinct tile (block counts are bits-independent)
+    counts = block_counts(op, accel, *grid.tiles)
+    terms = tuple(np.stack(parts)[:, grid.tile] for parts in zip(*(
+        (np.broadcast_to(t, grid.tiles[0].shape) for t in array_terms(o, accel, *grid.tiles, counts, table))
+        for o, table in zip(ops, variants.tables, strict=True)), strict=True))
+    lower, energy = _lower_bounds(ops, accel, objective, grid, spills, held_v, resident_v, per_variant, terms,
+                                  variants.tables)
+    lower = np.where(legal, lower, np.inf)
+    alive = legal.copy()
+    best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
+            "cycles": np.zeros(count, dtype=np.int64), "compute": np.zeros(count, dtype=np.int64)}
+    evaluated, batch, columns = np.zeros(count, dtype=np.int64), CHUNK, np.arange(size)
+    while alive.any():
+        masked = np.where(alive, lower, np.inf)
+        take = np.argpartition(masked, batch - 1, axis=1)[:, :batch] if batch < size else \
+            np.broadcast_to(columns, (count, size))
+        v = np.repeat(np.arange(count), take.shape[1])
+        g = take.ravel()
+        v, g = v[alive[v, g]], g[alive[v, g]]
+        cycles, compute = pipeline_totals(op, accel, variants, mt[g], kt[g], nt[g], pm[g], pk[g], pn[g], grid.tile[g],
+                                          spills[v, g], v)
+        if objective == "cycles":
+            value = cycles
+        else:
+            total = energy[v, g] + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
+            value = total if objective == "energy" else total * cycles
+        bound = lower[v, g]
+        order = np.lexsort((g, bound, value, v))
+        first = order[np.r_[True, v[order][1:] != v[order][:-1]]]  # each variant's pick of this batch
+        w = v[first]
+        better = (value[first] < best["value"][w]) | ((value[first] == best["value"][w]) & (
+            (bound[first] < best["bound"][w]) | ((bound[first] == best["bound"][w]) & (g[first] < best["index"][w]))))
+        w, first = w[better], first[better]
+        for key, new in (("value", value), ("bound", bound), ("index", g), ("cycles", cycles), ("compute", compute)):
+            best[key][w] = new[first]
+        evaluated += np.bincount(v, minlength=count)
+        alive[v, g] = False
+        # only a candidate whose bound is below its variant's pick (or ties it ahead of the pick) can still win
+        value_, bound_, index_ = (best[key][:, None] for key in ("value", "bound", "index"))
+        alive &= (lower < value_) | ((lower == value_) & (bound_ == value_) & (columns[None, :] < index_))
+        batch *= GROW_CHUNK
+    picked = np.flatnonzero(best["index"] < size)
+    chosen = best["index"][picked]
+    metrics = gemm_metrics(op, accel, *(x[chosen] for x in (mt, kt, nt, pm, pk, pn)), spill=spills[picked, chosen],
+                           resident={x: f[picked, 0] for x, f in resident_v.items()},
+                           onchip={x: f[picked, 0] for x, f in held_v.items()},
+                           widths=tuple(w[picked, 0] for w in per_variant),
+                           terms=tuple(t[picked, chosen] for t in terms))
+    found: list[Mapping | None] = [None] * count
+    for j, (i, g) in enumerate(zip(picked, chosen, strict=True)):
+        one = ops[i]
+        order = "".join(d for _, d in sorted(zip((pm[g], pk[g], pn[g]), DIMS, strict=True)))
+        plan = GemmPlan(one, int(mt[g]), int(kt[g]), int(nt[g]), order, "dram" if spills[i, g] else "buffer",
+                        *known[i], resident[i], held[i])
+        cost = gemm_cost(plan, accel, int(best["cycles"][i]), one.count * int(best["compute"][i]),
+                         {key: int(values[j]) for key, values in metrics.items()})
+        found[i] = Mapping(plan, cost, int(legal[i].sum()), int(evaluated[i]))
+    return found
 
 
 def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.ndarray:
@@ -267,43 +396,52 @@ def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.
     return first
 
 
-def _idle_ends(op, accel, mt, kt, nt, spills, held):
-    """Channel ticks (:attr:`hwsim.Dram.ticks_per_cycle`) the DRAM channel must idle at the two ends of a plan's pipeline: the first step computes
-    while only one step's fetch can overlap it, the last while only one write-back can (none of this
-    when the whole op is one step)."""
-    array, dram = accel.array, accel.dram
-    sa, sb, so, sp = widths(op, accel)
-    counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True)]
-    edges = [dim - (count - 1) * t for dim, count, t in zip((op.m, op.k, op.n), counts, (mt, kt, nt), strict=True)]
-    whole = np.ones(len(mt), dtype=bool)
+def _idle_ends(ops, accel, grid: _Grid, spills, held, known, tables):
+    """Channel ticks (:attr:`hwsim.Dram.ticks_per_cycle`) the DRAM channel must idle at the two ends of a
+    plan's pipeline: the first step computes while only one step's fetch can overlap it, the last while
+    only one write-back can (none of this when the whole op is one step). Per variant (rows) and
+    candidate; ``tables``: :func:`hwsim.plan.tile_table` per variant."""
+    op, array, dram = ops[0], accel.array, accel.dram
+    sa, sb, so, sp = known
+    counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), grid.tiles, strict=True)]
+    whole = np.ones(len(counts[0]), dtype=bool)  # the last tile starts the streamed dimension
     for count, extent in zip(counts, array.extents(op), strict=True):
         if extent is None:
             whole &= count == 1
-    overhead = array.instance_overhead_cycles(op)
-    first = array.tile_cycles(mt, kt, nt, op, True) + overhead
-    last = array.tile_cycles(*edges, op, whole) + overhead * (counts[0] * counts[1] * counts[2] == 1)
-    load = (0 if "a" in held else mt * kt * sa) + (0 if "b" in held else kt * nt * sb) + spills * mt * nt * sp
-    store = mt * nt * np.maximum(0 if "out" in held else so, spills * sp)
+    single = counts[0] * counts[1] * counts[2] == 1
+    overhead = np.array([[array.instance_overhead_cycles(one)] for one in ops])
+    tile = np.arange(len(whole))
+    first = (tables[:, 0, 0, 0, 1, :] + overhead)[:, grid.tile]
+    last = (tables[:, 1, 1, 1, whole.astype(np.int64), tile] + overhead * single)[:, grid.tile]
+    mt, kt, nt = grid.mt, grid.kt, grid.nt
+    load = np.where(placed(held, "a"), 0, mt * kt * sa) + np.where(placed(held, "b"), 0, kt * nt * sb) \
+        + spills * mt * nt * sp
+    store = mt * nt * np.maximum(np.where(placed(held, "out"), 0, so), spills * sp)
     tick = dram.ticks_per_cycle
     idle = np.maximum(first * tick - dram.ticks(load), 0) + np.maximum(last * tick - dram.ticks(store), 0)
-    return np.where(op.count * counts[0] * counts[1] * counts[2] > 1, idle, 0)
+    return np.where((op.count > 1) | ~single[grid.tile], idle, 0)
 
 
-def _lower_bounds(op, accel, objective, mt, kt, nt, pm, pk, pn, spills, held, resident):
-    """Per candidate, a value the exact objective never goes below (see the module docstring), and its
-    energy without the static part (exact: only static energy depends on the pipelined cycles)."""
-    metrics = gemm_metrics(op, accel, mt, kt, nt, pm, pk, pn, spill=spills, resident=resident, onchip=held,
-                           widths=widths(op, accel))
+def _lower_bounds(ops, accel, objective, grid: _Grid, spills, held, resident, known, terms, tables):
+    """Per variant (rows) and candidate, a value the exact objective never goes below (see the module
+    docstring), and its energy without the static part (exact: only static energy depends on the
+    pipelined cycles; None for the cycles objective, which does not need it)."""
+    op = ops[0]
+    metrics = gemm_metrics(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, spill=spills,
+                           resident=resident, onchip=held, widths=known, terms=terms, sram=objective != "cycles")
     channel, tick = accel.dram, accel.dram.ticks_per_cycle
     dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
     compute_bound = channel.ticks(metrics["first_load"]) + op.count * metrics["compute"] * tick \
         + channel.ticks(metrics["last_store"])
-    ticks = np.maximum(compute_bound, channel.ticks(dram) + _idle_ends(op, accel, mt, kt, nt, spills, held))
+    ticks = np.maximum(compute_bound, channel.ticks(dram) + _idle_ends(ops, accel, grid, spills, held, known,
+                                                                                   tables))
     cycles = -(-ticks // tick)
+    if objective == "cycles":  # energy is not needed to rank plans
+        return cycles, None
     sram = {name.split("_")[-1]: op.count * value for name, value in metrics.items() if name.startswith("sram_read")}
     sram_written = {name.split("_")[-1]: op.count * value for name, value in metrics.items()
                     if name.startswith("sram_write")}
-    energy = (op.macs * accel.array.mac_energy_pj(op) + sram_pj(accel, sram, sram_written)
-              + dram * accel.dram.energy_pj_per_bit)
+    mac_pj = np.array([[accel.array.mac_energy_pj(one)] for one in ops])
+    energy = op.macs * mac_pj + sram_pj(accel, sram, sram_written) + dram * accel.dram.energy_pj_per_bit
     total = energy + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
-    return {"cycles": cycles, "energy": total, "edp": total * cycles}[objective], energy
+    return {"energy": total, "edp": total * cycles}[objective], energy

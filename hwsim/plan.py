@@ -13,7 +13,7 @@ sequence the event simulation runs; its totals equal the closed form).
 
 Steps run lock-step through the double-buffered pipeline: while the array computes step i, DRAM
 fetches step i+1's new inputs and then writes back what step i−1 finished, so step i takes
-``max(C_i, L_{i+1} + S_{i−1})`` (:func:`pipeline_cycles`; the simpy engine schedules exactly this).
+``max(C_i, L_{i+1} + S_{i−1})`` (:mod:`hwsim.pipeline`; the simpy engine schedules exactly this).
 """
 
 from __future__ import annotations
@@ -24,28 +24,14 @@ import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.errors import HwsimError, TileError
+from hwsim.pipeline import DIMS, Steps, Variants, batch_steps, block_counts, pipeline_totals, tile_table
 from hwsim.workload import VECTOR_KINDS, Gemm, VectorOp
-
-DIMS = "mkn"
 
 
 def blocks(dim: int, tile: int) -> np.ndarray:
     """Block sizes along one dimension: full tiles then the remainder."""
     full, rest = divmod(dim, tile)
     return np.array((tile,) * full + ((rest,) if rest else ()), dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Steps:
-    """The pipeline of one op instance: per step, bits fetched before it, busy cycles, bits written
-    back after it; the op runs them ``repeat`` times. ``stall``: cycles the array waits before each
-    step on ports outside the shared channel (a replayed reference's own port model), or None."""
-
-    load_bits: np.ndarray
-    compute: np.ndarray
-    store_bits: np.ndarray
-    repeat: int = 1
-    stall: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -92,89 +78,24 @@ class GemmPlan:
                               widths=(self.bits_a, self.bits_b, self.bits_out, self.psum_bits))
         return {key: int(value) for key, value in values.items()}
 
+    def pipeline(self, accel: Accelerator) -> tuple[int, int]:
+        """Exact cycles of the op (all instances through the pipeline) and compute cycles of one instance:
+        the totals of :meth:`steps`, in closed form (:func:`hwsim.pipeline.pipeline_totals`)."""
+        cycles, compute = pipeline_totals(self.op, accel, *self._batch(accel))
+        return int(cycles[0]), int(compute[0])
+
     def steps(self, accel: Accelerator) -> Steps:
         """The tiles of one instance in loop order, as the event simulation runs them."""
-        batch = batch_steps(self.op, accel, *(np.array([x]) for x in (self.mt, self.kt, self.nt)),
-                            *(np.array([self.order.index(d)]) for d in DIMS), spill=np.array([self.spills]),
-                            resident=self.resident, onchip=self.onchip,
-                            widths=(self.bits_a, self.bits_b, self.bits_out, self.psum_bits))
+        batch = batch_steps(self.op, accel, *self._batch(accel))
         return Steps(batch.load_bits, batch.compute, batch.store_bits, self.op.count)
 
-
-@dataclass(frozen=True)
-class BatchSteps:
-    """The steps of many plans of one op, concatenated; plan ``c`` owns ``[start[c], start[c] + length[c])``."""
-
-    start: np.ndarray
-    length: np.ndarray
-    load_bits: np.ndarray
-    compute: np.ndarray
-    store_bits: np.ndarray
-
-
-def batch_steps(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, resident, onchip,
-                widths: tuple[int, int, int, int]) -> BatchSteps:
-    """Every tile step of every plan ``(mt, kt, nt, loop positions, spill)`` (equal-length arrays), in
-    loop order: a step fetches an operand tile when it differs from the previous step's (only at
-    first touch if resident, never if on chip), re-reads spilled partial sums when it reopens an output
-    block, and writes the block back when it leaves it (outputs after the last k-step, else spilled
-    partial sums)."""
-    array = accel.array
-    sa, sb, so, sp = widths
-    nm, nk, nn = ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)
-    per_position = np.stack([np.select([pm == p, pk == p], [nm, nk], nn) for p in range(3)])
-    length = nm * nk * nn
-    start = np.r_[0, np.cumsum(length)[:-1]]
-    plan = np.repeat(np.arange(len(length)), length)
-    step = np.arange(int(length.sum())) - start[plan]
-    inner, middle = per_position[2][plan], per_position[1][plan]
-    at = np.stack([step // (middle * inner), (step // inner) % middle, step % inner])
-    columns = np.arange(len(step))
-    im, ik, in_ = (at[position[plan], columns] for position in (pm, pk, pn))
-    nm, nk, nn, mt, kt, nt = (x[plan] for x in (nm, nk, nn, mt, kt, nt))
-    m = np.where(im == nm - 1, op.m - (nm - 1) * mt, mt)
-    k = np.where(ik == nk - 1, op.k - (nk - 1) * kt, kt)
-    n = np.where(in_ == nn - 1, op.n - (nn - 1) * nt, nt)
-    begins = step == 0
-    stream_start = np.ones_like(begins)
-    for index, extent in zip((im, ik, in_), array.extents(op), strict=True):
-        if extent is None:
-            stream_start &= index == 0
-    compute = np.asarray(array.tile_cycles(m, k, n, op, stream_start), dtype=np.int64) * np.ones_like(m)
-    compute = compute + np.where(begins, array.instance_overhead_cycles(op), 0)
-    load = (_fetches(im * nk + ik, begins, in_ == 0, "a", resident, onchip) * m * k * sa
-            + _fetches(ik * nn + in_, begins, im == 0, "b", resident, onchip) * k * n * sb)
-    block = im * nn + in_
-    opens = begins | np.r_[True, block[1:] != block[:-1]]
-    closes = np.r_[begins[1:], True] | np.r_[block[1:] != block[:-1], True]
-    final = ik == nk - 1
-    spilled = spill[plan]
-    load = load + np.where(spilled & opens & (ik > 0), m * n * sp, 0)
-    store = np.where(closes & final, m * n * (0 if "out" in onchip else so), 0)
-    store = store + np.where(spilled & closes & ~final, m * n * sp, 0)
-    return BatchSteps(start, length, load, compute, store)
-
-
-def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:
-    """Per plan, what :func:`pipeline_cycles` gives for its steps run ``repeat`` times (vectorised)."""
-    dram = accel.dram
-    tick = dram.ticks_per_cycle
-    loads, stores, compute = dram.ticks(steps.load_bits), dram.ticks(steps.store_bits), steps.compute * tick
-    first, last = steps.start, steps.start + steps.length - 1
-    index = np.arange(len(compute))
-    following = index + 1
-    following[last] = first  # the next instance's first step
-    previous = index - 1
-    previous[first] = last  # the previous instance's last step
-    next_load, previous_store = loads[following], stores[previous]
-    period = np.add.reduceat(np.maximum(compute, next_load + previous_store), first)
-    head = np.maximum(compute[first], next_load[first] + previous_store[first]) - \
-        np.maximum(compute[first], next_load[first])
-    tail = np.maximum(compute[last], next_load[last] + previous_store[last]) - \
-        np.maximum(compute[last], previous_store[last])
-    total = loads[first] + repeat * period - head - tail + stores[last]
-    single = loads[first] + compute[first] + stores[first]
-    return -(-np.where(steps.length * repeat == 1, single, total) // tick)
+    def _batch(self, accel: Accelerator) -> tuple:
+        """This plan as the batch functions' arguments: its variant facts, tiles, loop positions, spill."""
+        tiles = [np.array([x]) for x in (self.mt, self.kt, self.nt)]
+        variants = Variants.of([self.op], accel, [(self.bits_a, self.bits_b, self.bits_out, self.psum_bits)],
+                               [self.resident], [self.onchip], *tiles)
+        return (variants, *tiles, *(np.array([self.order.index(d)]) for d in DIMS), np.array([0]),
+                np.array([self.spills]), np.array([0]))
 
 
 def _fetches(key: np.ndarray, begins: np.ndarray, first_pass: np.ndarray, operand: str, resident,
@@ -193,15 +114,6 @@ def _revisits(nm, nk, nn, pm, pk, pn):
     return (nk > 1) & (((nm > 1) & (pm > pk)) | ((nn > 1) & (pn > pk)))
 
 
-def _classes(dim: int, tile, streamed: bool):
-    """(block size, how many, starts the streamed dimension) classes along one dimension."""
-    full, rest = np.divmod(dim, tile)
-    if not streamed:
-        return [(tile, full, True), (rest, (rest > 0).astype(np.int64), True)]
-    return [(tile, np.minimum(full, 1), True), (tile, np.maximum(full - 1, 0), False),
-            (rest, (rest > 0) & (full == 0), True), (rest, (rest > 0) & (full > 0), False)]
-
-
 def _folds(dim: int, tile, extent: int | None):
     """Array passes over one dimension: per block, ceil(size / extent), or 1 if it is streamed."""
     full, rest = np.divmod(dim, tile)
@@ -210,46 +122,62 @@ def _folds(dim: int, tile, extent: int | None):
     return full * ceil_div(tile, extent) + ceil_div(rest, extent)
 
 
+def array_terms(op: Gemm, accel: Accelerator, mt, kt, nt, counts: np.ndarray | None = None,
+                table: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """What of a plan's metrics the array's precision decides, per tile size (1-D arrays): compute cycles
+    of one instance, and the array passes over n, m and k (per block ``ceil(size / extent)``, 1 per
+    block if streamed). ``counts`` / ``table``: :func:`block_counts` / :func:`tile_table`, when known."""
+    extents = accel.array.extents(op)
+    counts = block_counts(op, accel, mt, kt, nt) if counts is None else counts
+    table = tile_table(op, accel, mt, kt, nt) if table is None else table
+    compute = accel.array.instance_overhead_cycles(op) + np.einsum("abcdT,abcdT->T", counts, table)
+    return compute, _folds(op.n, nt, extents[2]), _folds(op.m, mt, extents[0]), _folds(op.k, kt, extents[1])
+
+
 def gemm_metrics(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, resident, onchip,
-                 widths: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
+                 widths: tuple, terms: tuple | None = None, sram: bool = True) -> dict[str, np.ndarray]:
     """Per-instance compute cycles, DRAM bits, SRAM bits and pipeline ends of plans, vectorised.
 
     ``mt, kt, nt`` are tile sizes and ``pm, pk, pn`` the positions (0 = outer) of the m, k, n loops,
     as ints or equal-shape arrays; ``spill`` (bool or array) says partial sums go to DRAM between
-    revisits; ``resident`` / ``onchip`` as in :class:`GemmPlan`; ``widths`` = storage bits of A, B,
-    write-back bits, psum bits. A single plan's :meth:`GemmPlan.steps` sums to the same numbers.
+    revisits; ``resident`` / ``onchip`` as in :class:`GemmPlan` (or, per plan, operand -> bool array);
+    ``widths`` = storage bits of A, B, write-back bits, psum bits (ints or per-plan arrays); ``terms``:
+    :func:`array_terms` when already known (bit variants priced together); ``sram=False`` leaves out
+    the SRAM traffic (a cycle bound does not need it). A single plan's
+    :meth:`GemmPlan.steps` sums to the same numbers.
     """
-    array = accel.array
     sa, sb, so, sp = widths
     m_all, k_all, n_all = op.m, op.k, op.n
     nm, nk, nn = ceil_div(m_all, mt), ceil_div(k_all, kt), ceil_div(n_all, nt)
-    extents = array.extents(op)
-    classes = [_classes(dim, tile, extent is None)
-               for dim, tile, extent in zip((m_all, k_all, n_all), (mt, kt, nt), extents, strict=True)]
-    compute = array.instance_overhead_cycles(op)
-    for sm, cm, fm in classes[0]:
-        for sk, ck, fk in classes[1]:
-            for sn, cn, fn in classes[2]:
-                compute = compute + cm * ck * cn * array.tile_cycles(sm, sk, sn, op, fm and fk and fn)
+    if terms is None:
+        shape = np.broadcast(mt, kt, nt).shape
+        terms = (x.reshape(shape) for x in array_terms(op, accel, *(np.broadcast_to(t, shape).ravel()
+                                                                     for t in (mt, kt, nt))))
+    compute, folds_n, folds_m, psum_passes = terms
+    held_a, held_b, held_out = (placed(onchip, x) for x in ("a", "b", "out"))
     inner_a = np.maximum(np.where(nm > 1, pm, -1), np.where(nk > 1, pk, -1))
     inner_b = np.maximum(np.where(nk > 1, pk, -1), np.where(nn > 1, pn, -1))
-    a_times = 1 if "a" in resident else np.where((nn > 1) & (pn < inner_a), nn, 1)
-    b_times = 1 if "b" in resident else np.where((nm > 1) & (pm < inner_b), nm, 1)
-    a_bits = 0 if "a" in onchip else m_all * k_all * sa * a_times
-    b_bits = 0 if "b" in onchip else k_all * n_all * sb * b_times
-    out_bits = 0 if "out" in onchip else so
+    a_times = np.where(placed(resident, "a"), 1, np.where((nn > 1) & (pn < inner_a), nn, 1))
+    b_times = np.where(placed(resident, "b"), 1, np.where((nm > 1) & (pm < inner_b), nm, 1))
+    a_bits = np.where(held_a, 0, m_all * k_all * sa * a_times)
+    b_bits = np.where(held_b, 0, k_all * n_all * sb * b_times)
+    out_bits = np.where(held_out, 0, so)
     spilled = np.where(spill & _revisits(nm, nk, nn, pm, pk, pn), m_all * n_all * sp * (nk - 1), 0)
-    psum_passes = _folds(k_all, kt, extents[1])
     last_m, last_n = m_all - (nm - 1) * mt, n_all - (nn - 1) * nt
     zero = np.zeros(np.broadcast(mt, kt, nt, pm).shape, dtype=np.int64)
-    return {
+    metrics = {
         "compute": zero + compute,
         "dram_read": zero + a_bits + b_bits + spilled,
         "dram_write": zero + m_all * n_all * out_bits + spilled,
-        "first_load": zero + (0 if "a" in onchip else mt * kt * sa) + (0 if "b" in onchip else kt * nt * sb),
+        "first_load": zero + np.where(held_a, 0, mt * kt * sa) + np.where(held_b, 0, kt * nt * sb),
         "last_store": zero + last_m * last_n * out_bits,
-        "sram_read_ifmap": zero + m_all * k_all * sa * _folds(n_all, nt, extents[2]),
-        "sram_read_filter": zero + k_all * n_all * sb * _folds(m_all, mt, extents[0]),
+    }
+    if not sram:
+        return metrics
+    return {
+        **metrics,
+        "sram_read_ifmap": zero + m_all * k_all * sa * folds_n,
+        "sram_read_filter": zero + k_all * n_all * sb * folds_m,
         "sram_read_ofmap": zero + m_all * n_all * (sp * (psum_passes - 1) + so) + spilled,
         "sram_write_ifmap": zero + a_bits,
         "sram_write_filter": zero + b_bits,
@@ -257,24 +185,9 @@ def gemm_metrics(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill,
     }
 
 
-def pipeline_cycles(steps: Steps, accel: Accelerator) -> int:
-    """Exact time of ``steps`` run ``repeat`` times lock-step through the double-buffered pipeline.
-
-    Step i costs ``max(C_i, L_{i+1} + S_{i−1})`` (DRAM fetches the next step's inputs, then
-    writes back what the previous step finished); add the first load and the last store. Times are
-    in the channel's ticks (:attr:`hwsim.Dram.ticks_per_cycle`); the total rounds up to whole cycles.
-    """
-    dram = accel.dram
-    tick = dram.ticks_per_cycle
-    loads, stores = dram.ticks(steps.load_bits), dram.ticks(steps.store_bits)
-    compute, repeat, n = steps.compute * tick, steps.repeat, len(steps.compute)
-    waits = 0 if steps.stall is None else repeat * int(steps.stall.sum())
-    if n * repeat == 1:
-        return ceil_div(int(loads[0] + compute[0] + stores[0]), tick) + waits
-    period = int(np.maximum(compute, np.roll(loads, -1) + np.roll(stores, 1)).sum())
-    first = max(compute[0], loads[1 % n] + stores[-1]) - max(compute[0], loads[1 % n])
-    last = max(compute[-1], loads[0] + stores[n - 2]) - max(compute[-1], stores[n - 2])
-    return ceil_div(int(loads[0] + repeat * period - first - last + stores[-1]), tick) + waits
+def placed(where, operand: str):
+    """Whether ``operand`` is in a placement: a set of operands (one plan), or operand -> bool per plan."""
+    return operand in where if isinstance(where, (set, frozenset)) else where[operand]
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,17 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hwsim.errors import HwsimError
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_CALIBRATION_IMAGES
 from pmq.errors import PMQError
 
-if TYPE_CHECKING:
-    from pmq.allocation import BitAllocation
-
-
 FLAGS = {"out_dir": "--out", "checkpoint": "--checkpoint", "data_dir": "--data", "cache_dir": "$PMQ_CACHE_DIR",
-         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit"}
+         "pretrained": "--pretrained", "observer": "--observer", "results_dir": "RUN_DIR", "limit": "--limit",
+         "model": "--model", "input_size": "--input-size", "accelerator": "--accelerator",
+         "objective": "--objective", "second_objective": "--also", "bits": "--bits",
+         "allocation_file": "--allocation", "space": "--space", "budgets": "--budgets", "executor": "--executor",
+         "scheduler": "--scheduler", "method": "--method"}
 """Library parameter names (``PMQError.param``) → the flag a user typed."""
 METAVARS = {"out": "DIR", "data": "DIR", "limit": "N", "checkpoint": "CKPT", "init": "CKPT", "bits": "WxAy",
             "allocation": "FILE", "calibration_images": "N", "calibration_seed": "S", "accelerator": "NAME|YAML",
@@ -64,153 +63,75 @@ def _input_size(text: str) -> tuple[int, ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pmq.models import DEMO_CHECKPOINT
     from pmq.train import TrainConfig, train_demo
 
-    out = Path(args.out) if args.out else DEMO_CHECKPOINT
     config = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, augment=not args.no_augment,
-                         warmup_epochs=args.warmup_epochs if args.warmup_epochs is not None else (0.0 if args.init else 1.0))
-    record = train_demo(out, config, args.data, args.init)
-    print(f"wrote {out} (test top-1 {100 * record['test_top1']:.2f}%)")
+                         warmup_epochs=args.warmup_epochs)
+    record = train_demo(args.out, config, args.data, args.init)
+    print(f"wrote {record['checkpoint']} (test top-1 {100 * record['test_top1']:.2f}%)")
     return 0
 
 
-def resolve_allocation(args: argparse.Namespace, component_names: list[str]) -> BitAllocation:
-    """``--bits W4A8`` (uniform), ``--allocation FILE`` (validated against the model) or float."""
-    from pmq.allocation import BitAllocation
-
-    if getattr(args, "allocation", None):
-        return BitAllocation.load(args.allocation).validate(component_names)
-    return BitAllocation.uniform(args.bits or "float", component_names)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pmq.allocation import Bits
-    from pmq.experiment import Experiment
+    from pmq.jobs import EvaluateJob, evaluate
 
-    if args.bits:
-        Bits.parse(args.bits)  # bad settings fail before anything is loaded
-    # an observer only means something for static ranges: --observer switches activations to per tensor
-    experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                            calibration_images=args.calibration_images, observer=args.observer,
-                            seed=args.calibration_seed, granularity="tensor" if args.observer else None,
-                            input_size=args.input_size)
-    allocation = resolve_allocation(args, experiment.component_names)
-    result = experiment.evaluate(allocation, args.limit, progress=not args.json)
+    job = EvaluateJob(_model_spec(args), args.bits, args.allocation, args.data, args.calibration_images,
+                      args.observer, args.calibration_seed, args.limit, progress=not args.json)
+    run = evaluate(job)
+    result = run.result
     if args.json:
         print(json.dumps({"top1": result.top1, "size_mb": result.size_mb, "gbops": result.gbops}))
     else:
-        setting = args.bits or (str(args.allocation) if args.allocation else "float")
-        print(f"{experiment.loaded.tag} at {setting}: top-1 {100 * result.top1:.2f}% on {result.images} images, "
+        print(f"{run.model_tag} at {run.setting}: top-1 {100 * result.top1:.2f}% on {result.images} images, "
               f"{result.size_mb:.3f} MB, {result.gbops:.3f} GBOPs")
     return 0
 
 
+def _model_spec(args: argparse.Namespace):  # noqa: ANN202
+    from pmq.jobs import ModelSpec
+
+    return ModelSpec(args.model, args.checkpoint, args.pretrained, args.input_size)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from contextlib import nullcontext
+    from pmq.jobs import SimulateJob, simulate
 
-    from pmq.runs import RunFolder
-
-    # written only when asked; then the folder is checked and locked before anything is loaded
-    with RunFolder(args.out, "simulate") if args.out else nullcontext() as folder:
-        summary, line = _simulate(args, folder)
-    print(json.dumps(summary) if args.json else line)
+    job = SimulateJob(args.accelerator, _model_spec(args) if args.model else None, args.workload, args.bits,
+                      args.allocation, args.batch, args.mapping)
+    run = simulate(job, args.out)
+    s = run.summary
+    if args.json:
+        keys = ("cycles", "latency_s", "energy_pj", "bops", "utilization")
+        printed = {key: getattr(s, key) for key in keys}
+        print(json.dumps(printed | ({"per_op": str(run.folder / s.per_op_file)} if run.folder else {})))
+    else:
+        where = run.folder or "not written: pass --out DIR to keep per_op.csv and run.json"
+        print(f"{run.label} on {s.accelerator}: {s.cycles:,} cycles, {1e3 * s.latency_s:.3f} ms, "
+              f"{s.energy_pj / 1e6:.2f} uJ, {s.bops / 1e9:.2f} GBOPs, "
+              f"utilisation {100 * s.utilization:.1f}%  ({where})")
     return 0
 
 
-def _simulate(args: argparse.Namespace, folder) -> tuple[dict, str]:
-    import accelerators
-    import hwsim
-    from pmq.allocation import Bits
-    from pmq.runs import write_simulation
-
-    accel = accelerators.load(args.accelerator)
-    mapper = hwsim.mapper_for(args.mapping)
-    if args.mapping == "reference":
-        hwsim.reference.check_reference(accel)  # fail before loading a model
-    if args.workload:
-        if args.allocation:
-            raise PMQError("--allocation needs --model (a topology CSV has no components): use --bits WxAy")
-        bits = Bits.parse(args.bits or "W8A8")
-        if bits.w is None:
-            raise PMQError("--workload needs integer bits: use --bits WxAy (e.g. W8A8)")
-        workload = hwsim.Workload.from_topology_csv(args.workload, bits_a=bits.a, bits_b=bits.w)
-        label, allocation, tag = Path(args.workload).stem, {"uniform": str(bits)}, str(args.workload)
-    else:
-        from pmq.models import load_model
-        from pmq.trace import trace_model
-
-        loaded = load_model(args.model, args.checkpoint, args.pretrained, args.input_size)
-        trace = trace_model(loaded.model, loaded.input_size, batch=args.batch, name=loaded.name)
-        alloc = resolve_allocation(args, trace.component_names)
-        workload = trace.workload(alloc)
-        label, allocation, tag = args.model, alloc.to_dict(), loaded.tag
-    result = hwsim.simulate(workload, accel, mapper=mapper)
-    summary = {key: result.summary()[key] for key in ("cycles", "latency_s", "energy_pj", "bops", "utilization")}
-    where = "not written: pass --out DIR to keep per_op.csv and run.json"
-    if folder is not None:
-        write_simulation(folder, result, accel, batch=args.batch, allocation=allocation, model_tag=tag,
-                         mapping=args.mapping)
-        summary["per_op"] = str(folder.root / "per_op.csv")
-        where = str(folder.root)
-    return summary, (f"{label} on {accel.name}: {result.cycles:,} cycles, {1e3 * result.latency_s:.3f} ms, "
-                     f"{result.energy_pj / 1e6:.2f} uJ, {result.bops / 1e9:.2f} GBOPs, "
-                     f"utilisation {100 * result.utilization:.1f}%  ({where})")
-
-
-def _patchwise_step(args: argparse.Namespace, experiment, result, accel) -> None:
-    """``--patchwise``: reallocate token bits on the chosen allocation; the summary then describes it."""
-    from pmq.patchwise.search import run_patchwise
-
-    # token bits change no weight, so a size search hands its patch-wise step to BOPs
-    objective = args.patchwise_objective or ("bops" if args.objective == "size" else args.objective)
-    patchwise = run_patchwise(experiment, result.allocation, accel, objective, args.patchwise_budget,
-                              limit=args.limit, evaluate_base=False, progress=not args.json)
-    result.allocation = patchwise.allocation
-    simulated = patchwise.summary["patchwise_simulated"]
-    before = {key: result.summary[key] for key in ("top1", "latency_s", "energy_pj", "cycles", "gbops")}
-    result.summary.update(top1=patchwise.summary["top1"], latency_s=simulated["latency_s"],
-                          energy_pj=simulated["energy_pj"], cycles=simulated["cycles"],
-                          gbops=experiment.trace.bops(result.allocation) / 1e9,
-                          before_patchwise=before, patchwise=patchwise.summary)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
-    import accelerators
-    from pmq.experiment import Experiment
-    from pmq.runs import RunFolder, default_out, write_search
-    from pmq.search import check_objective, run_search
-    from pmq.sensitivity import get_metric
+    from pmq.jobs import SearchJob, search
 
-    check_objective(args.objective)
-    if args.also:
-        check_objective(args.also)
-    get_metric(args.metric)
-    accel = accelerators.load(args.accelerator)
-    out = Path(args.out) if args.out else default_out("search", args.model, accel.name, args.objective, args.budget)
-    with RunFolder(out, "search") as folder:  # checked and locked before any work
-        experiment = Experiment(args.model, args.checkpoint, args.pretrained, args.data,
-                                calibration_images=args.calibration_images, input_size=args.input_size)
-        if args.patchwise:
-            experiment.trace.check_patchwise()  # before any sensitivity pass
-        result = run_search(experiment, accel, args.objective, args.budget, metric=args.metric,
-                            bit_choices=args.bit_choices, second_objective=args.also, limit=args.limit,
-                            progress=not args.json)
-        if args.patchwise:
-            _patchwise_step(args, experiment, result, accel)
-        write_search(folder, result, model_tag=experiment.loaded.tag)
-    s = result.summary
+    job = SearchJob(_model_spec(args), args.objective, args.budget, args.accelerator, args.metric, args.also,
+                    args.bit_choices, args.data, args.calibration_images, args.limit, args.patchwise,
+                    args.patchwise_objective, args.patchwise_budget, progress=not args.json)
+    s, out = search(job, args.out)
+    m = s.measured
     if args.json:
-        print(json.dumps({key: s[key] for key in ("top1", "size_mb", "gbops", "latency_s", "energy_pj", "omega")}
-                         | {"allocation": str(out / "allocation.json")}))
-    else:
-        print(f"{s['model_tag']} [{args.metric}, {args.objective} <= {args.budget}]: top-1 {100 * s['top1']:.2f}%, "
-              f"{s['size_mb']:.3f} MB, {s['gbops']:.3f} GBOPs, {1e3 * s['latency_s']:.3f} ms and "
-              f"{s['energy_pj'] / 1e6:.2f} uJ on {accel.name}; frontier of {s['frontier_points']} points  ({out})")
-        if args.patchwise:
-            p = s["patchwise"]
-            print(f"patch-wise [{p['objective']} <= {p['budget']}]: {p['cost'] / p['base_cost']:.4f}x the base's "
-                  f"{p['objective']}; layers: {', '.join(f'{k} {v}' for k, v in p['layers'].items()) or 'none'}")
+        print(json.dumps({"top1": m.top1, "size_mb": m.size_mb, "gbops": m.gbops, "latency_s": m.latency_s,
+                          "energy_pj": m.energy_pj, "omega": s.omega,
+                          "allocation": str(out / s.allocation_file)}))
+        return 0
+    print(f"{s.model_tag} [{s.metric}, {s.objective} <= {s.budget}]: top-1 {100 * m.top1:.2f}%, "
+          f"{m.size_mb:.3f} MB, {m.gbops:.3f} GBOPs, {1e3 * m.latency_s:.3f} ms and "
+          f"{m.energy_pj / 1e6:.2f} uJ on {s.accelerator}; frontier of {s.frontier_points} points  ({out})")
+    if s.patchwise is not None:
+        p = s.patchwise
+        print(f"patch-wise [{p.objective} <= {p.budget}]: {p.cost / p.base_cost:.4f}x the base's "
+              f"{p.objective}; layers: {', '.join(f'{k} {v}' for k, v in p.layers.items()) or 'none'}")
     return 0
 
 
@@ -231,20 +152,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from pmq.plots.sweep import save_sweep_figure
-    from pmq.sweep import SweepConfig, SweepSettings, sweep
+    from pmq.jobs import sweep_and_plot
+    from pmq.sweep import SweepConfig, SweepSettings
 
     settings = SweepSettings(args.objective, args.budgets, args.executor, args.scheduler, args.workers, args.method,
                              progress=not args.json)
-    result = sweep(args.space, args.out, SweepConfig(
+    run = sweep_and_plot(args.space, args.out, SweepConfig(
         args.model, args.checkpoint, args.pretrained, args.data, args.metric, args.bit_choices,
         args.calibration_images, limit=args.limit, settings=settings, input_size=args.input_size))
-    figure = save_sweep_figure(result.out)
-    summary = {"table": str(result.table), "pareto": str(result.pareto), "figure": str(figure),
-               "points": len(result.rows),
-               "failed": result.failed, "computed_designs": result.computed_designs, "wall_s": result.wall_s}
+    result, figure = run.result, run.figure
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({"table": str(result.table), "pareto": str(result.pareto), "figure": str(figure),
+                          "points": len(result.rows), "failed": result.failed,
+                          "computed_designs": result.computed_designs, "wall_s": result.wall_s}))
     else:
         print(f"{len(result.rows)} points ({result.failed} failed, {result.computed_designs} designs computed now) "
               f"in {result.wall_s:.1f} s: {result.table}, Pareto set {result.pareto}, figure {figure}")
@@ -324,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", choices=("search", "reference"), default="search",
                    help="search: hwsim's mapper; reference: the preset's reference simulator's own mapping "
                         "(bitfusion: BitFusion's simulator, int8_systolic: SCALE-Sim's folds)")
-    p.add_argument("--out", type=Path, help="folder for per_op.csv and summary.json")
+    p.add_argument("--out", type=Path, help="folder for per_op.csv and run.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_simulate)
 

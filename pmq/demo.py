@@ -217,18 +217,18 @@ class _DemoRun:
             for i, budget in enumerate(budgets):
                 self.step(f"{metric} search, {objective} <= {budget}")
                 result = self.search.run(metric, (objective,), budget, limit=self.test_images)
-                s = result.summary
+                s, m = result.summary, result.summary.measured
                 if i == 0:  # one frontier per (metric, objective): the budgets only pick points on it
                     self.writer.add_frontier(
                         metric, objective, result.frontier, result.costs.fixed[objective],
                         result.costs.in_units(objective, 1.0), OBJECTIVES[objective], accel.name)
                 label = allocation_label(metric, objective, budget)
-                evaluated = EvalResult(s["top1"], s["size_mb"], s["gbops"], s["images"])
+                evaluated = EvalResult(m.top1, m.size_mb, m.gbops, m.images)
                 sims = self.simulate_all(result.allocation)
                 self.writer.add_allocation(label, metric, result.allocation,
-                                           {n: _measured(evaluated, sim, s["omega"]) for n, sim in sims.items()},
+                                           {n: _measured(evaluated, sim, s.omega) for n, sim in sims.items()},
                                            sims, metric=metric, objective=objective, budget=budget,
-                                           budget_value=s["budget_value"], budget_unit=s["budget_unit"])
+                                           budget_value=s.budget_value, budget_unit=s.budget_unit)
                 self.chosen[label] = result.allocation
                 if objective == cfg.highlight_objective and i == len(budgets) // 2:
                     self.highlight.append(label)
@@ -254,8 +254,9 @@ class _DemoRun:
         allocation.metadata.update({"method": "patchwise", "base_allocation": base_label})
         sims = self.simulate_all(allocation)
         evaluated = experiment.evaluate(allocation, self.test_images, progress=False)
+        omega = search.summary.omega
         self.writer.add_allocation(label, "patchwise", allocation,
-                                   {n: _measured(evaluated, s, search.summary["omega"]) for n, s in sims.items()},
+                                   {n: _measured(evaluated, s, omega) for n, s in sims.items()},
                                    sims, metric="pmq", objective=cfg.patchwise_objective,
                                    budget=cfg.patchwise_budget, base=base_label)
         images, labels = _distinct_class_images(experiment.test_set, cfg.token_map_images)

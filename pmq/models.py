@@ -76,14 +76,15 @@ def _cached_pretrained(name: str) -> str | None:
     if offline:
         raise PMQError(f"no pretrained weights for {name!r} in the cache {where} and {host or 'no hub'} is "
                        "not reachable (offline): download them on a connected machine into that folder "
-                       "(same HF_HOME/TORCH_HOME), or drop --pretrained", param="pretrained")
+                       "(same HF_HOME/TORCH_HOME), or load without pretrained weights", param="pretrained")
     return None
 
 
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a checkpoint written by ``pmq train`` ({"model": state_dict}) or a bare state_dict."""
     if not path.is_file():
-        raise PMQError(f"checkpoint {path} not found: run `pmq train --out {path}` or pass --checkpoint")
+        raise PMQError(f"checkpoint {path} not found: train the model into it (`pmq train`) or name an "
+                       "existing checkpoint", param="checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # random bytes raise UnpicklingError, zip errors, ... (all mean: not a checkpoint)
@@ -105,19 +106,22 @@ def _user_model(spec: str) -> torch.nn.Module:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import-time failure of the user's code
-        raise PMQError(f"--model {spec}: cannot import {module_name!r} ({type(exc).__name__}: "
-                       f"{(str(exc).splitlines() or [''])[0]}): put its package on PYTHONPATH") from None
+        raise PMQError(f"model {spec}: cannot import {module_name!r} ({type(exc).__name__}: "
+                       f"{(str(exc).splitlines() or [''])[0]}): put its package on PYTHONPATH",
+                       param="model") from None
     build = getattr(module, function, None)
     if not callable(build):
-        raise PMQError(f"--model {spec}: {module_name} has no function {function!r}: "
-                       "give package.module:function of a function that returns an nn.Module")
+        raise PMQError(f"model {spec}: {module_name} has no function {function!r}: "
+                       "give package.module:function of a function that returns an nn.Module", param="model")
     try:
         model = build()
     except Exception as exc:  # the user's builder failed
-        raise PMQError(f"--model {spec}: {function}() failed ({type(exc).__name__}: "
-                       f"{(str(exc).splitlines() or [''])[0]}): it must build the model with no arguments") from None
+        raise PMQError(f"model {spec}: {function}() failed ({type(exc).__name__}: "
+                       f"{(str(exc).splitlines() or [''])[0]}): it must build the model with no arguments",
+                       param="model") from None
     if not isinstance(model, torch.nn.Module):
-        raise PMQError(f"--model {spec}: {function}() returned a {type(model).__name__}, not a torch.nn.Module")
+        raise PMQError(f"model {spec}: {function}() returned a {type(model).__name__}, not a torch.nn.Module",
+                       param="model")
     return model
 
 
@@ -146,7 +150,8 @@ def load_model(name: str, checkpoint: str | Path | None = None, pretrained: bool
             model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay)
         except Exception as exc:  # timm raises many kinds when weights can't be fetched
             raise PMQError(f"could not load pretrained weights for {name!r} ({type(exc).__name__}): "
-                           "put them in timm's cache or drop --pretrained", param="pretrained") from None
+                           "put them in timm's cache or load without pretrained weights",
+                           param="pretrained") from None
         tag = f"{name}.{model.pretrained_cfg.get('tag') or 'default'}" if pretrained else f"{name} (random init)"
     if checkpoint:
         _load_weights(model, Path(checkpoint))

@@ -12,6 +12,7 @@ from pmq.defaults import FLOAT_BITS_ON_HARDWARE
 from pmq.io import write_text
 from pmq.plots.allocation import PART_NAMES, layer_grid
 from pmq.plots.pareto import top1_standard_error
+from pmq.records import AllocationEntry
 from pmq.results import FIGURES_DIR, POINTS_FILE, REPORT_FILE, RUN_FILE, Results, load_results
 
 FIGURE_CAPTIONS = {
@@ -53,15 +54,15 @@ def _fixed(value: float | None, digits: int) -> str | None:
     return None if value is None else f"{value:.{digits}f}"
 
 
-def _method(results: Results, entry: dict[str, Any]) -> str:
-    return results.style(entry["method"]).label
+def _method(results: Results, entry: AllocationEntry) -> str:
+    return results.style(entry.method).label
 
 
-def _budget(entry: dict[str, Any]) -> str:
-    if not entry["budget"]:
+def _budget(entry: AllocationEntry) -> str:
+    if not entry.budget:
         return "–"
-    of = f" of `{entry['base']}`" if entry.get("base") else ""
-    return f"{entry['objective']} ≤ {entry['budget']}{of}"
+    of = f" of `{entry.base}`" if entry.base else ""
+    return f"{entry.objective} ≤ {entry.budget}{of}"
 
 
 def _setup(results: Results) -> list[str]:
@@ -146,8 +147,8 @@ def _results_tables(results: Results) -> list[str]:
         p = results.point(label, primary)
         if p is None:
             continue
-        entry = results.run["allocations"][label]
-        omega = None if p["omega"] is None else f"{p['omega']:.4g}" + ("†" if entry["method"] == "patchwise" else "")
+        entry = results.entries[label]
+        omega = None if p["omega"] is None else f"{p['omega']:.4g}" + ("†" if entry.method == "patchwise" else "")
         rows.append([f"`{label}`", _method(results, entry), _budget(entry),
                      f"{100 * p['top1']:.2f} ± {top1_standard_error(p):.2f}", _fixed(p["size_mb"], 3),
                      _fixed(p["gbops"], 3), _fixed(p["latency_s"] * 1e3, 4), _fixed(p["energy_pj"] * 1e-6, 2), omega])
@@ -160,7 +161,7 @@ def _results_tables(results: Results) -> list[str]:
              "on each metric's own scale (PMQ and HAWQ-v2 values are not comparable)."
              + (" † Patch-wise rows: the Ω of the token-group step (Fisher-weighted error of moving token "
                 "groups to fewer bits, summed over layers), not the component ΣΩ of the search above it."
-                if any(e["method"] == "patchwise" for e in results.run["allocations"].values()) else ""),
+                if any(e.method == "patchwise" for e in results.entries.values()) else ""),
              *_hardware_notes(results)]
     accels = results.accelerators
     base_accel, base_setting = results.baseline
@@ -189,7 +190,7 @@ def _hardware_notes(results: Results) -> list[str]:
     """What a reader would otherwise ask: why two settings cost the same on an accelerator, and
     why a patch-wise allocation is slower than its base on the search's accelerator."""
     notes = []
-    uniform = [label for label in results.labels if results.run["allocations"][label]["method"] == "uniform"]
+    uniform = [label for label in results.labels if results.entries[label].method == "uniform"]
     for accelerator in results.accelerators:
         cycles: dict[int, list[str]] = {}
         for label in uniform:
@@ -203,12 +204,12 @@ def _hardware_notes(results: Results) -> list[str]:
                          "array's time does not depend on the bits in which they differ"
                          + (f" ({description.strip().rstrip('.')})" if description else "") + ".")
     primary = results.primary_accelerator
-    for label, entry in results.run["allocations"].items():
-        p, b = results.point(label, primary), results.point(entry.get("base") or "", primary)
-        if entry["method"] == "patchwise" and p and b and p["latency_s"] > b["latency_s"]:
-            notes.append(f"- `{label}` is slower than its base `{entry['base']}` on `{primary}` "
+    for label, entry in results.entries.items():
+        p, b = results.point(label, primary), results.point(entry.base, primary)
+        if entry.method == "patchwise" and p and b and p["latency_s"] > b["latency_s"]:
+            notes.append(f"- `{label}` is slower than its base `{entry.base}` on `{primary}` "
                          f"({p['latency_s'] * 1e3:.4f} vs {b['latency_s'] * 1e3:.4f} ms) although it has fewer BOPs: "
-                         f"its budget was on {entry['objective']}; ranking and regrouping tokens (`token_score`, `regroup` "
+                         f"its budget was on {entry.objective}; ranking and regrouping tokens (`token_score`, `regroup` "
                          "ops on the vector unit) and running each token group as its own GEMM part cost more "
                          "cycles there than the fewer activation bits save.")
     return ["", "Notes:", *notes] if notes else []
@@ -217,9 +218,9 @@ def _hardware_notes(results: Results) -> list[str]:
 def _allocations(results: Results) -> list[str]:
     lines = ["## Chosen allocations", ""]
     for label in results.run.get("highlight", []):
-        if label not in results.run["allocations"]:
+        if label not in results.entries:
             continue
-        entry = results.run["allocations"][label]
+        entry = results.entries[label]
         allocation = results.allocation(label)
         rows_, parts, cells = layer_grid(list(allocation))
         grid: dict[int, dict[str | None, str]] = {}
@@ -232,13 +233,13 @@ def _allocations(results: Results) -> list[str]:
             else:
                 body.append([row_label, *[grid[r].get(p, "") for p in parts]])
         p = results.point(label, results.primary_accelerator)
-        lines += [f"### `{label}`: {_method(results, entry)}, {entry['objective']} ≤ {entry['budget']}"
+        lines += [f"### `{label}`: {_method(results, entry)}, {entry.objective} ≤ {entry.budget}"
                   + (f" — top-1 {100 * p['top1']:.2f}%, {p['latency_s'] * 1e3:.4f} ms, "
                      f"{p['energy_pj'] * 1e-6:.2f} µJ on `{results.primary_accelerator}`" if p else ""), "",
                   table(["layer", *[PART_NAMES.get(x, x) for x in parts]], body), "",
                   "Cells read W(weight or 2nd operand bits)A(input or 1st operand bits).", ""]
-    for label, entry in results.run["allocations"].items():
-        if entry["method"] != "patchwise":
+    for label, entry in results.entries.items():
+        if entry.method != "patchwise":
             continue
         patchwise = results.allocation(label).patchwise
         layers = patchwise.get("layers", {})
@@ -246,13 +247,13 @@ def _allocations(results: Results) -> list[str]:
                  "/".join(str(b) for b in setting.get("levels", patchwise.get("levels", [])))]
                 for layer, setting in layers.items()]
         p = results.point(label, results.primary_accelerator)
-        lines += [f"### `{label}`: patch-wise on `{entry['base']}`, {_budget(entry)}"
+        lines += [f"### `{label}`: patch-wise on `{entry.base}`, {_budget(entry)}"
                   + (f" — top-1 {100 * p['top1']:.2f}%" if p else ""), "",
                   (table(["layer", "ρ (share of patches kept high)", "bit levels"], body) if body
                    else "No layer gained from token groups under this budget."), "",
                   f"Operands {', '.join(patchwise.get('apply_to', []))}; tokens ranked by "
                   f"{patchwise.get('score', 'cls_attention')}; the class token stays at the high level.", ""]
-    files = ", ".join(f"`{e['file']}`" for e in results.run["allocations"].values())
+    files = ", ".join(f"`{e.file}`" for e in results.entries.values())
     lines.append(f"Every allocation (loadable by `pmq evaluate/simulate --allocation`): {files}.")
     return lines
 

@@ -38,6 +38,7 @@ from pmq.budget import Budget
 from pmq.errors import PMQError
 from pmq.io import read_text, write_json, write_text
 from pmq.methods import METHODS, MethodStyle, method_style
+from pmq.records import AllocationEntry, DemoSearch, Measurement
 from pmq.runs import RUN_FILE, RUN_FORMAT, file_record
 
 RESULTS_FORMAT = "pmq.results/1"
@@ -83,17 +84,10 @@ def allocation_label(method: str, objective: str, budget: str) -> str:
     return f"{method}-{objective}-{slug}"
 
 
-@dataclass
-class Measured:
+@dataclass(frozen=True)
+class Measured(Measurement):
     """What one allocation measured on one accelerator: one row of ``points.csv`` minus the labels."""
 
-    top1: float
-    images: int
-    size_mb: float
-    gbops: float
-    latency_s: float
-    energy_pj: float
-    cycles: int
     utilization: float
     energy_breakdown_pj: Mapping[str, float]
     omega: float | None = None
@@ -156,13 +150,13 @@ class ResultsWriter:
                 "allocation_file": allocation_file, "ops_file": ops.get(accelerator, ""),
             })
         self.run["methods"][method] = style.to_dict()  # figures are drawn from the folder alone
-        self.run["allocations"][label] = {"method": method, "metric": metric, "objective": objective,
-                                          "budget": budget, "base": base, "file": allocation_file, "ops": ops}
+        entry = AllocationEntry(method, metric, objective, budget, base, allocation_file, ops)
+        self.run["allocations"][label] = entry.to_dict()
         self._write_points()
         self._write_manifest()
 
     def add_frontier(self, metric: str, objective: str, frontier: Any, fixed_cost: float, unit_scale: float,
-                     unit: str, accelerator: str, extra: Mapping[str, Any] | None = None) -> None:
+                     unit: str, accelerator: str) -> None:
         """Write one search's frontier (a ``pmq.pareto.Frontier``) as a CSV bits table (one row per point).
 
         ``fixed_cost`` (base units) is what every allocation adds to the frontier's per-component
@@ -172,11 +166,8 @@ class ResultsWriter:
         frontier.to_csv(self.root / f"{stem}.csv", key_format=str)
         self.run["searches"] = [s for s in self.run["searches"]
                                 if (s["metric"], s["objective"]) != (metric, objective)]
-        self.run["searches"].append({
-            "metric": metric, "objective": objective, "accelerator": accelerator, "fixed_cost": fixed_cost,
-            "unit": unit, "unit_scale": unit_scale, "points": len(frontier), "resolution": frontier.resolution,
-            "frontier_csv": f"{stem}.csv", **dict(extra or {}),
-        })
+        self.run["searches"].append(DemoSearch(metric, objective, accelerator, fixed_cost, unit, unit_scale,
+                                               len(frontier), f"{stem}.csv", frontier.resolution).to_dict())
         self._write_manifest()
 
     def add_token_bits(self, record: Mapping[str, Any]) -> None:
@@ -201,12 +192,22 @@ class ResultsWriter:
 
 @dataclass
 class Results:
-    """A results folder read back: the manifest, the points, and lazy access to the other files."""
+    """A results folder read back: the manifest (its records typed: ``entries`` per allocation label,
+    ``searches`` per frontier), the points, and lazy access to the other files."""
 
     root: Path
     run: dict[str, Any]
     points: list[dict[str, Any]]
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    entries: dict[str, AllocationEntry] = field(init=False)
+    searches: list[DemoSearch] = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.entries = {label: AllocationEntry.from_dict(entry)
+                            for label, entry in self.run.get("allocations", {}).items()}
+            self.searches = [DemoSearch.from_dict(search) for search in self.run.get("searches", [])]
+        except PMQError as exc:
+            raise PMQError(f"{self.root / RUN_FILE}: {exc}", param="results_dir") from None
 
     @property
     def accelerators(self) -> list[str]:
@@ -238,22 +239,22 @@ class Results:
         return found[0] if found else None
 
     def allocation(self, label: str) -> BitAllocation:
-        return BitAllocation.load(self.root / self.run["allocations"][label]["file"])
+        return BitAllocation.load(self.root / self.entries[label].file)
 
     def ops(self, label: str, accelerator: str) -> list[dict[str, Any]]:
         """Per-op rows (numbers parsed) of ``label`` on ``accelerator``."""
-        return read_csv(self.root / self.run["allocations"][label]["ops"][accelerator])
+        return read_csv(self.root / self.entries[label].ops[accelerator])
 
     def frontier(self, metric: str, objective: str) -> tuple[list[float], list[float]]:
         """(ΣΩ, whole-model cost in the search's report unit) per frontier point, cost ascending."""
         search = self.search(metric, objective)
-        rows = read_csv(self.root / search["frontier_csv"], numeric=("omega", objective))
-        scale, fixed = search["unit_scale"], search["fixed_cost"]
+        rows = read_csv(self.root / search.frontier_csv, numeric=("omega", objective))
+        scale, fixed = search.unit_scale, search.fixed_cost
         return [r["omega"] for r in rows], [(r[objective] + fixed) * scale for r in rows]
 
-    def search(self, metric: str, objective: str) -> dict[str, Any]:
-        for entry in self.run["searches"]:
-            if (entry["metric"], entry["objective"]) == (metric, objective):
+    def search(self, metric: str, objective: str) -> DemoSearch:
+        for entry in self.searches:
+            if (entry.metric, entry.objective) == (metric, objective):
                 return entry
         raise PMQError(f"results folder {self.root} has no {metric} search on {objective}")
 
@@ -281,36 +282,38 @@ def referenced_files(run: Mapping[str, Any]) -> list[str]:
 
 
 def load_results(root: str | Path) -> Results:
-    """Read a results folder; a missing or unreadable file is a PMQError naming it (one line)."""
+    """Read a demo's results folder; a missing or unreadable file is a PMQError naming it (one line)."""
     root = Path(root)
+    rerun = "re-run the demo into that folder"
+
+    def fail(message: str) -> PMQError:
+        return PMQError(message, param="results_dir")
+
     if not root.is_dir():
-        raise PMQError(f"results folder {root} not found: run `pmq demo --out {root}` first")
+        raise fail(f"results folder {root} not found: run the demo into it first")
     run_path = root / RUN_FILE
     if not run_path.is_file():
-        raise PMQError(f"results folder {root} lacks {RUN_FILE}: it was not written by `pmq demo`; "
-                       f"re-run `pmq demo --out {root}`")
+        raise fail(f"results folder {root} lacks {RUN_FILE}: it was not written by the demo; {rerun}")
     try:
         run = json.loads(read_text(run_path, "results manifest"))
     except json.JSONDecodeError as exc:
-        raise PMQError(f"{run_path} is not valid JSON ({exc}): re-run `pmq demo --out {root}`") from None
+        raise fail(f"{run_path} is not valid JSON ({exc}): {rerun}") from None
     if not isinstance(run, dict) or not (run.get("format") == RESULTS_FORMAT
                                          or (run.get("format") == RUN_FORMAT and run.get("kind") == "demo")):
-        raise PMQError(f"{run_path} is not a `pmq demo` manifest: re-run `pmq demo --out {root}`")
+        raise fail(f"{run_path} is not a demo manifest: {rerun}")
     for relative in referenced_files(run):
         if not (root / relative).is_file():
-            raise PMQError(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or "
-                           f"re-run `pmq demo --out {root}`")
+            raise fail(f"results folder {root} lacks {relative} (named in {RUN_FILE}): restore it or {rerun}")
     for relative, record in run.get("files", {}).items():
         if (root / relative).is_file() and file_record(root / relative) != record:
-            raise PMQError(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): "
-                           f"re-run `pmq demo --out {root}`")
+            raise fail(f"{root / relative} differs from what {RUN_FILE} recorded (truncated or edited): "
+                       f"{rerun}")
     points = read_csv(root / POINTS_FILE)
     missing = [name for name in ("label", "method", "accelerator", "top1") if points and name not in points[0]]
     if missing:
-        raise PMQError(f"{root / POINTS_FILE} lacks column {missing[0]!r}: re-run `pmq demo --out {root}`")
+        raise fail(f"{root / POINTS_FILE} lacks column {missing[0]!r}: {rerun}")
     if not points:
-        raise PMQError(f"{root / POINTS_FILE} has no rows: the run stopped before its first allocation; "
-                       f"re-run `pmq demo --out {root}`")
+        raise fail(f"{root / POINTS_FILE} has no rows: the run stopped before its first allocation; {rerun}")
     return Results(root, run, points)
 
 

@@ -19,12 +19,13 @@ in place and mark the manifest ``complete`` at the end.
     {"format": "pmq.run/1", "kind": "search",         # demo | search | simulate | sweep
      "complete": true, "created": "2026-...Z",
      "provenance": {"torch": ..., "timm": ..., "model_tag": ...},
-     "summary": {...},                                  # the kind's typed summary (see its module)
+     "summary": {"schema": "pmq.search-summary/2", ...},  # the kind's record (pmq.records)
      "files": {"frontier.csv": {"bytes": 123, "sha256": "..."}, ...}}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -39,6 +40,7 @@ from typing import Any
 from hwsim.files import TEMP_GLOB
 from pmq.errors import PMQError
 from pmq.io import write_json
+from pmq.records import FrontierRecord, Record, SearchSummary, SimulateSummary, read_summary
 
 RUN_FORMAT = "pmq.run/1"
 RUN_FILE = "run.json"
@@ -89,7 +91,7 @@ class RunFolder:
 
         with RunFolder(out, "search") as run:
             ...                      # write into run.staging
-            run.publish(summary, provenance=...)
+            run.publish(summary, provenance=...)   # summary: a pmq.records record
     """
 
     root: Path
@@ -174,7 +176,7 @@ class RunFolder:
         the folder reads as incomplete."""
         (self.root / RUN_FILE).unlink(missing_ok=True)
 
-    def publish(self, summary: Mapping[str, Any], provenance: Mapping[str, Any]) -> Path:
+    def publish(self, summary: Record, provenance: Mapping[str, Any]) -> Path:
         """Move every staged file into place and write ``run.json`` last; returns its path."""
         manifest = self.root / RUN_FILE
         manifest.unlink(missing_ok=True)
@@ -189,7 +191,7 @@ class RunFolder:
         self._staging = None
         return self.finish(summary, provenance, files)
 
-    def finish(self, summary: Mapping[str, Any], provenance: Mapping[str, Any],
+    def finish(self, summary: Record, provenance: Mapping[str, Any],
                files: Mapping[str, Mapping[str, Any]] | None = None, names: tuple[str, ...] = ()) -> Path:
         """Write the manifest: ``files`` as given plus a fresh record of each name in ``names``."""
         records = dict(files or {})
@@ -197,7 +199,7 @@ class RunFolder:
         path = write_json(self.root / RUN_FILE, {
             "format": RUN_FORMAT, "kind": self.kind, "complete": True,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "provenance": dict(provenance), "summary": dict(summary), "files": records,
+            "provenance": dict(provenance), "summary": summary.to_dict(), "files": records,
         })
         self.published = True
         return path
@@ -223,11 +225,12 @@ class RunFolder:
 
 @dataclass
 class Run:
-    """A run folder read back through its manifest (checked: every listed file has its size and hash)."""
+    """A run folder read back through its manifest (checked: every listed file has its size and hash);
+    ``summary`` is the kind's typed record (:mod:`pmq.records`; None for a demo)."""
 
     root: Path
     kind: str
-    summary: dict[str, Any]
+    summary: Record | None
     provenance: dict[str, Any]
     files: dict[str, dict[str, Any]]
 
@@ -259,7 +262,11 @@ def read_run(root: str | os.PathLike) -> Run:
         if file_record(path) != dict(record):
             raise PMQError(f"{path} differs from what {RUN_FILE} recorded (truncated, or written by "
                                     "another run): re-run the command that wrote it")
-    return Run(root, data["kind"], data.get("summary", {}), data.get("provenance", {}), data.get("files", {}))
+    try:
+        summary = read_summary(data["kind"], data.get("summary", {}))
+    except PMQError as exc:
+        raise PMQError(f"{manifest}: {exc}") from None
+    return Run(root, data["kind"], summary, data.get("provenance", {}), data.get("files", {}))
 
 
 def default_out(kind: str, *parts: str) -> Path:
@@ -268,21 +275,21 @@ def default_out(kind: str, *parts: str) -> Path:
     return Path("results") / "-".join([kind, *safe])
 
 
-def write_simulation(folder: RunFolder, result: Any, accelerator: Any, *, batch: int,
-                     allocation: Mapping[str, Any], model_tag: str, mapping: str = "search") -> Path:
-    """A ``simulate`` run: ``per_op.csv`` (hwsim's per-op table) and the manifest (``mapping``: the
-    mapper's plans or the preset's reference simulator's); returns the manifest."""
+def write_simulation(folder: RunFolder, result: Any, summary: SimulateSummary, *,
+                     model_tag: str) -> SimulateSummary:
+    """A ``simulate`` run: ``per_op.csv`` (hwsim's per-op table of ``result``) and the manifest;
+    returns the summary as recorded."""
     from pmq.io import provenance
 
     result.to_csv(folder.staging / "per_op.csv")
-    summary = {**result.summary(), "batch": batch, "allocation": dict(allocation), "mapping": mapping,
-               "accelerator_config": accelerator.config, "accelerator_sources": accelerator.sources}
-    return folder.publish(summary, provenance(model_tag=model_tag))
+    summary = dataclasses.replace(summary, per_op_file="per_op.csv")
+    folder.publish(summary, provenance(model_tag=model_tag))
+    return summary
 
 
-def write_search(folder: RunFolder, result: Any, *, model_tag: str) -> Path:
+def write_search(folder: RunFolder, result: Any) -> SearchSummary:
     """A ``search`` run: ``frontier.csv`` (one row per frontier point: Ω, costs, bits per component),
-    ``allocation.json`` (the chosen allocation) and the manifest; returns the manifest.
+    ``allocation.json`` (the chosen allocation) and the manifest; returns the summary as recorded.
 
     The frontier is stored once, as a bits table: each point's allocation is its row.
     """
@@ -291,12 +298,13 @@ def write_search(folder: RunFolder, result: Any, *, model_tag: str) -> Path:
     front = result.frontier
     front.to_csv(folder.staging / "frontier.csv", key_format=str)
     result.allocation.save(folder.staging / "allocation.json")
-    summary = {**result.summary, "allocation_file": "allocation.json", "frontier": {
-        "file": "frontier.csv", "points": len(front), "objectives": list(front.objectives),
-        "unit_scale": result.costs.in_units(front.objectives[0], 1.0),
-        "resolution": front.resolution, "fixed_cost": {o: result.costs.fixed[o] for o in front.objectives},
-        "cost_range": {o: [front.cost_min[j], front.cost_max[j]] for j, o in enumerate(front.objectives)}}}
-    return folder.publish(summary, provenance(model_tag=model_tag))
+    summary = dataclasses.replace(result.summary, allocation_file="allocation.json", frontier=FrontierRecord(
+        file="frontier.csv", points=len(front), objectives=list(front.objectives),
+        unit_scale=result.costs.in_units(front.objectives[0], 1.0), resolution=front.resolution,
+        fixed_cost={o: result.costs.fixed[o] for o in front.objectives},
+        cost_range={o: [front.cost_min[j], front.cost_max[j]] for j, o in enumerate(front.objectives)}))
+    folder.publish(summary, provenance(model_tag=summary.model_tag))
+    return summary
 
 
 def run_kind(root: str | os.PathLike) -> str | None:

@@ -20,6 +20,7 @@ from pmq.budget import Budget
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
 from pmq.pareto import Choice, Frontier, FrontierPoint, frontier
+from pmq.records import Measurement, SearchSummary
 
 if TYPE_CHECKING:  # torch-side types; importing this module stays torch-free (sweep workers use it)
     from pmq.experiment import Experiment
@@ -38,9 +39,10 @@ FEASIBLE_RTOL = 1e-9
 """Slack of the feasible-range check: a budget summed in another order than the table still fits."""
 
 
-def check_objective(objective: str) -> str:
+def check_objective(objective: str, param: str = "objective") -> str:
+    """``objective`` if it is one of ``OBJECTIVES``; ``param``: the argument it came in (for the error)."""
     if objective not in OBJECTIVES:
-        raise PMQError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+        raise PMQError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}", param=param)
     return objective
 
 
@@ -93,7 +95,8 @@ def cost_table(costs: dict[str, TracedGemm], params_total: int, choices: Sequenc
         else:
             if variants is None:
                 if workload is None or accelerator is None:
-                    raise PMQError(f"objective {objective!r} needs an accelerator: pass --accelerator NAME|YAML")
+                    raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a "
+                                   "preset or a YAML file", param="accelerator")
                 variants = variant_table(workload, costs, [pair_of(b) for b in choices], accelerator)
             per_choice[objective], fixed[objective] = _hardware_costs(variants, costs, choices, objective)
     return CostTable(per_choice, fixed)
@@ -206,10 +209,12 @@ class SearchProblem:
 
 @dataclass
 class SearchResult:
+    """The chosen allocation, the frontier and cost table it came from, and its summary record."""
+
     allocation: BitAllocation
     frontier: Frontier
     costs: CostTable
-    summary: dict
+    summary: SearchSummary
 
 
 class ModelSearch:
@@ -257,18 +262,16 @@ class ModelSearch:
         simulated = hwsim.simulate(experiment.trace.workload(allocation), accelerator)
         allocation.metadata.update({"metric": metric, "objective": objective, "budget": budget,
                                     "model": experiment.loaded.tag, "accelerator": accelerator.name})
-        second = objectives[1] if len(objectives) > 1 else None
-        summary = {
-            "model": experiment.loaded.name, "model_tag": experiment.loaded.tag, "data": experiment.source.describe(),
-            "metric": metric, "objective": objective, "second_objective": second,
-            "budget": budget, "budget_value": self.costs.in_units(objective, budget_base),
-            "budget_unit": OBJECTIVES[objective],
-            "bit_choices": list(self.bit_choices), "frontier_points": len(problem.frontier),
-            "sensitivity_s": self.sensitivity_s[metric], "omega": problem.omega_of(allocation),
-            "top1": evaluated.top1, "images": evaluated.images, "size_mb": evaluated.size_mb,
-            "gbops": evaluated.gbops, "latency_s": simulated.latency_s, "energy_pj": simulated.energy_pj,
-            "cycles": simulated.cycles, "accelerator": accelerator.name, "accelerator_config": accelerator.config,
-        }
+        summary = SearchSummary(
+            model=experiment.loaded.name, model_tag=experiment.loaded.tag, data=experiment.source.describe(),
+            metric=metric, objective=objective,
+            second_objective=objectives[1] if len(objectives) > 1 else None, budget=budget,
+            budget_value=self.costs.in_units(objective, budget_base), budget_unit=OBJECTIVES[objective],
+            bit_choices=list(self.bit_choices), frontier_points=len(problem.frontier),
+            sensitivity_s=self.sensitivity_s[metric], omega=problem.omega_of(allocation),
+            measured=Measurement(evaluated.top1, evaluated.images, evaluated.size_mb, evaluated.gbops,
+                                 simulated.latency_s, simulated.energy_pj, simulated.cycles),
+            accelerator=accelerator.name, accelerator_config=accelerator.config)
         return SearchResult(allocation, problem.frontier, self.costs, summary)
 
 
@@ -277,6 +280,8 @@ def run_search(experiment: Experiment, accelerator: hwsim.Accelerator, objective
                second_objective: str | None = None, sensitivity_images: int = DEFAULT_SENSITIVITY_IMAGES,
                limit: int | None = None, progress: bool = True) -> SearchResult:
     """Sensitivity → cost tables → frontier → chosen allocation, evaluated and simulated."""
-    objectives = [check_objective(objective)] + ([check_objective(second_objective)] if second_objective else [])
+    objectives = [check_objective(objective)]
+    if second_objective:
+        objectives.append(check_objective(second_objective, "second_objective"))
     search = ModelSearch(experiment, accelerator, objectives, bit_choices, sensitivity_images, progress)
     return search.run(metric, objectives, budget, limit)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pmq.data import fashion_mnist
 from pmq.io import atomic_write, provenance, write_json
-from pmq.models import DEMO_VIT_ARGS, create_demo_vit, load_model
+from pmq.models import DEMO_CHECKPOINT, DEMO_VIT_ARGS, create_demo_vit, load_model
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
+    warmup_epochs: float | None = None
+    """Linear learning-rate warm-up; None: one epoch from scratch, none when continuing from a checkpoint."""
     label_smoothing: float = 0.1
     augment: bool = True
     seed: int = 0
@@ -53,8 +54,11 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return correct / len(x)
 
 
-def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None, init: Path | None = None) -> dict:
-    """Train from scratch (or continue from ``init``); write ``out`` and ``out.json`` (metrics + command)."""
+def train_demo(out: Path | None, config: TrainConfig, data_dir: Path | None = None, init: Path | None = None) -> dict:
+    """Train from scratch (or continue from ``init``); write ``out`` (default: the bundled demo checkpoint's
+    path) and ``out.json`` (metrics + command). The record says where it wrote (``checkpoint``)."""
+    out = DEMO_CHECKPOINT if out is None else Path(out)
+    warmup_epochs = (0.0 if init else 1.0) if config.warmup_epochs is None else config.warmup_epochs
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_x, train_y = fashion_mnist("train", data_dir).tensors
@@ -64,7 +68,7 @@ def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None, ini
     previous = json.loads(previous_record.read_text()) if previous_record and previous_record.is_file() else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
-    total, warmup = config.epochs * steps_per_epoch, int(config.warmup_epochs * steps_per_epoch)
+    total, warmup = config.epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup))
                                                  * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
     history, start = [], time.time()
@@ -88,7 +92,8 @@ def train_demo(out: Path, config: TrainConfig, data_dir: Path | None = None, ini
         atomic_write(out, lambda p: torch.save({"model": model.state_dict()}, p))
     record = {
         "model_args": DEMO_VIT_ARGS,
-        "train_config": asdict(config),
+        "checkpoint": str(out),
+        "train_config": {**asdict(config), "warmup_epochs": warmup_epochs},
         "init": str(init) if init else None,
         "previous_stage": previous,
         "command": "pmq " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "pmq train",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.accelerator import Accelerator
-from hwsim.plan import Steps
+from hwsim.pipeline import Steps
 from hwsim.workload import Gemm
 
 TENSORS = ("a", "b", "out")

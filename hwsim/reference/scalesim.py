@@ -27,7 +27,7 @@ import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.errors import HwsimError
-from hwsim.plan import Steps
+from hwsim.pipeline import Steps
 from hwsim.reference.plan import Loop, LoopNestPlan, TensorTiles
 from hwsim.reference.scalesim_ports import PortResult, ReadStream, runs, set_words, simulate_ports
 from hwsim.workload import Conv2d, Gemm

@@ -22,7 +22,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -44,7 +44,8 @@ from pmq.patchwise.spec import (
     layer_names,
 )
 from pmq.quant import QuantModel
-from pmq.search import CostTable, SearchProblem, resolve_budget
+from pmq.records import PatchwiseSummary, Simulated
+from pmq.search import CostTable, SearchProblem, SearchResult, resolve_budget
 from pmq.trace import ModelTrace
 
 OBJECTIVES = ("bops", "latency", "energy")
@@ -83,7 +84,7 @@ class PatchwiseSearch:
     omega: dict[str, dict[Key, float]]
     costs: dict[str, dict[Key, float]]
     fixed_cost: float
-    summary: dict
+    summary: PatchwiseSummary
 
 
 def _spec_for(layers: dict[str, LayerSetting], score: str, apply_to: Sequence[str], seed: int) -> dict:
@@ -100,7 +101,8 @@ def pricer(objective: str, accelerator: hwsim.Accelerator | None) -> Callable[[h
         raise PMQError(f"patch-wise objective {objective!r} is not supported: use one of {', '.join(OBJECTIVES)} "
                        "(patch-wise changes activations only, not the model size)")
     if objective != "bops" and accelerator is None:
-        raise PMQError(f"objective {objective!r} needs an accelerator: pass --accelerator NAME|YAML")
+        raise PMQError(f"objective {objective!r} needs an accelerator to price it: name a preset or a "
+                       "YAML file", param="accelerator")
 
     def price(op: hwsim.Gemm | hwsim.VectorOp) -> float:
         if objective == "bops":
@@ -316,21 +318,44 @@ def run_patchwise(experiment: Experiment, allocation: BitAllocation, accelerator
                             "patchwise_omega": omega_method, "model": experiment.loaded.tag})
     if accelerator is not None:
         result.metadata["accelerator"] = accelerator.name
-    summary = {
-        "objective": objective, "budget": str(budget), "budget_base_units": target,
-        "base_cost": base_total, "cost": fixed + point.cost, "omega": point.omega, "omega_method": omega_method,
-        "omega_images": len(images), "omega_s": omega_s, "choices": len(choices), "frontier_points": len(front),
-        "layers": {layer: str(setting) for layer, setting in chosen.items()},
-    }
+    top1 = base_top1 = base_simulated = patchwise_simulated = None
     if evaluate:
-        summary["top1"] = experiment.evaluate(result, limit, progress=progress).top1
+        top1 = experiment.evaluate(result, limit, progress=progress).top1
         if evaluate_base:
-            summary["base_top1"] = experiment.evaluate(base, limit, progress=progress).top1
+            base_top1 = experiment.evaluate(base, limit, progress=progress).top1
         if accelerator is not None:
-            for label, alloc in (("base", base), ("patchwise", result)):
-                simulated = hwsim.simulate(trace.workload(alloc), accelerator)
-                summary[f"{label}_simulated"] = {"cycles": simulated.cycles, "latency_s": simulated.latency_s,
-                                                 "energy_pj": simulated.energy_pj, "bops": simulated.bops}
+            base_simulated, patchwise_simulated = (
+                Simulated.of(hwsim.simulate(trace.workload(alloc), accelerator)) for alloc in (base, result))
+    summary = PatchwiseSummary(
+        objective=objective, budget=str(budget), budget_base_units=target, base_cost=base_total,
+        cost=fixed + point.cost, omega=point.omega, omega_method=omega_method, omega_images=len(images),
+        omega_s=omega_s, choices=len(choices), frontier_points=len(front),
+        layers={layer: str(setting) for layer, setting in chosen.items()}, top1=top1, base_top1=base_top1,
+        base_simulated=base_simulated, patchwise_simulated=patchwise_simulated)
     return PatchwiseSearch(result, front, omega, costs, fixed, summary)
 
 
+def default_patchwise_objective(objective: str) -> str:
+    """The cost a search's patch-wise step minimises by default: the search's own, except that token
+    bits change no weight, so a size search hands its patch-wise step to BOPs."""
+    return "bops" if objective == "size" else objective
+
+
+def refine_search(experiment: Experiment, searched: SearchResult, accelerator: hwsim.Accelerator,
+                  objective: str | None = None, budget: str | float | None = None, *,
+                  limit: int | None = None, progress: bool = True) -> SearchResult:
+    """PMQ's patch-wise step on a search's chosen allocation (``pmq search --patchwise``).
+
+    Token bits are reallocated per layer under ``budget`` on ``objective`` (defaults as in
+    :func:`default_patchwise_objective` and :func:`run_patchwise`). The result holds the allocation
+    with patch-wise filled; its summary measures that allocation, keeps the searched one's numbers
+    in ``before_patchwise`` and the step's own record in ``patchwise``."""
+    objective = objective or default_patchwise_objective(searched.summary.objective)
+    step = run_patchwise(experiment, searched.allocation, accelerator, objective, budget, limit=limit,
+                         evaluate_base=False, progress=progress)  # the search measured the base already
+    before, simulated = searched.summary.measured, step.summary.patchwise_simulated
+    measured = replace(before, top1=step.summary.top1, latency_s=simulated.latency_s,
+                       energy_pj=simulated.energy_pj, cycles=simulated.cycles,
+                       gbops=experiment.trace.bops(step.allocation) / 1e9)
+    summary = replace(searched.summary, measured=measured, before_patchwise=before, patchwise=step.summary)
+    return SearchResult(step.allocation, searched.frontier, searched.costs, summary)

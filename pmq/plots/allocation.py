@@ -77,21 +77,21 @@ def _draw(ax, allocation: BitAllocation, operand: str, cmap: ListedColormap, nor
 
 
 def _labels_to_show(results: Results) -> list[str]:
-    highlight = [label for label in results.run.get("highlight", []) if label in results.run["allocations"]]
+    highlight = [label for label in results.run.get("highlight", []) if label in results.entries]
     if highlight:
         return highlight[:MAX_PANELS]
-    searched = [label for label, e in results.run["allocations"].items() if e["method"] != "uniform"]
-    return (searched or list(results.run["allocations"]))[:2]
+    searched = [label for label, e in results.entries.items() if e.method != "uniform"]
+    return (searched or list(results.entries))[:2]
 
 
 def _title(results: Results, label: str) -> str:
-    entry = results.run["allocations"][label]
-    method = results.style(entry["method"]).label
-    if entry["method"] == "uniform":
+    entry = results.entries[label]
+    method = results.style(entry.method).label
+    if entry.method == "uniform":
         return f"uniform {label}"
     point = results.point(label, results.primary_accelerator)
     acc = f", top-1 {100 * point['top1']:.1f}%" if point and point["top1"] is not None else ""
-    return f"{method}, {entry['objective']} ≤ {entry['budget']}{acc}"
+    return f"{method}, {entry.objective} ≤ {entry.budget}{acc}"
 
 
 def plot_allocation_heatmap(results: Results) -> Figure:

@@ -21,21 +21,20 @@ QUANTITIES = (("latency_s", 1e3, "latency per\nimage (ms)"), ("energy_pj", 1e-6,
 def breakdown_labels(results: Results) -> list[str]:
     """The baseline setting, the other integer uniform settings, the highlighted and patch-wise allocations."""
     _, base = results.baseline
-    uniform = [label for label, e in results.run["allocations"].items()
-               if e["method"] == "uniform" and label != "float"]
+    uniform = [label for label, e in results.entries.items() if e.method == "uniform" and label != "float"]
     labels = ([base] if base in uniform else []) + [u for u in uniform if u != base]
-    labels += [label for label in results.run.get("highlight", []) if label in results.run["allocations"]]
-    labels += [label for label, e in results.run["allocations"].items() if e["method"] == "patchwise"]
-    return labels or list(results.run["allocations"])[:4]
+    labels += [label for label in results.run.get("highlight", []) if label in results.entries]
+    labels += [label for label, e in results.entries.items() if e.method == "patchwise"]
+    return labels or list(results.entries)[:4]
 
 
 def short_label(results: Results, label: str) -> str:
-    entry = results.run["allocations"][label]
-    if entry["method"] == "uniform":
+    entry = results.entries[label]
+    if entry.method == "uniform":
         return label
-    if entry["method"] == "patchwise":
+    if entry.method == "patchwise":
         return results.style("patchwise").short
-    return f"{results.style(entry['method']).short} {entry['budget'].split(':')[0].replace('x', '×')}"
+    return f"{results.style(entry.method).short} {entry.budget.split(':')[0].replace('x', '×')}"
 
 
 def per_kind(rows: list[dict], column: str) -> dict[str, float]:

@@ -139,18 +139,18 @@ def plot_pareto_accuracy(results: Results) -> Figure:
 
 def plot_pareto_omega(results: Results) -> Figure | None:
     """Each search's exact frontier: ΣΩ (its own metric) vs whole-model cost, chosen budgets marked."""
-    searches = results.run.get("searches", [])
+    searches = results.searches
     if not searches:
         return None
     fig = new_figure(DOUBLE_COLUMN_IN, 2.0)
     axes = fig.subplots(1, len(searches), squeeze=False)[0]
     for ax, search in zip(axes, searches, strict=True):
-        metric, objective = search["metric"], search["objective"]
+        metric, objective = search.metric, search.objective
         look = results.style(metric).plot_kwargs
         omega, cost = results.frontier(metric, objective)
         ax.step(cost, omega, where="post", color=look["color"], linewidth=1.0, label="exact frontier")
         chosen = [p for p in results.where(method=metric, objective=objective,
-                                           accelerator=search.get("accelerator", results.primary_accelerator))
+                                           accelerator=search.accelerator)
                   if p["omega"] is not None]
         column, scale = OBJECTIVE_COLUMN[objective]
         ax.plot([p[column] * scale for p in chosen], [p["omega"] for p in chosen], linestyle="none",
@@ -160,8 +160,8 @@ def plot_pareto_omega(results: Results) -> Figure | None:
         named = [p for p in chosen if p["budget_factor"] is not None]
         label_points(ax, [p[column] * scale for p in named], [p["omega"] for p in named],
                      [f"{p['budget_factor']:g}×" for p in named], look["color"], fontsize=6, above=True)
-        unit = search["unit"].replace("uJ", "µJ")
-        where = f" on {search['accelerator']}" if objective in ("latency", "energy") else ""
+        unit = search.unit.replace("uJ", "µJ")
+        where = f" on {search.accelerator}" if objective in ("latency", "energy") else ""
         ax.set_xlabel(f"{OBJECTIVE_NAME.get(objective, objective)}{where} ({unit})")
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_title(look["label"], pad=2)

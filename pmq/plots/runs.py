@@ -17,6 +17,7 @@ from pmq.plots.style import (
     SINGLE_COLUMN_IN,
     new_figure,
 )
+from pmq.records import SearchSummary, SweepSummary
 from pmq.results import read_csv
 from pmq.runs import Run
 
@@ -24,38 +25,38 @@ _SWEEP_AXIS = {"latency": ("latency_s", 1e3, "latency (ms)"), "energy": ("energy
 
 
 def plot_search_frontier(run: Run) -> Figure:
-    s = run.summary
-    objective, frontier = s["objective"], s["frontier"]
-    rows = read_csv(run.path(frontier["file"]), numeric=("omega", objective))
-    scale, fixed = frontier["unit_scale"], frontier["fixed_cost"][objective]
+    s: SearchSummary = run.summary
+    objective, frontier = s.objective, s.frontier
+    rows = read_csv(run.path(frontier.file), numeric=("omega", objective))
+    scale, fixed = frontier.unit_scale, frontier.fixed_cost[objective]
     costs = [(r[objective] + fixed) * scale for r in rows]
-    chosen = min((i for i, c in enumerate(costs) if c <= s["budget_value"] * (1 + 1e-9)),
+    chosen = min((i for i, c in enumerate(costs) if c <= s.budget_value * (1 + 1e-9)),
                  key=lambda i: rows[i]["omega"])
     fig = new_figure(SINGLE_COLUMN_IN, 2.4)
     ax = fig.add_subplot()
-    pmq = method_style(s["metric"])
+    pmq = method_style(s.metric)
     ax.step(costs, [r["omega"] for r in rows], where="post", color=pmq.color,
             label=f"exact frontier ({len(rows):,} points)")
-    ax.axvline(s["budget_value"], color=OKABE_ITO["black"], linestyle=":", linewidth=0.8,
-               label=f"budget {s['budget']}")
+    ax.axvline(s.budget_value, color=OKABE_ITO["black"], linestyle=":", linewidth=0.8,
+               label=f"budget {s.budget}")
     ax.plot([costs[chosen]], [rows[chosen]["omega"]], linestyle="none", marker=pmq.marker, color=pmq.color,
-            markeredgecolor="white", markersize=6, label=f"chosen (top-1 {100 * s['top1']:.2f}%)")
+            markeredgecolor="white", markersize=6, label=f"chosen (top-1 {100 * s.measured.top1:.2f}%)")
     ax.set_yscale("log")
-    ax.set_xlabel(f"whole-model {OBJECTIVE_NAME[objective]} ({s['budget_unit']})")
+    ax.set_xlabel(f"whole-model {OBJECTIVE_NAME[objective]} ({s.budget_unit})")
     ax.set_ylabel("ΣΩ (total sensitivity)")
-    ax.set_title(f"{s['metric']} search on {s['accelerator']}")
+    ax.set_title(f"{s.metric} search on {s.accelerator}")
     ax.legend(loc="upper right")
     return fig
 
 
 def plot_sweep(run: Run) -> Figure:
-    s = run.summary
-    column, scale, label = _SWEEP_AXIS[s["objective"]]
+    s: SweepSummary = run.summary
+    column, scale, label = _SWEEP_AXIS[s.objective]
     rows = [r for r in read_csv(run.path("sweep.csv")) if r.get("status") == "ok"]
     best = {r["point"] for r in read_csv(run.path("pareto.csv"))}
     fig = new_figure(SINGLE_COLUMN_IN, 2.4)
     ax = fig.add_subplot()
-    for i, budget in enumerate(s["budgets"]):
+    for i, budget in enumerate(s.budgets):
         points = [r for r in rows if r["budget"] == budget]
         ax.plot([r[column] * scale for r in points], [100 * r["top1"] for r in points], linestyle="none",
                 marker=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)], alpha=0.8,
@@ -66,6 +67,6 @@ def plot_sweep(run: Run) -> Figure:
             label="Pareto set (top-1, latency,\nenergy, area)")
     ax.set_xlabel(label)
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"sweep: {s['designs']} designs x {len(s['budgets'])} budgets")
+    ax.set_title(f"sweep: {s.designs} designs x {len(s.budgets)} budgets")
     ax.legend(loc="lower right")
     return fig

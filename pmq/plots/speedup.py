@@ -21,7 +21,7 @@ def plot_speedup(results: Results) -> Figure | None:
     base = results.point(base_setting, base_accel)
     if base is None:
         raise PMQError(f"{results.root / 'points.csv'} has no {base_setting} row on {base_accel}, the speedup "
-                       f"baseline: re-run `pmq demo --out {results.root}`")
+                       "baseline: re-run the demo into that folder", param="results_dir")
     objectives = list(dict.fromkeys(p["objective"] for p in results.points
                                     if p["method"] != "uniform" and p["budget_factor"] is not None))
     if not objectives:

@@ -11,7 +11,6 @@ view (a Pareto point may look dominated in one panel: it wins on another axis).
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from pmq.plots.style import DOUBLE_COLUMN_IN, MARKERS, PALETTE, new_figure, save, style
+from pmq.runs import read_run
 
 AXES = (("latency_s", 1e3, "latency (ms)"), ("energy_pj", 1e-6, "energy (µJ)"), ("area_mm2", 1.0, "area (mm²)"))
 
@@ -50,11 +50,11 @@ def plot_sweep_pareto(rows: Sequence[Mapping[str, Any]], pareto: Sequence[Mappin
 
 
 def save_sweep_figure(out: str | Path) -> Path:
-    """``OUT/pareto.png`` of a finished sweep folder (its ``sweep.csv``, ``pareto.csv``, ``sweep.json``)."""
+    """``OUT/pareto.png`` of a finished sweep folder (its ``sweep.csv``, ``pareto.csv`` and summary)."""
     out = Path(out)
     rows, best = (list(csv.DictReader((out / name).read_text().splitlines())) for name in ("sweep.csv", "pareto.csv"))
-    manifest = json.loads((out / "sweep.json").read_text())
-    title = f"{manifest['model_tag']}: {len(rows)} points, objective {manifest['objective']}"
+    summary = read_run(out).summary
+    title = f"{summary.model_tag}: {len(rows)} points, objective {summary.objective}"
     with style():
         return save(plot_sweep_pareto(rows, best, title), [out / "pareto.png"])[0]
 

@@ -43,7 +43,8 @@ Modules: ``space`` (the YAML schema and sampling), ``pricing`` (per design, torc
 ``executors`` (local processes, dask), ``store`` (the resumable folder and its tables), ``run``
 (settings, the run loop, the model side).
 
-Output folder: ``sweep.json`` (inputs, fingerprint, provenance), ``points/p<id>.json`` (one per
+Output folder: ``sweep.json`` (the :class:`pmq.records.SweepSummary` record, the space as read and the
+provenance), ``run.json`` (the manifest, the same record), ``points/p<id>.json`` (one per
 finished point, written atomically, the resume state), ``allocations/<id>.json``, ``evals/<id>.json``,
 and at the end ``sweep.csv`` (every point, sorted by point id) and ``pareto.csv`` (the points no other
 point beats on top-1, latency, energy and area at once). A rerun on the same folder computes only

@@ -26,7 +26,7 @@ from pmq.sweep.space import Design
 
 EXECUTORS = ("local", "dask")
 MAX_BATCH = 16  # designs per task: enough to amortise a task's overhead, few enough to balance workers
-NO_DASK = "--executor dask needs dask.distributed: pip install 'pmq[distributed]'"
+NO_DASK = "the dask executor needs dask.distributed: pip install 'pmq[distributed]'"
 # glibc's mallopt parameters: freed blocks below 32 MiB (its largest mmap threshold) stay in the heap
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 HEAP_KEPT, MMAP_ABOVE = 256 << 20, 32 << 20
@@ -109,12 +109,12 @@ def run_dask(inputs: PricingInputs, designs: list[Design], scheduler: str) -> It
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError:
-        raise PMQError(NO_DASK) from None
+        raise PMQError(NO_DASK, param="executor") from None
     try:
         client = Client(scheduler, timeout=30)
     except (OSError, TimeoutError, ValueError) as err:
         raise PMQError(f"cannot reach the dask scheduler at {scheduler!r} ({type(err).__name__}): "
-                       "start one (`dask scheduler`) or pass its address with --scheduler") from None
+                       "start one (`dask scheduler`) or give its address", param="scheduler") from None
     try:
         shared = client.scatter(inputs, broadcast=True)
         workers = max(1, len(client.scheduler_info()["workers"]))

@@ -20,6 +20,7 @@ from pmq.budget import Budget
 from pmq.defaults import DEFAULT_BIT_CHOICES, DEFAULT_CALIBRATION_IMAGES, DEFAULT_SENSITIVITY_IMAGES
 from pmq.errors import PMQError
 from pmq.io import write_json, write_text
+from pmq.records import SweepSummary
 from pmq.runs import RunFolder
 from pmq.search import bit_pairs
 from pmq.sweep.executors import EXECUTORS, NO_DASK, run_dask, run_local
@@ -72,15 +73,18 @@ class SweepSettings:
         objective = check_sweep_objective(self.objective or space.objective)
         budgets = tuple(self.budgets or space.budgets or ())
         if not budgets:
-            raise PMQError("no budgets: pass --budgets (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space file")
+            raise PMQError("no budgets: give some (e.g. 0.5x:W8A8 0.25x:W8A8) or add 'budgets' to the space "
+                           "file", param="budgets")
         if self.executor not in EXECUTORS:
-            raise PMQError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
+            raise PMQError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}",
+                           param="executor")
         if self.executor == "dask" and not self.scheduler:
-            raise PMQError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.1:8786)")
+            raise PMQError("the dask executor needs the scheduler's address (e.g. tcp://10.0.0.1:8786)",
+                           param="scheduler")
         if self.executor == "dask" and importlib.util.find_spec("distributed") is None:
-            raise PMQError(NO_DASK)
+            raise PMQError(NO_DASK, param="executor")
         if self.method not in METHODS:
-            raise PMQError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+            raise PMQError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}", param="method")
         _check_budgets(budgets, pairs)
         return dataclasses.replace(self, objective=objective, budgets=budgets)
 
@@ -129,17 +133,15 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     pricing = PricingInputs(tuple(inputs.component_names), inputs.omega, inputs.trace, objective,
                             tuple(budgets), method)
     fingerprint = _fingerprint(space, pricing, inputs)
-    manifest = {
-        "format": FORMAT, "fingerprint": fingerprint, "space_file": space.source,
-        "space": json.loads(json.dumps(space.data, default=str)),
-        "model_tag": inputs.model_tag, "objective": objective, "budgets": budgets, "method": method,
-        "bit_pairs": [str(b) for b in pairs], "evaluation": inputs.evaluation,
-        "designs": len(space.designs), "points": len(space.designs) * len(budgets),
-        "parameters": space.parameters, "provenance": inputs.provenance,
-    }
+    summary = SweepSummary(
+        fingerprint=fingerprint, space_file=str(space.source), model_tag=inputs.model_tag,
+        objective=objective, budgets=budgets, method=method, bit_pairs=[str(b) for b in pairs],
+        evaluation=inputs.evaluation, designs=len(space.designs), points=len(space.designs) * len(budgets),
+        parameters=space.parameters, executor=executor)
+    space_record = json.loads(json.dumps(space.data, default=str))
     claim(out, fingerprint)
     folder.begin_in_place()
-    write_json(out / "sweep.json", manifest)
+    write_json(out / "sweep.json", _sweep_json(summary, space_record, inputs))
 
     store = Store(out, fingerprint, len(budgets), inputs.evaluate)
     pending = [d for d in space.designs if not store.has_design(d.id)]
@@ -160,12 +162,17 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     table = write_text(out / "sweep.csv", to_csv(rows, table_columns(space)))
     pareto = write_text(out / "pareto.csv", to_csv(best, table_columns(space)))
     wall = time.perf_counter() - start
-    summary = {**manifest, "failed_points": sum(r["status"] != "ok" for r in rows),
-               "pareto_points": len(best), "executor": executor, "computed_designs": len(pending), "wall_s": wall}
-    write_json(out / "sweep.json", summary)
-    folder.finish({key: value for key, value in summary.items() if key not in ("space", "provenance")},
-                  inputs.provenance, names=("sweep.json", "sweep.csv", "pareto.csv"))
+    summary = dataclasses.replace(summary, failed_points=sum(r["status"] != "ok" for r in rows),
+                                  pareto_points=len(best), computed_designs=len(pending), wall_s=wall)
+    write_json(out / "sweep.json", _sweep_json(summary, space_record, inputs))
+    folder.finish(summary, inputs.provenance, names=("sweep.json", "sweep.csv", "pareto.csv"))
     return SweepResult(out, table, pareto, rows, len(pending), wall)
+
+
+def _sweep_json(summary: SweepSummary, space: dict[str, Any], inputs: SweepInputs) -> dict[str, Any]:
+    """``sweep.json``, the resume state's manifest (``FORMAT``): the summary plus the space as read
+    and the provenance."""
+    return {"format": FORMAT, **summary.to_dict(), "space": space, "provenance": inputs.provenance}
 
 
 def _check_budgets(budgets: Sequence[str], pairs: Sequence[Bits]) -> None:

@@ -75,7 +75,8 @@ def load_space(path: str | os.PathLike) -> Space:
     """Read and validate a space YAML file (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise PMQError(f"space file {path} not found: pass a YAML file (see `pmq sweep --help`)")
+        raise PMQError(f"space file {path} not found: name a YAML file (its format: `pydoc pmq.sweep`)",
+                       param="space")
     try:
         data = yaml.safe_load(read_text(path, "space file"))
     except yaml.YAMLError as err:
@@ -324,9 +325,9 @@ def _with_params(config: dict, params: Mapping[str, Any]) -> dict:
 
 def check_sweep_objective(objective: str | None) -> str:
     if not objective:
-        raise PMQError(f"no objective: pass --objective ({' or '.join(HARDWARE_OBJECTIVES)}) or add 'objective' "
-                       "to the space file")
+        raise PMQError(f"no objective: name one ({' or '.join(HARDWARE_OBJECTIVES)}) or add 'objective' "
+                       "to the space file", param="objective")
     if objective not in HARDWARE_OBJECTIVES:
         raise PMQError(f"sweep objective {objective!r}: use one of {', '.join(HARDWARE_OBJECTIVES)} "
-                       "(the quantity the chosen allocation minimises Ω under)")
+                       "(the quantity the chosen allocation minimises Ω under)", param="objective")
     return objective

@@ -44,7 +44,7 @@ def claim(out: Path, fingerprint: str) -> None:
         previous = None
     if previous != fingerprint:
         raise PMQError(f"{out} holds results of a different sweep (other space, budgets, model or settings): "
-                       "pass a new --out, or delete the folder to start over")
+                       "name a new output folder, or delete this one to start over", param="out_dir")
 
 
 def read_record(path: Path) -> dict | None:

@@ -158,7 +158,7 @@ class ModelTrace:
         if not self.prefix_tokens or not self.attention:
             what = "no class token" if self.attention else "no attention layer"
             raise PMQError(f"patch-wise precision needs a ViT with a class token; {self.model} has {what}: "
-                           "drop the patch-wise settings (--patchwise) for this model")
+                           "drop the patch-wise settings for this model")
 
     def _patchwise(self, ops: list[hwsim.Gemm | hwsim.VectorOp], allocation: BitAllocation) -> list:
         self.check_patchwise()

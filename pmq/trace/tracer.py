@@ -289,7 +289,8 @@ def trace_model(model: nn.Module, input_size: tuple[int, ...] | None = None, bat
     size = tuple(input_size) if input_size is not None else input_size_of(model)
     label = name or type(model).__name__
     if size is None:
-        raise PMQError(f"{label}: no input size known (no pretrained_cfg['input_size']): pass --input-size C,H,W")
+        raise PMQError(f"{label}: no input size known (no pretrained_cfg['input_size']): give its input "
+                       "size C,H,W", param="input_size")
     if batch < 1 or any(int(s) <= 0 for s in size):
         raise PMQError(f"input shape {(batch, *size)} must be positive sizes (batch, channels, height, width)")
     was_training = model.training
@@ -304,7 +305,7 @@ def trace_model(model: nn.Module, input_size: tuple[int, ...] | None = None, bat
     except Exception as exc:  # any failure of the user's forward on this input
         first = (str(exc).splitlines() or [""])[0]
         raise PMQError(f"{label} fails on an input of shape {(batch, *size)} ({type(exc).__name__}: {first}): "
-                       "pass the --input-size C,H,W it expects") from None
+                       "give the input size C,H,W it expects", param="input_size") from None
     finally:
         model.train(was_training)
     ops, attention = _ops(recorder.events)

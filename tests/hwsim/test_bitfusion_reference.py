@@ -12,7 +12,7 @@ import pytest
 
 import accelerators
 import hwsim
-from hwsim.plan import Steps, pipeline_cycles
+from hwsim.pipeline import Steps, pipeline_cycles
 from hwsim.reference.bitfusion import BitFusionArch, ConvShape, gemm_of, search
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "bitfusion_reference.json").read_text())

@@ -48,7 +48,7 @@ def test_repeated_shapes_and_equivalent_bits_are_searched_once():
     workload = deit_small_workload(depth=12)
     components = [op.name for op in workload.ops if isinstance(op, hwsim.Gemm)]
     accel = accelerators.load("bitfusion")
-    mapper._search.cache_clear()
+    mapper.SEARCHED.clear()
     variant_table(workload, components, PAIRS, accel)
     # DeiT-S has 8 GEMM shapes; BitFusion runs 2/3/4/6/8 bits as bricks of 2, 4, 4, 8, 8 (3 widths per operand)
-    assert len(components) == 74 and mapper._search.cache_info().misses == 8 * 3 * 3
+    assert len(components) == 74 and mapper.SEARCHED.searches == 8 * 3 * 3

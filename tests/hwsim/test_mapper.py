@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import hwsim
 from hwsim.mapper import candidates
-from hwsim.plan import batch_cycles, batch_steps, pipeline_cycles
+from hwsim.pipeline import Variants, batch_cycles, batch_steps, pipeline_cycles, pipeline_totals
 
 PRESETS = ("bitfusion", "int8_systolic", "loom", "stripes")
 
@@ -77,10 +77,14 @@ def test_tile_steps_add_up_to_the_closed_form_and_simulation_runs_them(presets, 
     assert int(steps.load_bits.sum()) == metrics["dram_read"]
     assert int(steps.store_bits.sum()) == metrics["dram_write"]
     assert int(steps.compute.sum()) == metrics["compute"]
-    batch = batch_steps(op, accel, *(np.array([x]) for x in tiles), *(np.array([order.index(d)]) for d in "mkn"),
-                        spill=np.array([plan.spills]), resident=plan.resident, onchip=plan.onchip,
-                        widths=(plan.bits_a, plan.bits_b, plan.bits_out, plan.psum_bits))
-    assert batch_cycles(batch, count, accel)[0] == pipeline_cycles(steps, accel)
+    variants = Variants.of([op], accel, [(plan.bits_a, plan.bits_b, plan.bits_out, plan.psum_bits)], [plan.resident],
+                           [plan.onchip], *(np.array([x]) for x in tiles))
+    arguments = (variants, *(np.array([x]) for x in tiles), *(np.array([order.index(d)]) for d in "mkn"), np.array([0]),
+                 np.array([plan.spills]), np.array([0]))
+    cycles, compute = pipeline_totals(op, accel, *arguments)
+    assert batch_cycles(batch_steps(op, accel, *arguments), count, accel)[0] == pipeline_cycles(steps, accel) \
+        == cycles[0]
+    assert compute[0] == metrics["compute"]
     row = hwsim.simulate(one_op(op), accel, mapper=Fixed(plan)).ops[0]
     assert row == hwsim.estimate(op, accel, mapper=Fixed(plan)) == hwsim.cost_plan(plan, accel)
 

@@ -114,7 +114,9 @@ def test_simulate_json_keys_and_files(capsys, tmp_path):
     assert run.kind == "simulate" and set(run.files) == {"per_op.csv"}
     assert run.provenance["torch"] and run.provenance["timm"]
     assert run.provenance["model_tag"].startswith("pmq-demo-vit@")
-    assert recorded["accelerator_config"]["name"] == "bitfusion" and recorded["cycles"] == summary["cycles"]
+    assert recorded.accelerator_config["name"] == "bitfusion" and recorded.cycles == summary["cycles"]
+    assert {tuple(b.values()) for b in recorded.allocation["components"].values()} == {(4, 8)}
+    assert recorded.per_op_file == "per_op.csv" and summary["per_op"] == str(tmp_path / "per_op.csv")
     rows = (tmp_path / "per_op.csv").read_text().splitlines()
     assert rows[0].startswith("name,") and len(rows) > 40
 

@@ -31,7 +31,7 @@ def test_reference_mapping_costs_more_than_the_mapper_on_bitfusion(capsys, tmp_p
     replayed = json.loads(captured.out)
     assert replayed["bops"] == searched["bops"]
     assert replayed["cycles"] > searched["cycles"]  # 32-bit psums loaded per tile at 2 bits: memory-bound
-    assert read_run(out).summary["mapping"] == "reference"
+    assert read_run(out).summary.mapping == "reference"
     assert "bitfusion:" in (out / "per_op.csv").read_text()
 
 

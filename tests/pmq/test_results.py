@@ -8,6 +8,7 @@ import pytest
 
 from hwsim.result import ENERGY_PARTS
 from pmq.errors import PMQError
+from pmq.records import AllocationEntry, DemoSearch
 from pmq.results import (
     POINTS_FILE,
     RUN_FILE,
@@ -63,3 +64,28 @@ def test_labels_and_budget_factors():
     assert allocation_label("pmq", "latency", "0.75x:W8A8") == "pmq-latency-0.75x"
     assert allocation_label("hawq", "bops", "2.5e9") == "hawq-bops-2.5e9"
     assert [budget_factor(b) for b in ("0.4x:W8A8", "1.5X:W4A4", "0.97x", "3e6")] == [0.4, 1.5, None, None]
+
+
+def test_manifest_records_read_back_typed(tiny_results):
+    results = load_results(tiny_results[0])
+    entry = results.entries["pmq-bops-0.5x"]
+    assert isinstance(entry, AllocationEntry)
+    assert (entry.method, entry.metric, entry.objective, entry.budget, entry.base) == ("pmq", "pmq", "bops",
+                                                                                        "0.5x:W8A8", "")
+    assert entry.file == "allocations/pmq-bops-0.5x.json" and set(entry.ops) == {"bitfusion", "int8_systolic"}
+    assert results.entries["W8A8"].budget == "" and results.entries["W8A8"].method == "uniform"
+    [search] = results.searches
+    assert isinstance(search, DemoSearch) and results.search("pmq", "bops") is search
+    assert (search.fixed_cost, search.unit, search.unit_scale, search.points) == (10.0, "GBOPs", 1e-9, 3)
+
+
+def test_a_damaged_manifest_record_is_one_line(tiny_results):
+    root = tiny_results[0]
+    run = json.loads((root / RUN_FILE).read_text())
+    del run["allocations"]["W8A8"]["method"]
+    (root / RUN_FILE).write_text(json.dumps(run))
+    with pytest.raises(PMQError) as exc:
+        load_results(root)
+    assert str(exc.value) == (f"{root / RUN_FILE}: AllocationEntry record lacks 'method': "
+                              "re-run the command that wrote it")
+    assert exc.value.param == "results_dir"

@@ -292,9 +292,9 @@ def test_search_folder_is_one_set_and_plots(capsys, tmp_path):
                  "4,8", "--calibration-images", "16", "--limit", "32", "--out", str(out), "--json"]) == 0
     run = read_run(out)
     assert sorted(p.name for p in out.iterdir()) == ["allocation.json", "frontier.csv", "run.json"]
-    frontier = run.summary["frontier"]
+    frontier = run.summary.frontier
     rows = (out / "frontier.csv").read_text().splitlines()
-    assert len(rows) == frontier["points"] + 1 and rows[0].split(",")[:2] == ["omega", "bops"]
+    assert len(rows) == frontier.points + 1 and rows[0].split(",")[:2] == ["omega", "bops"]
     assert set(rows[1].split(",")[2:]) <= {"W4A4", "W4A8", "W8A4", "W8A8"}  # a bits table, one row per point
     capsys.readouterr()
     assert main(["plot", str(out), "--format", "png"]) == 0

@@ -97,10 +97,11 @@ def test_search_cli_writes_a_loadable_allocation(capsys, tmp_path):
     record = run.summary
     assert run.kind == "search" and set(run.files) == {"frontier.csv", "allocation.json"}
     assert run.provenance["torch"] and run.provenance["model_tag"].startswith("pmq-demo-vit@")
-    assert record["accelerator_config"]["name"] == "bitfusion"
+    assert record.accelerator_config["name"] == "bitfusion" and record.allocation_file == "allocation.json"
     assert (out / "frontier.csv").read_text().startswith("omega,")
-    assert record["budget_unit"] == "GBOPs"
-    assert 0 < printed["gbops"] <= record["budget_value"] * (1 + 1e-9)  # the whole-model BOPs fit the budget
+    assert record.budget_unit == "GBOPs" and record.patchwise is None and record.before_patchwise is None
+    assert printed["gbops"] == record.measured.gbops and printed["top1"] == record.measured.top1
+    assert 0 < printed["gbops"] <= record.budget_value * (1 + 1e-9)  # the whole-model BOPs fit the budget
     # the allocation it wrote is what `pmq simulate --allocation` reads
     assert main(["simulate", "--model", "demo", "--accelerator", "loom", "--allocation", printed["allocation"],
                  "--out", str(tmp_path / "sim"), "--json"]) == 0
@@ -116,10 +117,12 @@ def test_search_cli_size_objective_runs_patchwise_on_bops(capsys, tmp_path):
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     record = read_run(out).summary
-    assert record["patchwise"]["objective"] == "bops"
-    assert "base_top1" not in record["patchwise"]  # the search evaluated the base already
-    before = record["before_patchwise"]["gbops"]
-    assert printed["gbops"] == record["gbops"] <= 0.9 * before * (1 + 1e-9)
+    assert record.patchwise.objective == "bops"
+    assert record.patchwise.base_top1 is None  # the search evaluated the base already
+    before = record.before_patchwise.gbops
+    assert printed["gbops"] == record.measured.gbops <= 0.9 * before * (1 + 1e-9)
+    assert record.measured.size_mb == record.before_patchwise.size_mb  # token bits change no weight
+    assert record.measured.latency_s == record.patchwise.patchwise_simulated.latency_s
     allocation = BitAllocation.load(printed["allocation"])
     assert allocation.patchwise["layers"]
     assert main(["simulate", "--model", "demo", "--accelerator", "bitfusion", "--allocation", printed["allocation"],
@@ -139,7 +142,8 @@ def test_model_search_builds_once_for_every_budget(tmp_path, monkeypatch):
     assert search.problem("pmq", ("latency",)).frontier is not tight.frontier
     w8a8 = search.costs.total("bops", BitAllocation.uniform("W8A8", experiment.component_names))
     for result, factor in ((tight, 0.3), (loose, 0.6)):
-        assert result.summary["budget_value"] == pytest.approx(factor * w8a8 * 1e-9, rel=1e-12)
+        assert result.summary.budget_value == pytest.approx(factor * w8a8 * 1e-9, rel=1e-12)
         assert search.costs.total("bops", result.allocation) <= factor * w8a8 * (1 + 1e-12)
-        assert result.summary["gbops"] * 1e9 == pytest.approx(search.costs.total("bops", result.allocation), rel=1e-9)
-    assert tight.summary["omega"] > loose.summary["omega"]
+        assert result.summary.measured.gbops * 1e9 == pytest.approx(search.costs.total("bops", result.allocation),
+                                                                     rel=1e-9)
+    assert tight.summary.omega > loose.summary.omega

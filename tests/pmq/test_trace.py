@@ -223,8 +223,10 @@ def test_a_user_module_traces_quantizes_and_simulates(user_package, tmp_path, ca
 
 
 @pytest.mark.parametrize("model, extra, needle", [
-    ("usernets.nets:build", [], "no input size known (no pretrained_cfg['input_size']): pass --input-size C,H,W"),
-    ("usernets.nets:not_a_module", [], "not_a_module() returned a int, not a torch.nn.Module"),
+    ("usernets.nets:build", [], "error: --input-size: "),
+    ("usernets.nets:build", [], "no input size known (no pretrained_cfg['input_size']): give its input size C,H,W"),
+    ("usernets.nets:not_a_module", [], "--model: model usernets.nets:not_a_module: not_a_module() returned a int, "
+                                       "not a torch.nn.Module"),
     ("usernets.nets:missing", [], "usernets.nets has no function 'missing'"),
     ("no_such_package.nets:build", [], "cannot import 'no_such_package.nets' (ModuleNotFoundError"),
     ("deit_smol_patch16_224", [], "unknown model 'deit_smol_patch16_224' (did you mean"),

@@ -210,7 +210,7 @@ def test_run_patchwise_picks_settings_within_the_budget():
     chosen = search.allocation.validate(experiment.component_names)
     assert chosen.patchwise["layers"] and chosen.bits == base.bits
     assert sum(op.bops for op in experiment.trace.workload(chosen).ops) <= 0.98 * base_bops
-    assert search.summary["cost"] <= 0.98 * base_bops and search.summary["base_cost"] == base_bops
+    assert search.summary.cost <= 0.98 * base_bops and search.summary.base_cost == base_bops
     everything = run_patchwise(experiment, base, None, "bops", "1x", choices=choices, omega_images=16,
                                evaluate=False)
     assert everything.allocation.patchwise["layers"] == {}  # no budget pressure: Ω 0, nothing demoted
@@ -231,12 +231,12 @@ def test_patchwise_without_a_budget_is_always_feasible_and_token_hardware_turns_
     search = run_patchwise(experiment, base, tokens, "latency", None, choices=choices, omega_images=16,
                            evaluate=False)
     s = search.summary
-    assert s["layers"] and s["cost"] < s["base_cost"]
-    assert s["budget"].startswith("default") and s["cost"] <= max(s["budget_base_units"], s["base_cost"])
+    assert s.layers and s.cost < s.base_cost
+    assert s.budget.startswith("default") and s.cost <= max(s.budget_base_units, s.base_cost)
     simulated = hwsim.estimate_workload(experiment.trace.workload(search.allocation), tokens).latency_s
-    assert simulated == pytest.approx(s["cost"])
+    assert simulated == pytest.approx(s.cost)
     low = BitAllocation.uniform("W4A4", names)
     cheapest = run_patchwise(experiment, low, accelerators.load("loom"), "latency", None, choices=choices,
                              omega_images=16, evaluate=False)
-    assert "cheapest setting" in cheapest.summary["budget"]
-    assert cheapest.summary["cost"] == pytest.approx(cheapest.summary["budget_base_units"])
+    assert "cheapest setting" in cheapest.summary.budget
+    assert cheapest.summary.cost == pytest.approx(cheapest.summary.budget_base_units)

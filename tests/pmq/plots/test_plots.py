@@ -16,6 +16,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 import accelerators
 import hwsim
+import pmq.patchwise.runtime  # noqa: F401  (installs patch-wise allocations on the quantized model)
 from pmq.allocation import BitAllocation, Bits
 from pmq.cli import main
 from pmq.errors import PMQError

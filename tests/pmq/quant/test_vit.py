@@ -74,8 +74,9 @@ def test_wrapping_copies_and_leaves_the_original_alone(tiny_vit):
 
 
 def test_a_model_without_an_input_size_needs_one():
-    with pytest.raises(PMQError, match="pass --input-size"):
+    with pytest.raises(PMQError, match="give its input size C,H,W") as exc:
         quantize_model(torch.nn.Linear(3, 3))
+    assert exc.value.param == "input_size"
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     qm = quantize_model(model, trace=trace_model(model, input_size=(3,)))
     assert qm.component_names() == ["0", "2"]

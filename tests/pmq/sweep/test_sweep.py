@@ -182,8 +182,9 @@ def test_bad_budgets_and_settings_fail_before_any_work(tmp_path):
         run_sweep(space, synthetic_inputs(), tmp_path, "latency", progress=False)
     with pytest.raises(PMQError, match="budget 'half' is not understood"):
         run_sweep(space, synthetic_inputs(), tmp_path, "latency", ["half"], progress=False)
-    with pytest.raises(PMQError, match="no objective: pass --objective"):
+    with pytest.raises(PMQError, match="no objective: name one") as exc:
         run_sweep(space, synthetic_inputs(), tmp_path, progress=False)
+    assert exc.value.param == "objective"
     assert not list(tmp_path.iterdir())
 
 
@@ -418,6 +419,30 @@ def test_plot_reads_a_sweep_folder(reference, tmp_path):
     shutil.copytree(reference.out, out)
     written = plot_results(out, fmt="png")
     assert written == [out / "figures" / "sweep.png"] and written[0].stat().st_size > 10_000
+
+
+def test_the_sweep_summary_is_typed_and_another_version_is_refused(reference, tmp_path, capsys):
+    from pmq.cli import main
+    from pmq.records import SweepSummary
+
+    out = tmp_path / "out"
+    shutil.copytree(reference.out, out)
+    summary = read_run(out).summary
+    assert isinstance(summary, SweepSummary)
+    assert (summary.points, summary.designs) == (len(reference.rows), 24)
+    assert summary.failed_points == reference.failed
+    assert summary.points == summary.designs * len(summary.budgets)
+    assert summary.pareto_points == len((out / "pareto.csv").read_text().splitlines()) - 1
+    state = json.loads((out / "sweep.json").read_text())  # the resume state holds the same record
+    assert SweepSummary.from_dict(state) == summary and state["format"] == "pmq.sweep/1"
+    manifest = json.loads((out / "run.json").read_text())
+    manifest["summary"]["schema"] = "pmq.sweep-summary/7"
+    (out / "run.json").write_text(json.dumps(manifest))
+    assert main(["plot", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"pmq plot: error: {out / 'run.json'}: summary schema pmq.sweep-summary/7 is not "
+                          "pmq.sweep-summary/2, the one this pmq reads")
 
 
 # --- patch-wise (ρ, levels) as parameters of the space ---------------------------------------------

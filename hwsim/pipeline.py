@@ -1,0 +1,310 @@
+"""GEMM plans as tile steps through the double-buffered pipeline, and their exact time in closed form.
+
+Steps run lock-step: while the array computes step i, DRAM fetches step i+1's new inputs and then
+writes back what step i−1 finished, so step i takes ``max(C_i, L_{i+1} + S_{i−1})``
+(:func:`pipeline_cycles`; the simpy engine schedules exactly this). A step fetches an operand tile
+when it differs from the previous step's (if resident only on the first pass of the loop that does
+not index it, never if on chip), re-reads spilled partial sums when it reopens an output block, and
+writes the block back when it leaves it (outputs after the last k-step, else spilled partial sums).
+
+* :func:`batch_steps` lists every step of plans (what the event simulation runs);
+* :func:`pipeline_totals` gives the same total time without listing them: a step's term depends only
+  on which of its block indices (and its neighbours') are first or last, so along a loop of ``c``
+  blocks the indices ``2 .. c-3`` all give the same term, and each loop is summed over at most five
+  representatives (0, 1, one middle index weighted ``c-4``, c-2, c-1): at most 125 steps per plan.
+
+What a step's geometry is (block sizes, which loops changed) does not depend on bits; what it moves
+and computes does. :class:`Variants` holds the bit-dependent facts of several bit variants of one
+shape, and every plan says which variant it is of: the mapper prices each variant's candidates in one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.accelerator import Accelerator, ceil_div
+from hwsim.workload import Gemm
+
+DIMS = "mkn"
+REPRESENTATIVES = 5  # block indices summed per loop: 0, 1, a middle one, c-2, c-1
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The pipeline of one op instance: per step, bits fetched before it, busy cycles, bits written
+    back after it; the op runs them ``repeat`` times. ``stall``: cycles the array waits before each
+    step on ports outside the shared channel (a replayed reference's own port model), or None."""
+
+    load_bits: np.ndarray
+    compute: np.ndarray
+    store_bits: np.ndarray
+    repeat: int = 1
+    stall: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class BatchSteps:
+    """The steps of many plans of one op, concatenated; plan ``c`` owns ``[start[c], start[c] + length[c])``."""
+
+    start: np.ndarray
+    length: np.ndarray
+    load_bits: np.ndarray
+    compute: np.ndarray
+    store_bits: np.ndarray
+
+
+@dataclass(frozen=True)
+class Variants:
+    """Bit variants of one GEMM shape, costed together (usually just one): per variant, the op, its
+    storage widths (A, B, write-back, psum: ``(V, 4)``), which of A, B are resident (``(V, 2)``) and
+    which of A, B, out are on chip (``(V, 3)``), and the array's cycles per tile kind of each tile size
+    (:func:`tile_table`, ``(V, 2, 2, 2, 2, tiles)``)."""
+
+    ops: tuple[Gemm, ...]
+    widths: np.ndarray
+    resident: np.ndarray
+    onchip: np.ndarray
+    tables: np.ndarray
+
+    @classmethod
+    def of(cls, ops, accel: Accelerator, widths, resident, onchip, mt, kt, nt) -> Variants:
+        """From per-variant widths and operand sets; tables over the tile sizes ``mt, kt, nt``."""
+        return cls(tuple(ops), np.array(widths, dtype=np.int64).reshape(len(ops), 4),
+                   np.array([[x in one for x in "ab"] for one in resident]),
+                   np.array([[x in one for x in ("a", "b", "out")] for one in onchip]),
+                   np.stack([tile_table(op, accel, mt, kt, nt) for op in ops]))
+
+    def overhead(self, accel: Accelerator) -> np.ndarray:
+        return np.array([[accel.array.instance_overhead_cycles(op)] for op in self.ops])
+
+
+def tile_table(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
+    """The array's cycles for one tile of each kind ``[last m block?, last k?, last n?, stream start?]``
+    (a last block is the dimension's remainder) of each tile size: (2, 2, 2, 2, tiles), one call of the
+    array model on broadcast arrays."""
+    m, k, n = (np.stack([t, dim - (ceil_div(dim, t) - 1) * t])
+               for dim, t in zip((op.m, op.k, op.n), (np.asarray(mt), np.asarray(kt), np.asarray(nt)), strict=True))
+    start = np.array([False, True])[None, None, None, :, None]
+    cycles = accel.array.tile_cycles(m[:, None, None, None, :], k[None, :, None, None, :], n[None, None, :, None, :],
+                                     op, start)
+    return np.broadcast_to(cycles, (2, 2, 2, 2, m.shape[1]))
+
+
+def block_counts(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
+    """Tiles of one instance by kind ``[last m block?, last k?, last n?, stream start?]``: (2, 2, 2, 2, tiles),
+    the weights of :func:`tile_table` (bits-independent: one per shape serves every bit variant)."""
+    m, k, n = (_block_counts(dim, tile, extent is None)
+               for dim, tile, extent in zip((op.m, op.k, op.n), (mt, kt, nt), accel.array.extents(op), strict=True))
+    every = np.einsum("xsT,ytT,zuT->xyzstuT", m, k, n)
+    starts = every[:, :, :, 1, 1, 1]
+    return np.stack([every.sum(axis=(3, 4, 5)) - starts, starts], axis=3)
+
+
+def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
+    """Blocks along one dimension by kind, ``[last block?, starts the streamed dimension?]``: (2, 2, tiles).
+    Along a dimension that is not streamed every block counts as a start."""
+    count = ceil_div(dim, np.asarray(tile))
+    zero = np.zeros_like(count)
+    if not streamed:
+        return np.stack([np.stack([zero, count - 1]), np.stack([zero, zero + 1])])
+    several = (count > 1).astype(np.int64)
+    return np.stack([np.stack([np.maximum(count - 2, 0), several]), np.stack([several, 1 - several])])
+
+
+class _Rows:
+    """Steps (rows) of plans and what they move and compute.
+
+    Plans are given per plan: tiles, loop positions, ``tile`` (the plan's index into the variants'
+    tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants`` the plan is
+    of); ``plan`` says which plan each row is of, and the methods take and return one value per row.
+    """
+
+    def __init__(self, op: Gemm, accel: Accelerator, variants: Variants, plan, mt, kt, nt, pm, pk, pn, tile, spill,
+                 variant):
+        self.streamed = [extent is None for extent in accel.array.extents(op)]
+        self.tables = variants.tables
+        variant = np.asarray(variant)[plan]
+        self.variant, self.tile, self.spill = variant, np.asarray(tile)[plan], np.asarray(spill)[plan]
+        self.overhead = variants.overhead(accel)[variant, 0]
+        self.sa, self.sb, out, self.sp = (variants.widths[variant, i] for i in range(4))
+        self.out = np.where(variants.onchip[variant, 2], 0, out)
+        self.resident = variants.resident[variant]
+        self.onchip = variants.onchip[variant]
+        self.positions = tuple(np.asarray(p)[plan] for p in (pm, pk, pn))
+        self.tiles, self.last, self.edge = [], [], []
+        for dim, size in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True):
+            size = np.asarray(size)
+            last = ceil_div(dim, size) - 1
+            self.tiles.append(size[plan])
+            self.last.append(last[plan])
+            self.edge.append((dim - last * size)[plan])
+
+    def dims(self, at: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """(m, k, n) block indices from indices in loop positions (outer to inner)."""
+        return tuple(np.where(position == 0, at[0], np.where(position == 1, at[1], at[2]))
+                     for position in self.positions)
+
+    def _sizes(self, index) -> tuple[np.ndarray, ...]:
+        return tuple(np.where(i == last, edge, tile)
+                     for i, last, edge, tile in zip(index, self.last, self.edge, self.tiles, strict=True))
+
+    def compute(self, index, begins) -> np.ndarray:
+        """Busy cycles of each step (the first of an instance pays the array's instance overhead)."""
+        kind = [(i == last).astype(np.int64) for i, last in zip(index, self.last, strict=True)]
+        start = np.ones_like(begins)
+        for i, streamed in zip(index, self.streamed, strict=True):
+            if streamed:
+                start &= i == 0
+        return self.tables[self.variant, kind[0], kind[1], kind[2], start.astype(np.int64), self.tile] \
+            + begins * self.overhead
+
+    def load_bits(self, index, before, begins) -> np.ndarray:
+        """Bits fetched before each step, given the previous step's blocks (unused where it begins)."""
+        (im, ik, in_), (pm, pk, pn) = index, before
+        m, k, n = self._sizes(index)
+        fetch_a = self._fetches(begins | (im != pm) | (ik != pk), in_ == 0, 0)
+        fetch_b = self._fetches(begins | (ik != pk) | (in_ != pn), im == 0, 1)
+        reopens = (begins | (im != pm) | (in_ != pn)) & (ik > 0)
+        return fetch_a * (m * k) * self.sa + fetch_b * (k * n) * self.sb + (self.spill & reopens) * (m * n) * self.sp
+
+    def store_bits(self, index, after, ends) -> np.ndarray:
+        """Bits written back after each step, given the next step's blocks (unused where it ends)."""
+        (im, ik, in_), (nm, _, nn) = index, after
+        m, _, n = self._sizes(index)
+        closes = ends | (im != nm) | (in_ != nn)
+        final = ik == self.last[1]
+        return (closes & final) * (m * n) * self.out + (self.spill & closes & ~final) * (m * n) * self.sp
+
+    def _fetches(self, changed: np.ndarray, first_pass: np.ndarray, operand: int) -> np.ndarray:
+        """1 where a step fetches its tile of ``operand`` (0 = A, 1 = B)."""
+        fetch = np.where(self.resident[:, operand], changed & first_pass, changed)
+        return fetch & ~self.onchip[:, operand]
+
+
+def per_position(op: Gemm, mt, kt, nt, pm, pk, pn) -> np.ndarray:
+    """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
+    counts = (ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt))
+    return np.stack([np.select([pm == p, pk == p], counts[:2], counts[2]) for p in range(3)])
+
+
+def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
+                variant) -> BatchSteps:
+    """Every tile step of every plan (equal-length arrays, as in :class:`_Rows`), in loop order."""
+    loops = per_position(op, mt, kt, nt, pm, pk, pn)
+    length = loops[0] * loops[1] * loops[2]
+    start = np.r_[0, np.cumsum(length)[:-1]]
+    plan = np.repeat(np.arange(len(length)), length)
+    step = np.arange(int(length.sum())) - start[plan]
+    inner, middle = loops[2][plan], loops[1][plan]
+    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    cur = rows.dims((step // (middle * inner), (step // inner) % middle, step % inner))
+    before = tuple(np.r_[x[:1], x[:-1]] for x in cur)  # the previous step's blocks (unused where it begins)
+    after = tuple(np.r_[x[1:], x[-1:]] for x in cur)  # the next step's (unused where it ends)
+    begins, ends = step == 0, step == length[plan] - 1
+    return BatchSteps(start, length, rows.load_bits(cur, before, begins), rows.compute(cur, begins),
+                      rows.store_bits(cur, after, ends))
+
+
+def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
+                    variant) -> tuple[np.ndarray, np.ndarray]:
+    """Per plan (arguments as in :class:`_Rows`): exactly what :func:`batch_cycles` gives for its steps
+    run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
+    loops = per_position(op, mt, kt, nt, pm, pk, pn)
+    values, weights = zip(*(_representatives(c) for c in loops), strict=True)
+    # every combination of the three loops' representatives, per plan: (plans, 5, 5, 5), zero weights dropped
+    axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
+            (slice(None), None, None, slice(None)))
+    weight = weights[0][axes[0]] * weights[1][axes[1]] * weights[2][axes[2]]
+    keep = (weight > 0).ravel()
+    plan = np.broadcast_to(np.arange(len(weight))[:, None, None, None], weight.shape).ravel()[keep]
+    at = tuple(np.broadcast_to(v[axis], weight.shape).ravel()[keep] for v, axis in zip(values, axes, strict=True))
+    weight = weight.ravel()[keep]
+    counts = tuple(c[plan] for c in loops)
+    before, first = _step(at, counts, -1)
+    after, last = _step(at, counts, +1)
+    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    cur, prev, nxt = rows.dims(at), rows.dims(before), rows.dims(after)
+    dram, tick = accel.dram, accel.dram.ticks_per_cycle
+    compute = rows.compute(cur, first)
+    busy = compute * tick
+    next_load = dram.ticks(rows.load_bits(nxt, cur, last))  # after the last step: the next instance's first
+    previous_store = dram.ticks(rows.store_bits(prev, cur, first))
+    term = np.maximum(busy, next_load + previous_store)
+    head = np.where(first, term - np.maximum(busy, next_load), 0)
+    tail = np.where(last, term - np.maximum(busy, previous_store), 0)
+    ends = np.where(last, next_load, 0) + np.where(first, previous_store, 0)  # step 0's load, the last step's store
+    starts = np.flatnonzero(np.r_[True, plan[1:] != plan[:-1]])
+    period, compute_sum, edges, heads, tails, first_busy = (
+        np.add.reduceat(x, starts) for x in (weight * term, weight * compute, ends, head, tail,
+                                             np.where(first, busy, 0)))
+    single = loops[0] * loops[1] * loops[2] * op.count == 1
+    total = np.where(single, edges + first_busy, edges + op.count * period - heads - tails)
+    return -(-total // tick), compute_sum
+
+
+def _representatives(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (plans, 5): a loop of ``count`` blocks as five weighted indices."""
+    count = np.asarray(count)[:, None]
+    short = np.arange(REPRESENTATIVES)[None, :]
+    long = np.concatenate([np.broadcast_to(short[:, :3], (len(count), 3)), count - 2, count - 1], axis=1)
+    middle = np.array([[1, 1, 0, 1, 1]]) + np.array([[0, 0, 1, 0, 0]]) * (count - 4)
+    values = np.where(count >= REPRESENTATIVES, long, np.minimum(short, count - 1))
+    weights = np.where(count >= REPRESENTATIVES, middle, short < count)
+    return values, weights.astype(np.int64)
+
+
+def _step(at: tuple[np.ndarray, ...], counts: tuple[np.ndarray, ...], direction: int):
+    """Block indices (outer to inner) of the step before (-1) / after (+1) each step, wrapping into the
+    previous / next instance; and whether each step is the instance's first (-1) / last (+1)."""
+    carry = np.ones_like(at[0], dtype=bool)
+    moved = list(at)
+    for p in (2, 1, 0):  # inner to outer: step the innermost loop, wrapping (and carrying) at its end
+        end = 0 if direction < 0 else counts[p] - 1
+        wraps = carry & (at[p] == end)
+        moved[p] = np.where(wraps, counts[p] - 1 - end, np.where(carry, at[p] + direction, at[p]))
+        carry = wraps
+    return tuple(moved), carry
+
+
+def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:
+    """Per plan, what :func:`pipeline_cycles` gives for its steps run ``repeat`` times (vectorised)."""
+    dram = accel.dram
+    tick = dram.ticks_per_cycle
+    loads, stores, compute = dram.ticks(steps.load_bits), dram.ticks(steps.store_bits), steps.compute * tick
+    first, last = steps.start, steps.start + steps.length - 1
+    index = np.arange(len(compute))
+    following = index + 1
+    following[last] = first  # the next instance's first step
+    previous = index - 1
+    previous[first] = last  # the previous instance's last step
+    next_load, previous_store = loads[following], stores[previous]
+    period = np.add.reduceat(np.maximum(compute, next_load + previous_store), first)
+    head = np.maximum(compute[first], next_load[first] + previous_store[first]) - \
+        np.maximum(compute[first], next_load[first])
+    tail = np.maximum(compute[last], next_load[last] + previous_store[last]) - \
+        np.maximum(compute[last], previous_store[last])
+    total = loads[first] + repeat * period - head - tail + stores[last]
+    single = loads[first] + compute[first] + stores[first]
+    return -(-np.where(steps.length * repeat == 1, single, total) // tick)
+
+
+def pipeline_cycles(steps: Steps, accel: Accelerator) -> int:
+    """Exact time of ``steps`` run ``repeat`` times lock-step through the double-buffered pipeline.
+
+    Step i costs ``max(C_i, L_{i+1} + S_{i−1})`` (DRAM fetches the next step's inputs, then
+    writes back what the previous step finished); add the first load and the last store. Times are
+    in the channel's ticks (:attr:`hwsim.Dram.ticks_per_cycle`); the total rounds up to whole cycles.
+    """
+    dram = accel.dram
+    tick = dram.ticks_per_cycle
+    loads, stores = dram.ticks(steps.load_bits), dram.ticks(steps.store_bits)
+    compute, repeat, n = steps.compute * tick, steps.repeat, len(steps.compute)
+    waits = 0 if steps.stall is None else repeat * int(steps.stall.sum())
+    if n * repeat == 1:
+        return ceil_div(int(loads[0] + compute[0] + stores[0]), tick) + waits
+    period = int(np.maximum(compute, np.roll(loads, -1) + np.roll(stores, 1)).sum())
+    first = max(compute[0], loads[1 % n] + stores[-1]) - max(compute[0], loads[1 % n])
+    last = max(compute[-1], loads[0] + stores[n - 2]) - max(compute[-1], stores[n - 2])
+    return ceil_div(int(loads[0] + repeat * period - first - last + stores[-1]), tick) + waits
