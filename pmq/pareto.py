@@ -239,12 +239,16 @@ def frontier(
     *,
     resolution: float | None = None,
     max_states: int = MAX_STATES,
+    admit: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Frontier:
     """The exact Pareto frontier of (Σ Ω, Σ cost) -- or (Σ Ω, Σ cost₁, Σ cost₂) for two objectives.
 
     ``resolution`` (relative cost quantum, e.g. ``1e-4``) makes it approximate but bounded; see the
     module docstring for the guarantee.  An exact run whose partial frontier outgrows ``max_states``
-    stops with an error that suggests a resolution.
+    stops with an error that suggests a resolution.  ``admit(t, omega, costs)`` sees the partial sums
+    of the states kept after component ``t`` and masks those worth extending: a caller that asks only
+    a few budgets drops the states no completion could make their answer (the frontier is then cut to
+    the points those budgets need; :func:`pmq.sweep.pricing.budget_admit`).
     """
     objectives = _check_objectives(objectives)
     names, keys, omegas, costs = _compile(table, objectives)
@@ -280,6 +284,8 @@ def frontier(
         survivors = _prune(merged_omega, merged_costs)
         if quanta is not None:
             survivors = _coarsen(survivors, merged_omega, merged_costs, quanta)
+        if admit is not None:
+            survivors = survivors[admit(t, merged_omega[survivors], merged_costs[survivors])]
         parents.append((survivors % n).astype(np.int32))
         picks.append(keep[survivors // n].astype(np.int32))
         state_omega, state_costs = merged_omega[survivors], merged_costs[survivors]
@@ -457,16 +463,11 @@ def _prune_3d(omega: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
             pair = np.triu((r2[:, None] <= r2[None, :]) & (ro[:, None] <= ro[None, :]), 1)
             survivors = rows[~pair.any(axis=0)]
         alive[lo + survivors] = True
-        stair_c2, stair_omega = _staircase(
-            np.concatenate([stair_c2, b2[survivors]]), np.concatenate([stair_omega, bo[survivors]])
-        )
+        # the (c2, Ω) staircase so far: c2 ascending, Ω strictly falling
+        stair_c2, stair_omega = np.r_[stair_c2, b2[survivors]], np.r_[stair_omega, bo[survivors]]
+        stair = _prune_2d(stair_omega, stair_c2)
+        stair_c2, stair_omega = stair_c2[stair], stair_omega[stair]
     return order[alive]
-
-
-def _staircase(c: np.ndarray, omega: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2-D non-dominated subset of (c, Ω), as c ascending with Ω strictly falling."""
-    keep = _prune_2d(omega, c)
-    return c[keep], omega[keep]
 
 
 def _coarsen(rows: np.ndarray, omega: np.ndarray, costs: np.ndarray, quanta: np.ndarray) -> np.ndarray:

@@ -13,10 +13,12 @@ per batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 import accelerators
 import hwsim
@@ -24,8 +26,9 @@ from hwsim.costtable import VariantTable, variant_table
 from hwsim.errors import HwsimError
 from pmq.allocation import BitAllocation, Bits
 from pmq.errors import PMQError
+from pmq.pareto import frontier
 from pmq.patchwise.spec import layer_names
-from pmq.search import SearchProblem, cost_table, pair_of
+from pmq.search import CostTable, SearchProblem, cost_table, pair_of, pareto_table, resolve_budget
 from pmq.trace.graph import ModelTrace
 
 
@@ -67,7 +70,7 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict,
         table = variant_table(inputs.workload, names, [pair_of(b) for b in pairs], accel)
         # hardware objectives read only the component names from the per-component costs
         costs = cost_table(dict.fromkeys(names), 0, pairs, [objective], variants=table)
-        problem = SearchProblem.build(inputs.omega, costs, [objective])
+        problem = budget_problem(inputs.omega, costs, objective, inputs.budgets)
     except (HwsimError, PMQError) as err:
         return [_failed(row, err) for row in rows]
     for row in rows:
@@ -95,6 +98,76 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict,
 def price_designs(inputs: PricingInputs, designs: list[tuple[int, dict, dict | None]]) -> list[list[dict[str, Any]]]:
     """:func:`price_design` for a batch of ``(design id, config, patch-wise setting)``: one task's worth of work."""
     return [price_design(inputs, *design) for design in designs]
+
+
+def budget_problem(omega: Mapping[str, Mapping[Bits, float]], costs: CostTable, objective: str,
+                   budgets: Sequence[str]) -> SearchProblem:
+    """The search problem for these budgets only: the exact frontier DP, cut by :func:`budget_admit` to
+    the states that can still become a budget's answer. ``choose`` then gives, for these budgets, what
+    ``SearchProblem.build`` gives (tested); the frontier it holds is only that part."""
+    names = list(omega)
+    per_choice = [costs.per_choice[objective][name] for name in names]
+    lowest, highest = sum(min(row.values()) for row in per_choice), sum(max(row.values()) for row in per_choice)
+    limits = []  # as SearchProblem.point turns each budget into a frontier cost
+    for budget in budgets:
+        try:
+            value = resolve_budget(costs, objective, budget, names)
+        except PMQError:
+            continue  # that budget's row fails with this error in choose()
+        limits.append(min(max(value - costs.fixed[objective], lowest), highest))
+    keys = [list(omega[name]) for name in names]
+    admit = budget_admit([np.array([omega[name][b] for b in k]) for name, k in zip(names, keys, strict=True)],
+                         [np.array([row[b] for b in k]) for row, k in zip(per_choice, keys, strict=True)], limits)
+    front = frontier(pareto_table(omega, costs, [objective]), [objective], admit=admit)
+    return SearchProblem(omega, costs, (objective,), front)
+
+
+def budget_admit(omega: Sequence[np.ndarray], cost: Sequence[np.ndarray], limits: Sequence[float],
+                 multipliers: int = 121) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
+    """A :func:`pmq.pareto.frontier` ``admit`` that keeps the partial allocations (components 0..t) some
+    completion could make the least-Ω answer under one of ``limits`` (2-D: one cost).
+
+    Per limit L: a Lagrangian relaxation (each component takes its least Ω + λ·cost, λ on a log grid)
+    gives a feasible allocation, hence an upper bound U on the answer's Ω, and for that λ a lower
+    bound on any completion: Ω + λ(c - L) + Σ_rest min(Ω + λ·cost). A state is dropped only when, for
+    every limit, its cheapest completion costs more than L, or its least-Ω completion or that bound
+    exceeds U, each by a relative 1e-9 (far above float rounding), so the answer's own partial
+    allocations are always kept.
+    """
+    width = max(len(row) for row in omega)
+    big_omega = np.full((len(omega), width), np.inf)  # padding is never the least of a row
+    big_cost = np.zeros((len(omega), width))
+    for t, (o, c) in enumerate(zip(omega, cost, strict=True)):
+        big_omega[t, :len(o)], big_cost[t, :len(c)] = o, c
+    scale = max(o.max() for o in omega) / max(max(c.max() for c in cost), 1e-300)
+    lam = np.r_[0.0, np.geomspace(1e-6, 1e6, multipliers) * scale]
+    relaxed = big_omega[None] + lam[:, None, None] * big_cost[None]  # (multiplier, component, choice)
+    rows = np.arange(len(omega))
+    pick = relaxed.argmin(axis=2)
+    total_cost, total_omega = big_cost[rows, pick].sum(axis=1), big_omega[rows, pick].sum(axis=1)
+    bounds = []
+    for limit in limits:
+        feasible = np.flatnonzero(total_cost <= limit * (1 - 1e-9))
+        best = feasible[np.argmin(total_omega[feasible])] if len(feasible) else 0  # λ = 0: no Ω bound
+        upper = total_omega[best] if len(feasible) else np.inf
+        rest = _after_each(relaxed[best].min(axis=1))
+        bounds.append((limit, limit * 1e-9, lam[best], upper, 1e-9 * (upper + lam[best] * limit + rest[0]), rest))
+    cheapest, least = _after_each(np.array([c.min() for c in cost])), _after_each(np.array([o.min() for o in omega]))
+
+    def admit(t: int, partial_omega: np.ndarray, partial_costs: np.ndarray) -> np.ndarray:
+        c = partial_costs[:, 0]
+        keep = np.zeros(len(c), dtype=bool)
+        for limit, slack, lam_, upper, tolerance, rest in bounds:
+            keep |= ((c + cheapest[t] <= limit + slack) & (partial_omega + least[t] <= upper + tolerance)
+                     & (partial_omega + lam_ * (c - limit) + rest[t] <= upper + tolerance))
+        return keep
+
+    return admit
+
+
+def _after_each(least: np.ndarray) -> np.ndarray:
+    """``out[t]``: the sum of ``least`` over the components after ``t``."""
+    return np.r_[np.cumsum(least[::-1])[::-1][1:], 0.0]
 
 
 def with_patchwise(allocation: BitAllocation, setting: Mapping[str, Any] | None) -> BitAllocation:
