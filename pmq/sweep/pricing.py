@@ -49,6 +49,11 @@ class PricingInputs:
         """The model's workload at W8A8 (hardware costs per component are priced from it)."""
         return self.trace.workload(BitAllocation.uniform("W8A8", self.component_names))
 
+    @cached_property
+    def gemms(self) -> tuple[hwsim.Gemm, ...]:
+        """The workload's GEMMs, listed once per worker (``Workload.ops`` sorts the graph each call)."""
+        return tuple(op for op in self.workload.ops if isinstance(op, hwsim.Gemm))
+
 
 def price_design(inputs: PricingInputs, design_id: int, config: dict,
                  patchwise: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -87,7 +92,7 @@ def price_design(inputs: PricingInputs, design_id: int, config: dict,
             edp_js=result.latency_s * result.energy_pj * 1e-12,
             cycles=result.cycles,
             utilization=result.utilization,
-            **_mean_bits(inputs.workload, allocation),
+            **_mean_bits(inputs.gemms, allocation),
             allocation=allocation.to_dict()["components"],
         )
         if allocation.patchwise:
@@ -200,9 +205,9 @@ def _run(inputs: PricingInputs, table: VariantTable, allocation: BitAllocation) 
     return table.result({name: pair_of(bits) for name, bits in allocation.items()})
 
 
-def _mean_bits(workload: hwsim.Workload, allocation: BitAllocation) -> dict[str, float]:
+def _mean_bits(gemms: Sequence[hwsim.Gemm], allocation: BitAllocation) -> dict[str, float]:
     """MAC-weighted mean weight and activation bits of the allocation."""
-    gemms = [op for op in workload.ops if isinstance(op, hwsim.Gemm) and op.name in allocation.bits]
+    gemms = [op for op in gemms if op.name in allocation.bits]
     macs = sum(op.macs for op in gemms)
     return {
         "mean_bits_w": sum(op.macs * allocation[op.name].w for op in gemms) / macs,
