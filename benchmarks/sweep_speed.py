@@ -92,13 +92,13 @@ def scaling_figure(rows: list[tuple[str, int, float, float]], points: int, path:
             mine = [(workers, points / wall) for executor, workers, wall, _ in rows if executor == name]
             workers, rate = zip(*mine, strict=True)
             line, = ax.plot(workers, rate, marker=MARKERS[index], label=f"{name}: all workers")
-            ax.plot(workers, [r / w for r, w in mine], marker=MARKERS[index], linestyle="--",
+            ax.plot(workers, [r / w for w, r in mine], marker=MARKERS[index], linestyle="--",
                     color=line.get_color(), label=f"{name}: per worker")
         ax.set_xticks(sorted({row[1] for row in rows}))
         ax.set_xlabel("workers")
         ax.set_ylabel("DeiT-S sweep points / s")
         ax.set_ylim(bottom=0)
-        ax.legend()
+        ax.legend(loc="lower right")
         (written,) = save(fig, [path])
     return written
 
