@@ -1,13 +1,13 @@
 """Per-design pricing, torch-free (it runs on local worker processes or dask workers).
 
 Per design: the cost table on that accelerator (:func:`hwsim.costtable.variant_table`: one mapper
-search per distinct GEMM shape and precision), one :class:`pmq.search.SearchProblem`, and for each
-budget the least-Ω allocation priced whole-model — assembled from the same table (equal to
+search per distinct GEMM shape and precision), one :class:`pmq.search.SearchProblem` whose exact
+frontier is cut to what the sweep's budgets need (:func:`budget_problem`), and for each budget the
+least-Ω allocation priced whole-model — assembled from the same table (equal to
 ``hwsim.estimate_workload``) or by ``hwsim.simulate`` — plus ``hwsim.area``. A design with a
 patch-wise setting applies it to every block of the chosen allocation (the search picks the
 component bits first) and prices the resulting grouped workload (``ModelTrace.workload``) whole.
-Executors hand a task a batch of designs (:func:`price_designs`), so the workload and Ω travel once
-per batch.
+Executors hand a task a batch of designs (:func:`price_designs`); the inputs reach each worker once.
 """
 
 from __future__ import annotations
