@@ -29,7 +29,7 @@ def plot_sweep_pareto(rows: Sequence[Mapping[str, Any]], pareto: Sequence[Mappin
     """Top-1 vs latency, energy and area of a sweep's points (``sweep.csv`` rows), its Pareto set coloured."""
     ok = [row for row in rows if row["status"] == "ok" and row.get("top1") not in (None, "")]
     budgets = sorted({str(row["budget"]) for row in pareto}, key=_budget_order)
-    fig = new_figure(DOUBLE_COLUMN_IN, 2.5)
+    fig = new_figure(DOUBLE_COLUMN_IN, 2.8)
     axes = fig.subplots(1, len(AXES), sharey=True)
     for ax, (key, scale, label) in zip(axes, AXES, strict=True):
         ax.scatter([float(r[key]) * scale for r in ok], [100 * float(r["top1"]) for r in ok], s=3, color="0.75",
@@ -43,7 +43,9 @@ def plot_sweep_pareto(rows: Sequence[Mapping[str, Any]], pareto: Sequence[Mappin
         ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor ones overlap
         ax.set_xlabel(label)
     axes[0].set_ylabel("top-1 (%)")
-    axes[0].legend(loc="lower right", markerscale=1.5)
+    # below the panels: inside one, the legend would cover points wherever it sat
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(budgets) + 1,
+               markerscale=1.5)
     if title:
         fig.suptitle(title)
     return fig
