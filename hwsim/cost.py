@@ -7,15 +7,24 @@ closed-form estimate); cycles come from either.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hwsim.accelerator import BUFFERS, Accelerator
-from hwsim.pipeline import pipeline_cycles
-from hwsim.plan import GemmPlan, VectorPlan, vector_energy_per_element
+from hwsim.plan import VectorPlan, vector_energy_per_element
 from hwsim.result import OpCost
+from hwsim.workload import Gemm
 
-if TYPE_CHECKING:
-    from hwsim.reference.plan import LoopNestPlan
+
+class Plan(Protocol):
+    """A GEMM mapping that can be costed: :class:`hwsim.GemmPlan`, or a reference simulator's replayed
+    loop nest (:class:`hwsim.reference.plan.LoopNestPlan`)."""
+
+    op: Gemm
+    label: str
+
+    def pipeline(self, accel: Accelerator) -> tuple[int, int]: ...
+
+    def metrics(self, accel: Accelerator) -> dict[str, int]: ...
 
 PJ_PER_J = 1e12
 
@@ -30,20 +39,16 @@ def sram_pj(accel: Accelerator, reads: dict, writes: dict):
     return sum(reads[b] * energy.read_pj_per_bit[b] + writes[b] * energy.write_pj_per_bit[b] for b in BUFFERS)
 
 
-def cost_plan(plan: GemmPlan | LoopNestPlan, accel: Accelerator) -> OpCost:
+def cost_plan(plan: Plan, accel: Accelerator) -> OpCost:
     """Exact cost of a plan: its tiles run lock-step through the pipeline (what ``estimate`` reports and
     the event simulation reproduces, step by step)."""
-    if isinstance(plan, GemmPlan):
-        cycles, compute = plan.pipeline(accel)
-    else:  # a replayed reference's loop nest: its own steps (they carry its port stalls)
-        steps = plan.steps(accel)
-        cycles, compute = pipeline_cycles(steps, accel), int(steps.compute.sum())
+    cycles, compute = plan.pipeline(accel)
     return gemm_cost(plan, accel, cycles, plan.op.count * compute)
 
 
-def gemm_cost(plan: GemmPlan, accel: Accelerator, cycles: int, compute_cycles: int,
+def gemm_cost(plan: Plan, accel: Accelerator, cycles: int, compute_cycles: int,
               metrics: dict[str, int] | None = None) -> OpCost:
-    """The row of a plan that runs ``cycles`` (``metrics``: :meth:`GemmPlan.metrics`, when already known)."""
+    """The row of a plan that runs ``cycles`` (``metrics``: the plan's :meth:`~Plan.metrics`, when already known)."""
     op, array = plan.op, accel.array
     count = op.count
     metrics = plan.metrics(accel) if metrics is None else metrics

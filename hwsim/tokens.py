@@ -29,13 +29,11 @@ How a grouped GEMM and the token vector ops are then priced: :mod:`hwsim.token_g
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from hwsim.config import NON_NEGATIVE, Optional
 from hwsim.workload import Gemm, VectorOp
-
-if TYPE_CHECKING:
-    from hwsim.accelerator import Accelerator
 
 CAPABILITIES = ("gather_on_chip", "requant_on_load", "shared_operand", "grouped_reduction", "fused_score",
                 "subword_vector")
@@ -51,18 +49,25 @@ TOKEN_VECTOR_KINDS = ("regroup", "token_score")
 UM2_PER_MM2 = 1e6
 
 
-def capabilities(accel: Accelerator) -> dict[str, dict[str, Any]]:
+class Configured(Protocol):
+    """What the token capabilities read of an accelerator: its validated config (``hwsim.Accelerator``;
+    naming that class here would close an import cycle, as the accelerator's schema includes ours)."""
+
+    config: Mapping[str, Any]
+
+
+def capabilities(accel: Configured) -> dict[str, dict[str, Any]]:
     """The token capabilities ``accel`` has built (name → its constants); empty for a plain preset."""
     section = accel.config.get("tokens") or {}
     return {name: section[name] for name in CAPABILITIES if section.get(name) is not None}
 
 
-def area_mm2(accel: Accelerator) -> float:
+def area_mm2(accel: Configured) -> float:
     """Silicon the token capabilities add (their ``area_um2`` summed)."""
     return sum(cap["area_um2"] for cap in capabilities(accel).values()) / UM2_PER_MM2
 
 
-def handles(op: Gemm | VectorOp, accel: Accelerator) -> bool:
+def handles(op: Gemm | VectorOp, accel: Configured) -> bool:
     """Whether the token capabilities price ``op``: on a token-aware preset, a GEMM with token groups at
     other bits than its own, or a token vector op."""
     caps = capabilities(accel)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.accelerator import Accelerator
-from hwsim.pipeline import Steps
+from hwsim.pipeline import Steps, pipeline_cycles
 from hwsim.workload import Gemm
 
 TENSORS = ("a", "b", "out")
@@ -106,6 +106,12 @@ class LoopNestPlan:
         compute = np.full(len(load), array.tile_cycles(*self.tile, self.op), dtype=np.int64)
         compute[0] += array.instance_overhead_cycles(self.op)
         return Steps(load, compute, store, self.op.count)
+
+    def pipeline(self, accel: Accelerator) -> tuple[int, int]:
+        """Cycles of the op through the pipeline (its own port stalls included) and compute cycles of one
+        instance: what :func:`hwsim.cost_plan` reports, as for a :class:`hwsim.GemmPlan`."""
+        steps = self.steps(accel)
+        return pipeline_cycles(steps, accel), int(steps.compute.sum())
 
     def metrics(self, accel: Accelerator) -> dict[str, int]:
         """Per-instance traffic in the keys of :func:`hwsim.plan.gemm_metrics`. SRAM writes are the
