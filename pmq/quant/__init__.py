@@ -18,11 +18,13 @@ from pmq.quant.model import (
 )
 from pmq.quant.modules import Operands, QuantComponent, QuantConv2d, QuantLinear, QuantMatMul, apply_mask
 from pmq.quant.observers import DEFAULT_OBSERVER, OBSERVERS, WEIGHT_CLIPPING, Observer
+from pmq.quant.prefix import reusing_prefixes
 from pmq.quant.quantizers import GRANULARITIES, ActQuantizer, RowBits, WeightQuantizer
 
 __all__ = [
     "DEFAULT_GRANULARITY", "DEFAULT_OBSERVER", "DEFAULT_WEIGHT_CLIPPING", "GRANULARITIES", "MAX_BITS", "MIN_BITS",
     "OBSERVERS", "WEIGHT_CLIPPING", "ActQuantizer", "Observer", "Operands", "QuantComponent", "QuantConv2d",
     "QuantLinear", "QuantMatMul", "QuantModel", "RowBits", "WeightQuantizer", "apply_mask", "attend", "calibrate",
-    "fake_quant_affine", "fake_quant_symmetric", "quantize_model", "register_patchwise", "round_ste",
+    "fake_quant_affine", "fake_quant_symmetric", "quantize_model", "register_patchwise", "reusing_prefixes",
+    "round_ste",
 ]

@@ -31,8 +31,10 @@ under the budget first; the setting then goes on every block, the grouped worklo
 ``levels`` columns; a model without a class token is refused before any work.
 
 Work is split so that torch never leaves the parent process: the parent computes the sensitivity
-Ω once (cached by content hash), records the model's workload once, and evaluates top-1 once per
-distinct allocation (cached under ``OUT/evals``). Each design is priced by :func:`price_design`,
+Ω once (cached by content hash), records the model's workload once, and, once every design is
+priced, evaluates top-1 once per distinct allocation (cached under ``OUT/evals``) on all its threads,
+sorted by bits so that consecutive allocations reuse the model blocks they share
+(:func:`pmq.quant.reusing_prefixes`). Each design is priced by :func:`price_design`,
 which needs only hwsim, the accelerator models and the Pareto search (``import pmq.sweep`` loads no
 torch), on local processes or on a dask.distributed cluster. Per design it builds the cost table
 (:func:`pmq.search.cost_table`), one :class:`pmq.search.SearchProblem`, and for each budget the

@@ -4,11 +4,13 @@ evaluated, tables written; and the model side (torch, in the parent only)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +44,9 @@ class SweepInputs:
 
     ``evaluate(allocation)`` returns at least ``top1`` (and optionally size_mb, gbops, images);
     ``evaluation`` describes how (data, image count) so cached results are only reused for the same
-    setting; ``provenance`` is recorded in ``sweep.json``.
+    setting; ``provenance`` is recorded in ``sweep.json``. All evaluations of a run happen inside one
+    ``evaluating()`` context, in the order of the allocations' bits: a quantized model reuses the blocks
+    consecutive allocations share there (:func:`pmq.quant.prefix.reusing_prefixes`).
     """
 
     component_names: list[str]
@@ -52,6 +56,7 @@ class SweepInputs:
     evaluate: Evaluator
     evaluation: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    evaluating: Callable[[], AbstractContextManager] = nullcontext
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,8 @@ def run_sweep(space: Space | str | os.PathLike, inputs: SweepInputs, out: str | 
     finally:
         bar.close()
         results.close()
-    store.evaluate_missing()
+    with inputs.evaluating():  # after pricing: the evaluations have every core
+        store.evaluate_missing(progress)
     rows = store.table_rows(space)
     best = pareto_set(rows)
     table = write_text(out / "sweep.csv", to_csv(rows, table_columns(space)))
@@ -208,6 +214,7 @@ def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Seque
     """Ω (computed once, cached by content hash), the model's trace and a top-1 evaluator for a
     :class:`pmq.experiment.Experiment`."""
     from pmq.io import provenance
+    from pmq.quant.prefix import reusing_prefixes
     from pmq.sensitivity import compute_sensitivity, get_metric
     get_metric(metric)
     names = experiment.component_names
@@ -224,7 +231,8 @@ def model_inputs(experiment: Experiment, metric: str = "pmq", bit_choices: Seque
                   f"for ranges, observer {experiment.observer}, seed {experiment.seed})")
     return SweepInputs(names, omega, experiment.trace, experiment.loaded.tag, evaluate, evaluation,
                        provenance(model_tag=experiment.loaded.tag, metric=metric,
-                                  sensitivity_cache_key=sensitivity.cache_key))
+                                  sensitivity_cache_key=sensitivity.cache_key),
+                       functools.partial(reusing_prefixes, experiment.qv))
 
 
 @dataclass(frozen=True)
@@ -249,8 +257,6 @@ def sweep(space: str | os.PathLike, out: str | os.PathLike, config: SweepConfig)
     loaded_space = load_space(space)  # bad input fails here, before torch loads anything
     settings = config.settings
     settings.checked(loaded_space, bit_pairs(config.bit_choices))
-    import torch
-
     from pmq.experiment import Experiment
 
     with RunFolder(Path(out), "sweep") as folder:  # checked and locked before any work
@@ -258,12 +264,6 @@ def sweep(space: str | os.PathLike, out: str | os.PathLike, config: SweepConfig)
                                 calibration_images=config.calibration_images, input_size=config.input_size)
         inputs = model_inputs(experiment, config.metric, config.bit_choices, config.sensitivity_images,
                               config.limit)
-        threads = torch.get_num_threads()
-        if settings.executor == "local":  # evaluations share the cores with the pricing workers: torch's
-            torch.set_num_threads(1)     # threads spun against them (20 demo designs: 156 s -> 38 s)
-        try:
-            return run_sweep(loaded_space, inputs, folder, settings.objective, settings.budgets,
-                             executor=settings.executor, scheduler=settings.scheduler, workers=settings.workers,
-                             method=settings.method, progress=settings.progress)
-        finally:
-            torch.set_num_threads(threads)
+        return run_sweep(loaded_space, inputs, folder, settings.objective, settings.budgets,
+                         executor=settings.executor, scheduler=settings.scheduler, workers=settings.workers,
+                         method=settings.method, progress=settings.progress)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import hwsim
 from pmq.allocation import BitAllocation
@@ -81,7 +82,8 @@ class Store:
         return all(self.load_point(design * self.n_budgets + b) is not None for b in range(self.n_budgets))
 
     def save_design(self, rows: list[dict]) -> None:
-        """Write each row's allocation, then the point (atomically), then evaluate new allocations."""
+        """Write each row's allocation, then the point (atomically); new allocations are evaluated
+        afterwards, all together (:meth:`evaluate_missing`)."""
         for index, row in enumerate(rows):
             row = {"point": row["design"] * self.n_budgets + index, **row, "fingerprint": self.fingerprint}
             components, patchwise = row.pop("allocation", None), row.pop("patchwise", None)
@@ -92,8 +94,6 @@ class Store:
                 if read_record(path) is None:
                     BitAllocation.from_dict({"components": components, "patchwise": patchwise or {}}).save(path)
             write_json(self.point_path(row["point"]), row)
-            if components is not None:
-                self.evaluation(row["allocation_id"])
 
     def evaluation(self, allocation_id: str) -> dict:
         """Top-1 (and friends) of one allocation: evaluated once, then read from ``evals/``."""
@@ -108,11 +108,26 @@ class Store:
         write_json(path, result)
         return result
 
-    def evaluate_missing(self) -> None:
-        for path in sorted((self.out / "points").glob("p*.json")):
+    def evaluate_missing(self, progress: bool = True) -> int:
+        """Evaluate every stored point's allocation that has no evaluation yet, in the order of their
+        bits (component by component, as the model runs them), so that consecutive allocations share
+        the longest front of the model (see ``SweepInputs.evaluating``). Returns how many."""
+        missing: set[str] = set()
+        for path in (self.out / "points").glob("p*.json"):
             row = read_record(path)
             if row is not None and row.get("fingerprint") == self.fingerprint and row.get("allocation_id"):
-                self.evaluation(row["allocation_id"])
+                evaluated = read_record(self.out / "evals" / f"{row['allocation_id']}.json")
+                if evaluated is None or "top1" not in evaluated:
+                    missing.add(row["allocation_id"])
+        order = sorted(missing, key=lambda allocation_id: self._bits_order(allocation_id))
+        for allocation_id in tqdm(order, desc="evaluate", unit="allocation", disable=not progress or not order):
+            self.evaluation(allocation_id)
+        return len(order)
+
+    def _bits_order(self, allocation_id: str) -> tuple:
+        allocation = BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json")
+        return tuple(str(bits) for _, bits in allocation.items()), json.dumps(allocation.patchwise, sort_keys=True,
+                                                                              default=repr)
 
     def table_rows(self, space: Space) -> list[dict[str, Any]]:
         rows = []

@@ -363,7 +363,7 @@ def test_importing_the_sweep_loads_no_torch():
 
 def test_demo_model_end_to_end(tmp_path, monkeypatch):
     """Real Ω (pmq metric) and top-1 on the demo model; energy re-priced from the model's own workload.
-    The parent evaluates on one torch thread while local workers price, and gets its threads back.
+    The parent evaluates after the local workers priced, on all its threads, reusing shared blocks.
 
     (Local processes, not an in-process dask cluster: a threaded dask worker's profiler makes the
     parent's torch evaluation crawl.)"""
@@ -373,10 +373,11 @@ def test_demo_model_end_to_end(tmp_path, monkeypatch):
     from pmq.models import load_model
     from pmq.trace import trace_model
 
-    threads, evaluate, seen = torch.get_num_threads(), Experiment.evaluate, []
+    threads, evaluate, seen, experiments = torch.get_num_threads(), Experiment.evaluate, [], []
 
-    def evaluate_noting_threads(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
+    def evaluate_noting_threads(self, *args, **kwargs):  # and whether the blocks resume (reusing_prefixes)
+        seen.append((torch.get_num_threads(), "forward" in vars(self.qv.model.blocks)))
+        experiments.append(self)
         return evaluate(self, *args, **kwargs)
 
     monkeypatch.setattr(Experiment, "evaluate", evaluate_noting_threads)
@@ -395,7 +396,9 @@ def test_demo_model_end_to_end(tmp_path, monkeypatch):
     manifest = json.loads((result.out / "sweep.json").read_text())
     assert manifest["model_tag"].startswith("pmq-demo-vit@") and {"torch", "timm"} <= set(manifest["provenance"])
     assert manifest["space_file"] == str(space) and manifest["points"] == 1
-    assert seen == [1] and torch.get_num_threads() == threads
+    # evaluated after pricing, on every thread, with the block outputs reused; the stage sequence is restored
+    assert seen == [(threads, True)] and torch.get_num_threads() == threads
+    assert "forward" not in vars(experiments[0].qv.model.blocks)
 
 
 @pytest.mark.parametrize("damage", [b"", b'{"point": 3, "des', b"\xff\xfe\x00garbage", b"[1, 2]"])
