@@ -6,6 +6,7 @@ fast); one runs the whole ``sweep`` on the demo model.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -305,6 +306,32 @@ def test_local_workers_get_the_inputs_once_and_price_as_in_process(monkeypatch):
     rows = sorted(run_local(pricing, space.designs, workers=2), key=lambda rows: rows[0]["design"])
     assert len(pickled) == 2
     assert rows == [price_design(pricing, d.id, d.config, d.patchwise) for d in space.designs]
+
+
+def test_evaluations_follow_pricing_once_each_in_bits_order_inside_the_context(reference, tmp_path):
+    """Every distinct allocation is evaluated once, after all points are stored, sorted by its bits
+    component by component (so consecutive ones share the longest front), inside ``evaluating()``."""
+    events, evaluated = [], []
+    inputs = synthetic_inputs()
+
+    def evaluate(allocation: BitAllocation) -> dict[str, float]:
+        events.append(("evaluate", len(list((tmp_path / "points").glob("p*.json")))))
+        evaluated.append([str(bits) for _, bits in allocation.items()])
+        return synthetic_top1(allocation)
+
+    @contextlib.contextmanager
+    def evaluating():
+        events.append(("enter", None))
+        yield
+        events.append(("exit", None))
+
+    inputs.evaluate, inputs.evaluating = evaluate, evaluating
+    result = run_sweep(space_from_dict(SPACE, "space"), inputs, tmp_path, workers=1, progress=False)
+    points = len(result.rows)
+    ids = {row["allocation_id"] for row in result.rows if row.get("allocation_id")}
+    assert events == [("enter", None), *[("evaluate", points)] * len(ids), ("exit", None)] and len(ids) > 2
+    assert evaluated == sorted(evaluated) and len({tuple(e) for e in evaluated}) == len(ids)
+    assert read(result.table) == read(reference.table)
 
 
 def test_dask_gives_the_same_table(reference, tmp_path):
