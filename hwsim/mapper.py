@@ -47,7 +47,7 @@ from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.cost import PJ_PER_J, gemm_cost, sram_pj
 from hwsim.errors import HwsimError
 from hwsim.pipeline import DIMS, Variants, block_counts, pipeline_totals
-from hwsim.plan import GemmPlan, array_terms, gemm_metrics, placed, too_big
+from hwsim.plan import GemmPlan, array_terms, gemm_metrics, placed, refetches, too_big
 from hwsim.result import OpCost
 from hwsim.workload import Gemm
 
@@ -106,7 +106,8 @@ def candidates(dim: int, align: int) -> np.ndarray:
 class _Grid:
     """The candidates of a shape: tiles and loop positions (``mt … pn``), and for each the index
     (``tile``) of its tile sizes among the distinct ones (``tiles``: what depends on tiles alone, like
-    the array's compute cycles, is computed once per tile, not once per loop order)."""
+    the array's compute cycles, is computed once per tile, not once per loop order); ``fetches``: how
+    often each fetches all of A and of B unless resident (:func:`hwsim.plan.refetches`)."""
 
     mt: np.ndarray
     kt: np.ndarray
@@ -116,6 +117,7 @@ class _Grid:
     pn: np.ndarray
     tile: np.ndarray
     tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+    fetches: tuple[np.ndarray, np.ndarray]
 
 
 def _grid(m: int, k: int, n: int, accel: Accelerator) -> _Grid:
@@ -133,7 +135,9 @@ def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tu
     pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
     tile = np.tile(np.arange(len(tiles[0])), len(orders))
     keep = _first_of_equivalents(m, k, n, mt, kt, nt, pm, pk, pn)
-    return _Grid(*(x[keep] for x in (mt, kt, nt, pm, pk, pn, tile)), tuple(tiles))
+    mt, kt, nt, pm, pk, pn, tile = (x[keep] for x in (mt, kt, nt, pm, pk, pn, tile))
+    fetches = refetches(ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt), pm, pk, pn)
+    return _Grid(mt, kt, nt, pm, pk, pn, tile, tuple(tiles), fetches)
 
 
 def widths(op: Gemm, accel: Accelerator) -> tuple[int, int, int, int]:
@@ -322,11 +326,10 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                      _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v, per_variant))
     # what the array's precision decides, per variant and distinct tile (block counts are bits-independent)
     counts = block_counts(op, accel, *grid.tiles)
-    terms = tuple(np.stack(parts)[:, grid.tile] for parts in zip(*(
+    terms = tuple(np.stack(parts) for parts in zip(*(
         (np.broadcast_to(t, grid.tiles[0].shape) for t in array_terms(o, accel, *grid.tiles, counts, table))
         for o, table in zip(ops, variants.tables, strict=True)), strict=True))
-    lower, energy = _lower_bounds(ops, accel, objective, grid, spills, held_v, resident_v, per_variant, terms,
-                                  variants.tables)
+    lower, energy = _lower_bounds(ops, accel, objective, grid, spills, variants, terms)
     lower = np.where(legal, lower, np.inf)
     alive = legal.copy()
     best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
@@ -367,7 +370,7 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                            resident={x: f[picked, 0] for x, f in resident_v.items()},
                            onchip={x: f[picked, 0] for x, f in held_v.items()},
                            widths=tuple(w[picked, 0] for w in per_variant),
-                           terms=tuple(t[picked, chosen] for t in terms))
+                           terms=tuple(t[picked, grid.tile[chosen]] for t in terms))
     found: list[Mapping | None] = [None] * count
     for j, (i, g) in enumerate(zip(picked, chosen, strict=True)):
         one = ops[i]
@@ -396,48 +399,71 @@ def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.
     return first
 
 
-def _idle_ends(ops, accel, grid: _Grid, spills, held, known, tables):
+def _idle_ends(ops, accel, tiles, spill: bool, first_load, out, psum, tables):
     """Channel ticks (:attr:`hwsim.Dram.ticks_per_cycle`) the DRAM channel must idle at the two ends of a
     plan's pipeline: the first step computes while only one step's fetch can overlap it, the last while
-    only one write-back can (none of this when the whole op is one step). Per variant (rows) and
-    candidate; ``tables``: :func:`hwsim.plan.tile_table` per variant."""
+    only one write-back can (none of this when the whole op is one step). Per variant (rows) and distinct
+    tile, for plans that keep partial sums on chip (``spill`` False) or spill them; ``first_load``: bits of
+    the first step's operand tiles, ``out``: write-back bits per output (0 if on chip), per variant;
+    ``psum``: partial-sum bits; ``tables``: :func:`hwsim.plan.tile_table` per variant."""
     op, array, dram = ops[0], accel.array, accel.dram
-    sa, sb, so, sp = known
-    counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), grid.tiles, strict=True)]
+    counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), tiles, strict=True)]
     whole = np.ones(len(counts[0]), dtype=bool)  # the last tile starts the streamed dimension
     for count, extent in zip(counts, array.extents(op), strict=True):
         if extent is None:
             whole &= count == 1
     single = counts[0] * counts[1] * counts[2] == 1
     overhead = np.array([[array.instance_overhead_cycles(one)] for one in ops])
-    tile = np.arange(len(whole))
-    first = (tables[:, 0, 0, 0, 1, :] + overhead)[:, grid.tile]
-    last = (tables[:, 1, 1, 1, whole.astype(np.int64), tile] + overhead * single)[:, grid.tile]
-    mt, kt, nt = grid.mt, grid.kt, grid.nt
-    load = np.where(placed(held, "a"), 0, mt * kt * sa) + np.where(placed(held, "b"), 0, kt * nt * sb) \
-        + spills * mt * nt * sp
-    store = mt * nt * np.maximum(np.where(placed(held, "out"), 0, so), spills * sp)
+    first = tables[:, 0, 0, 0, 1, :] + overhead
+    last = tables[:, 1, 1, 1, whole.astype(np.int64), np.arange(len(whole))] + overhead * single
+    mt, _, nt = tiles
+    load = first_load + spill * mt * nt * psum
+    store = mt * nt * np.maximum(out, spill * psum)
     tick = dram.ticks_per_cycle
     idle = np.maximum(first * tick - dram.ticks(load), 0) + np.maximum(last * tick - dram.ticks(store), 0)
-    return np.where((op.count > 1) | ~single[grid.tile], idle, 0)
+    return np.where((op.count > 1) | ~single, idle, 0)
 
 
-def _lower_bounds(ops, accel, objective, grid: _Grid, spills, held, resident, known, terms, tables):
+def _cycle_bounds(ops, accel, grid: _Grid, spills, variants: Variants, compute):
+    """Per variant (rows) and candidate, cycles the plan cannot beat: compute plus the first load and
+    the last store, or all DRAM traffic plus the pipeline ends' idle DRAM, whichever is more. Only
+    DRAM traffic depends on the loop order and partial-sum placement; the rest is computed per
+    distinct tile. ``compute``: one instance's compute cycles per variant and distinct tile."""
+    op, channel, tick = ops[0], accel.dram, accel.dram.ticks_per_cycle
+    sa, sb, so, sp = (variants.widths[:, i:i + 1] for i in range(4))
+    held_a, held_b, held_out = (variants.onchip[:, i:i + 1] for i in range(3))
+    mt, kt, nt = grid.tiles
+    first_load = np.where(held_a, 0, mt * kt * sa) + np.where(held_b, 0, kt * nt * sb)
+    out = np.where(held_out, 0, so)
+    last_store = (op.m - (ceil_div(op.m, mt) - 1) * mt) * (op.n - (ceil_div(op.n, nt) - 1) * nt) * out
+    busy = channel.ticks(first_load) + op.count * compute * tick + channel.ticks(last_store)
+    a_all, b_all = np.where(held_a, 0, op.m * op.k * sa), np.where(held_b, 0, op.k * op.n * sb)
+    traffic = np.where(variants.resident[:, 0:1], a_all, a_all * grid.fetches[0]) \
+        + np.where(variants.resident[:, 1:2], b_all, b_all * grid.fetches[1]) + op.m * op.n * out
+    idle = _idle_ends(ops, accel, grid.tiles, False, first_load, out, sp, variants.tables)[:, grid.tile]
+    if spills.any():  # spilled partial sums: written and re-read once per k-step but the last
+        traffic = traffic + np.where(spills, 2 * op.m * op.n * sp * (ceil_div(op.k, grid.kt) - 1), 0)
+        idle = np.where(spills, _idle_ends(ops, accel, grid.tiles, True, first_load, out, sp,
+                                           variants.tables)[:, grid.tile], idle)
+    ticks = np.maximum(busy[:, grid.tile], channel.ticks(op.count * traffic) + idle)
+    return -(-ticks // tick)
+
+
+def _lower_bounds(ops, accel, objective, grid: _Grid, spills, variants: Variants, terms):
     """Per variant (rows) and candidate, a value the exact objective never goes below (see the module
     docstring), and its energy without the static part (exact: only static energy depends on the
-    pipelined cycles; None for the cycles objective, which does not need it)."""
-    op = ops[0]
-    metrics = gemm_metrics(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, spill=spills,
-                           resident=resident, onchip=held, widths=known, terms=terms, sram=objective != "cycles")
-    channel, tick = accel.dram, accel.dram.ticks_per_cycle
-    dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
-    compute_bound = channel.ticks(metrics["first_load"]) + op.count * metrics["compute"] * tick \
-        + channel.ticks(metrics["last_store"])
-    ticks = np.maximum(compute_bound, channel.ticks(dram) + _idle_ends(ops, accel, grid, spills, held, known,
-                                                                                   tables))
-    cycles = -(-ticks // tick)
+    pipelined cycles; None for the cycles objective, which does not need it). ``terms``:
+    :func:`hwsim.plan.array_terms` per variant and distinct tile."""
+    cycles = _cycle_bounds(ops, accel, grid, spills, variants, terms[0])
     if objective == "cycles":  # energy is not needed to rank plans
         return cycles, None
+    op = ops[0]
+    known = tuple(variants.widths[:, i:i + 1] for i in range(4))
+    held = {x: variants.onchip[:, i:i + 1] for i, x in enumerate(("a", "b", "out"))}
+    resident = {"a": variants.resident[:, 0:1], "b": variants.resident[:, 1:2]}
+    metrics = gemm_metrics(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, spill=spills,
+                           resident=resident, onchip=held, widths=known, terms=tuple(t[:, grid.tile] for t in terms))
+    dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
     sram = {name.split("_")[-1]: op.count * value for name, value in metrics.items() if name.startswith("sram_read")}
     sram_written = {name.split("_")[-1]: op.count * value for name, value in metrics.items()
                     if name.startswith("sram_write")}

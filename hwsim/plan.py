@@ -134,6 +134,15 @@ def array_terms(op: Gemm, accel: Accelerator, mt, kt, nt, counts: np.ndarray | N
     return compute, _folds(op.n, nt, extents[2]), _folds(op.m, mt, extents[0]), _folds(op.k, kt, extents[1])
 
 
+def refetches(nm, nk, nn, pm, pk, pn) -> tuple[np.ndarray, np.ndarray]:
+    """How often a plan fetches all of A and all of B per instance unless resident: once, or once per
+    block of the loop that does not index the operand when that loop runs outside the operand's own
+    (bits-independent: the mapper computes it once per shape)."""
+    inner_a = np.maximum(np.where(nm > 1, pm, -1), np.where(nk > 1, pk, -1))
+    inner_b = np.maximum(np.where(nk > 1, pk, -1), np.where(nn > 1, pn, -1))
+    return np.where((nn > 1) & (pn < inner_a), nn, 1), np.where((nm > 1) & (pm < inner_b), nm, 1)
+
+
 def gemm_metrics(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, resident, onchip,
                  widths: tuple, terms: tuple | None = None, sram: bool = True) -> dict[str, np.ndarray]:
     """Per-instance compute cycles, DRAM bits, SRAM bits and pipeline ends of plans, vectorised.
@@ -155,10 +164,9 @@ def gemm_metrics(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill,
                                                                      for t in (mt, kt, nt))))
     compute, folds_n, folds_m, psum_passes = terms
     held_a, held_b, held_out = (placed(onchip, x) for x in ("a", "b", "out"))
-    inner_a = np.maximum(np.where(nm > 1, pm, -1), np.where(nk > 1, pk, -1))
-    inner_b = np.maximum(np.where(nk > 1, pk, -1), np.where(nn > 1, pn, -1))
-    a_times = np.where(placed(resident, "a"), 1, np.where((nn > 1) & (pn < inner_a), nn, 1))
-    b_times = np.where(placed(resident, "b"), 1, np.where((nm > 1) & (pm < inner_b), nm, 1))
+    a_fetches, b_fetches = refetches(nm, nk, nn, pm, pk, pn)
+    a_times = np.where(placed(resident, "a"), 1, a_fetches)
+    b_times = np.where(placed(resident, "b"), 1, b_fetches)
     a_bits = np.where(held_a, 0, m_all * k_all * sa * a_times)
     b_bits = np.where(held_b, 0, k_all * n_all * sb * b_times)
     out_bits = np.where(held_out, 0, so)
