@@ -9,9 +9,10 @@ writes the block back when it leaves it (outputs after the last k-step, else spi
 
 * :func:`batch_steps` lists every step of plans (what the event simulation runs);
 * :func:`pipeline_totals` gives the same total time without listing them: a step's term depends only
-  on which of its block indices (and its neighbours') are first or last, so along a loop of ``c``
-  blocks the indices ``2 .. c-3`` all give the same term, and each loop is summed over at most five
-  representatives (0, 1, one middle index weighted ``c-4``, c-2, c-1): at most 125 steps per plan.
+  on whether its block indices are first or last and whether its neighbours' are last (never on
+  whether a neighbour's is first), so along a loop of ``c`` blocks the indices ``1 .. c-3`` all give
+  the same term, and each loop is summed over at most four representatives (0, one middle index
+  weighted ``c-3``, c-2, c-1): at most 64 steps per plan.
 
 What a step's geometry is (block sizes, which loops changed) does not depend on bits; what it moves
 and computes does. :class:`Variants` holds the bit-dependent facts of several bit variants of one
@@ -28,7 +29,7 @@ from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.workload import Gemm
 
 DIMS = "mkn"
-REPRESENTATIVES = 5  # block indices summed per loop: 0, 1, a middle one, c-2, c-1
+REPRESENTATIVES = 4  # block indices summed per loop: 0, a middle one, c-2, c-1
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
     run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
     loops = per_position(op, mt, kt, nt, pm, pk, pn)
     values, weights = zip(*(_representatives(c) for c in loops), strict=True)
-    # every combination of the three loops' representatives, per plan: (plans, 5, 5, 5), zero weights dropped
+    # every combination of the three loops' representatives, per plan: (plans, 4, 4, 4), zero weights dropped
     axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
             (slice(None), None, None, slice(None)))
     weight = weights[0][axes[0]] * weights[1][axes[1]] * weights[2][axes[2]]
@@ -245,11 +246,11 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
 
 
 def _representatives(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, weights), each (plans, 5): a loop of ``count`` blocks as five weighted indices."""
+    """(indices, weights), each (plans, 4): a loop of ``count`` blocks as four weighted indices."""
     count = np.asarray(count)[:, None]
     short = np.arange(REPRESENTATIVES)[None, :]
-    long = np.concatenate([np.broadcast_to(short[:, :3], (len(count), 3)), count - 2, count - 1], axis=1)
-    middle = np.array([[1, 1, 0, 1, 1]]) + np.array([[0, 0, 1, 0, 0]]) * (count - 4)
+    long = np.concatenate([np.broadcast_to(short[:, :2], (len(count), 2)), count - 2, count - 1], axis=1)
+    middle = np.array([[1, 0, 1, 1]]) + np.array([[0, 1, 0, 0]]) * (count - 3)
     values = np.where(count >= REPRESENTATIVES, long, np.minimum(short, count - 1))
     weights = np.where(count >= REPRESENTATIVES, middle, short < count)
     return values, weights.astype(np.int64)
