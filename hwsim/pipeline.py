@@ -120,46 +120,48 @@ class _Rows:
     Plans are given per plan: tiles, loop positions, ``tile`` (the plan's index into the variants'
     tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants`` the plan is
     of); ``plan`` says which plan each row is of, and the methods take and return one value per row.
+    Per-plan facts are stacked and gathered into rows in one indexing call (rows outnumber plans).
     """
 
     def __init__(self, op: Gemm, accel: Accelerator, variants: Variants, plan, mt, kt, nt, pm, pk, pn, tile, spill,
                  variant):
         self.streamed = [extent is None for extent in accel.array.extents(op)]
-        self.tables = variants.tables
-        variant = np.asarray(variant)[plan]
-        self.variant, self.tile, self.spill = variant, np.asarray(tile)[plan], np.asarray(spill)[plan]
-        self.overhead = variants.overhead(accel)[variant, 0]
-        self.sa, self.sb, out, self.sp = (variants.widths[variant, i] for i in range(4))
-        self.out = np.where(variants.onchip[variant, 2], 0, out)
-        self.resident = variants.resident[variant]
-        self.onchip = variants.onchip[variant]
-        self.positions = tuple(np.asarray(p)[plan] for p in (pm, pk, pn))
-        self.tiles, self.last, self.edge = [], [], []
-        for dim, size in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True):
-            size = np.asarray(size)
-            last = ceil_div(dim, size) - 1
-            self.tiles.append(size[plan])
-            self.last.append(last[plan])
-            self.edge.append((dim - last * size)[plan])
+        self.tables = variants.tables.reshape(-1)  # flat: :meth:`compute` indexes it with one array
+        kinds, tiles = variants.tables.shape[1:5], variants.tables.shape[5]
+        variant = np.asarray(variant)
+        sizes = np.stack([np.asarray(mt), np.asarray(kt), np.asarray(nt)])
+        dims = np.array([[op.m], [op.k], [op.n]])
+        last = ceil_div(dims, sizes) - 1
+        widths = variants.widths[variant].T
+        facts = np.concatenate([
+            np.stack([variant * (np.prod(kinds) * tiles) + np.asarray(tile), variants.overhead(accel)[variant, 0],
+                      widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3]]),
+            np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes])[:, plan]
+        flags = np.concatenate([np.asarray(spill)[None], variants.resident[variant].T,
+                                variants.onchip[variant, :2].T])[:, plan]
+        self.table_row, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:6]
+        self.tile_size = tiles
+        self.tiles, self.last, self.edge = facts[9:12], facts[12:15], facts[15:18]
+        self.spill, self.resident, self.onchip = flags[0], flags[1:3], flags[3:5]
+        # where each row's m, k, n indices sit in a stacked (3, rows) array of loop-position indices
+        self.gather = facts[6:9] * len(plan) + np.arange(len(plan))
 
-    def dims(self, at: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        """(m, k, n) block indices from indices in loop positions (outer to inner)."""
-        return tuple(np.where(position == 0, at[0], np.where(position == 1, at[1], at[2]))
-                     for position in self.positions)
+    def dims(self, at: np.ndarray) -> np.ndarray:
+        """(m, k, n) block indices, (3, rows), from indices in loop positions (outer to inner, (3, rows))."""
+        return at.reshape(-1)[self.gather]
 
-    def _sizes(self, index) -> tuple[np.ndarray, ...]:
-        return tuple(np.where(i == last, edge, tile)
-                     for i, last, edge, tile in zip(index, self.last, self.edge, self.tiles, strict=True))
+    def _sizes(self, index) -> np.ndarray:
+        return np.where(index == self.last, self.edge, self.tiles)
 
     def compute(self, index, begins) -> np.ndarray:
         """Busy cycles of each step (the first of an instance pays the array's instance overhead)."""
-        kind = [(i == last).astype(np.int64) for i, last in zip(index, self.last, strict=True)]
+        last = index == self.last
         start = np.ones_like(begins)
         for i, streamed in zip(index, self.streamed, strict=True):
             if streamed:
                 start &= i == 0
-        return self.tables[self.variant, kind[0], kind[1], kind[2], start.astype(np.int64), self.tile] \
-            + begins * self.overhead
+        kind = ((last[0] * 2 + last[1]) * 2 + last[2]) * 2 + start
+        return self.tables[self.table_row + kind * self.tile_size] + begins * self.overhead
 
     def load_bits(self, index, before, begins) -> np.ndarray:
         """Bits fetched before each step, given the previous step's blocks (unused where it begins)."""
@@ -180,14 +182,16 @@ class _Rows:
 
     def _fetches(self, changed: np.ndarray, first_pass: np.ndarray, operand: int) -> np.ndarray:
         """1 where a step fetches its tile of ``operand`` (0 = A, 1 = B)."""
-        fetch = np.where(self.resident[:, operand], changed & first_pass, changed)
-        return fetch & ~self.onchip[:, operand]
+        fetch = np.where(self.resident[operand], changed & first_pass, changed)
+        return fetch & ~self.onchip[operand]
 
 
 def per_position(op: Gemm, mt, kt, nt, pm, pk, pn) -> np.ndarray:
     """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
-    counts = (ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt))
-    return np.stack([np.select([pm == p, pk == p], counts[:2], counts[2]) for p in range(3)])
+    counts = np.stack([ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)])
+    loops = np.empty_like(counts)
+    loops[np.stack([pm, pk, pn]), np.arange(counts.shape[1])] = counts
+    return loops
 
 
 def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
@@ -200,9 +204,9 @@ def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm
     step = np.arange(int(length.sum())) - start[plan]
     inner, middle = loops[2][plan], loops[1][plan]
     rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
-    cur = rows.dims((step // (middle * inner), (step // inner) % middle, step % inner))
-    before = tuple(np.r_[x[:1], x[:-1]] for x in cur)  # the previous step's blocks (unused where it begins)
-    after = tuple(np.r_[x[1:], x[-1:]] for x in cur)  # the next step's (unused where it ends)
+    cur = rows.dims(np.stack([step // (middle * inner), (step // inner) % middle, step % inner]))
+    before = np.concatenate([cur[:, :1], cur[:, :-1]], axis=1)  # the previous step's blocks (unused where it begins)
+    after = np.concatenate([cur[:, 1:], cur[:, -1:]], axis=1)  # the next step's (unused where it ends)
     begins, ends = step == 0, step == length[plan] - 1
     return BatchSteps(start, length, rows.load_bits(cur, before, begins), rows.compute(cur, begins),
                       rows.store_bits(cur, after, ends))
@@ -213,16 +217,17 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
     """Per plan (arguments as in :class:`_Rows`): exactly what :func:`batch_cycles` gives for its steps
     run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
     loops = per_position(op, mt, kt, nt, pm, pk, pn)
-    values, weights = zip(*(_representatives(c) for c in loops), strict=True)
+    values, weights = _representatives(loops)
     # every combination of the three loops' representatives, per plan: (plans, 4, 4, 4), zero weights dropped
     axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
             (slice(None), None, None, slice(None)))
     weight = weights[0][axes[0]] * weights[1][axes[1]] * weights[2][axes[2]]
-    keep = (weight > 0).ravel()
-    plan = np.broadcast_to(np.arange(len(weight))[:, None, None, None], weight.shape).ravel()[keep]
-    at = tuple(np.broadcast_to(v[axis], weight.shape).ravel()[keep] for v, axis in zip(values, axes, strict=True))
-    weight = weight.ravel()[keep]
-    counts = tuple(c[plan] for c in loops)
+    keep = np.flatnonzero(weight)
+    plan = keep // REPRESENTATIVES ** 3
+    at = np.stack([np.broadcast_to(v[axis], weight.shape).reshape(-1)[keep] for v, axis in zip(values, axes,
+                                                                                               strict=True)])
+    weight = weight.reshape(-1)[keep]
+    counts = loops[:, plan]
     before, first = _step(at, counts, -1)
     after, last = _step(at, counts, +1)
     rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
@@ -246,27 +251,27 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
 
 
 def _representatives(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, weights), each (plans, 4): a loop of ``count`` blocks as four weighted indices."""
-    count = np.asarray(count)[:, None]
-    short = np.arange(REPRESENTATIVES)[None, :]
-    long = np.concatenate([np.broadcast_to(short[:, :2], (len(count), 2)), count - 2, count - 1], axis=1)
-    middle = np.array([[1, 0, 1, 1]]) + np.array([[0, 1, 0, 0]]) * (count - 3)
+    """(indices, weights), each (loops, plans, 4): a loop of ``count`` blocks as four weighted indices."""
+    count = np.asarray(count)[..., None]
+    short = np.arange(REPRESENTATIVES)
+    long = np.concatenate([np.broadcast_to(short[:2], count.shape[:-1] + (2,)), count - 2, count - 1], axis=-1)
+    middle = np.array([1, 0, 1, 1]) + np.array([0, 1, 0, 0]) * (count - 3)
     values = np.where(count >= REPRESENTATIVES, long, np.minimum(short, count - 1))
     weights = np.where(count >= REPRESENTATIVES, middle, short < count)
     return values, weights.astype(np.int64)
 
 
-def _step(at: tuple[np.ndarray, ...], counts: tuple[np.ndarray, ...], direction: int):
-    """Block indices (outer to inner) of the step before (-1) / after (+1) each step, wrapping into the
-    previous / next instance; and whether each step is the instance's first (-1) / last (+1)."""
-    carry = np.ones_like(at[0], dtype=bool)
-    moved = list(at)
+def _step(at: np.ndarray, counts: np.ndarray, direction: int):
+    """Block indices (outer to inner, (3, rows)) of the step before (-1) / after (+1) each step, wrapping
+    into the previous / next instance; and whether each step is the instance's first (-1) / last (+1)."""
+    carry = np.ones(at.shape[1], dtype=bool)
+    moved = at.copy()
     for p in (2, 1, 0):  # inner to outer: step the innermost loop, wrapping (and carrying) at its end
         end = 0 if direction < 0 else counts[p] - 1
         wraps = carry & (at[p] == end)
         moved[p] = np.where(wraps, counts[p] - 1 - end, np.where(carry, at[p] + direction, at[p]))
         carry = wraps
-    return tuple(moved), carry
+    return moved, carry
 
 
 def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:
