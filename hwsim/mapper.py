@@ -47,7 +47,7 @@ from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.cost import PJ_PER_J, gemm_cost, sram_pj
 from hwsim.errors import HwsimError
 from hwsim.pipeline import DIMS, Variants, block_counts, pipeline_totals
-from hwsim.plan import GemmPlan, array_terms, gemm_metrics, placed, refetches, too_big
+from hwsim.plan import GemmPlan, gemm_metrics, placed, refetches, too_big, variant_terms
 from hwsim.result import OpCost
 from hwsim.workload import Gemm
 
@@ -326,9 +326,7 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                      _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v, per_variant))
     # what the array's precision decides, per variant and distinct tile (block counts are bits-independent)
     counts = block_counts(op, accel, *grid.tiles)
-    terms = tuple(np.stack(parts) for parts in zip(*(
-        (np.broadcast_to(t, grid.tiles[0].shape) for t in array_terms(o, accel, *grid.tiles, counts, table))
-        for o, table in zip(ops, variants.tables, strict=True)), strict=True))
+    terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
     lower, energy = _lower_bounds(ops, accel, objective, grid, spills, variants, terms)
     lower = np.where(legal, lower, np.inf)
     alive = legal.copy()
@@ -453,7 +451,7 @@ def _lower_bounds(ops, accel, objective, grid: _Grid, spills, variants: Variants
     """Per variant (rows) and candidate, a value the exact objective never goes below (see the module
     docstring), and its energy without the static part (exact: only static energy depends on the
     pipelined cycles; None for the cycles objective, which does not need it). ``terms``:
-    :func:`hwsim.plan.array_terms` per variant and distinct tile."""
+    :func:`hwsim.plan.variant_terms` (per variant and distinct tile)."""
     cycles = _cycle_bounds(ops, accel, grid, spills, variants, terms[0])
     if objective == "cycles":  # energy is not needed to rank plans
         return cycles, None

@@ -72,10 +72,14 @@ class Variants:
     @classmethod
     def of(cls, ops, accel: Accelerator, widths, resident, onchip, mt, kt, nt) -> Variants:
         """From per-variant widths and operand sets; tables over the tile sizes ``mt, kt, nt``."""
+        sizes = _tile_sizes(ops[0], mt, kt, nt)  # bits-independent: shared by every variant's table
+        parts = [_tile_table(op, accel, sizes) for op in ops]
+        tables = np.empty((len(ops), 2, 2, 2, 2, len(sizes[0][0])), dtype=np.result_type(*parts))
+        for table, part in zip(tables, parts, strict=True):
+            table[...] = part
         return cls(tuple(ops), np.array(widths, dtype=np.int64).reshape(len(ops), 4),
                    np.array([[x in one for x in "ab"] for one in resident]),
-                   np.array([[x in one for x in ("a", "b", "out")] for one in onchip]),
-                   np.stack([tile_table(op, accel, mt, kt, nt) for op in ops]))
+                   np.array([[x in one for x in ("a", "b", "out")] for one in onchip]), tables)
 
     def overhead(self, accel: Accelerator) -> np.ndarray:
         return np.array([[accel.array.instance_overhead_cycles(op)] for op in self.ops])
@@ -85,12 +89,21 @@ def tile_table(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
     """The array's cycles for one tile of each kind ``[last m block?, last k?, last n?, stream start?]``
     (a last block is the dimension's remainder) of each tile size: (2, 2, 2, 2, tiles), one call of the
     array model on broadcast arrays."""
-    m, k, n = (np.stack([t, dim - (ceil_div(dim, t) - 1) * t])
-               for dim, t in zip((op.m, op.k, op.n), (np.asarray(mt), np.asarray(kt), np.asarray(nt)), strict=True))
+    return np.broadcast_to(_tile_table(op, accel, _tile_sizes(op, mt, kt, nt)), (2, 2, 2, 2, np.size(mt)))
+
+
+def _tile_sizes(op: Gemm, mt, kt, nt) -> tuple[np.ndarray, ...]:
+    """Per dimension, (2, tiles): the full tile and the last block (the dimension's remainder)."""
+    return tuple(np.stack([t, dim - (ceil_div(dim, t) - 1) * t])
+                 for dim, t in zip((op.m, op.k, op.n), (np.asarray(mt), np.asarray(kt), np.asarray(nt)), strict=True))
+
+
+def _tile_table(op: Gemm, accel: Accelerator, sizes: tuple[np.ndarray, ...]) -> np.ndarray:
+    """:func:`tile_table` from :func:`_tile_sizes`, as the array model returns it (broadcastable)."""
+    m, k, n = sizes
     start = np.array([False, True])[None, None, None, :, None]
-    cycles = accel.array.tile_cycles(m[:, None, None, None, :], k[None, :, None, None, :], n[None, None, :, None, :],
-                                     op, start)
-    return np.broadcast_to(cycles, (2, 2, 2, 2, m.shape[1]))
+    return accel.array.tile_cycles(m[:, None, None, None, :], k[None, :, None, None, :], n[None, None, :, None, :],
+                                   op, start)
 
 
 def block_counts(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
