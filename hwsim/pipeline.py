@@ -30,6 +30,7 @@ from hwsim.workload import Gemm
 
 DIMS = "mkn"
 REPRESENTATIVES = 4  # block indices summed per loop: 0, a middle one, c-2, c-1
+ROWS = 8192  # representative steps costed per numpy pass
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,21 @@ def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm
 def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
                     variant) -> tuple[np.ndarray, np.ndarray]:
     """Per plan (arguments as in :class:`_Rows`): exactly what :func:`batch_cycles` gives for its steps
-    run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
+    run ``op.count`` times, and the compute cycles of one instance, from representative steps.
+    Plans go in slices of at most about ``ROWS`` steps (arrays that stay in cache)."""
     loops = per_position(op, mt, kt, nt, pm, pk, pn)
+    steps = np.cumsum(np.prod(np.minimum(loops, REPRESENTATIVES), axis=0))
+    cuts = np.searchsorted(steps, np.arange(ROWS, steps[-1], ROWS), side="right") if len(steps) else []
+    if len(cuts) == 0:
+        return _totals(op, accel, variants, loops, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    parts = [_totals(op, accel, variants, loops[:, a:b], *(np.asarray(x)[a:b] for x in (mt, kt, nt, pm, pk, pn, tile,
+                                                                                        spill, variant)))
+             for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(steps)], strict=True) if b > a]
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _totals(op: Gemm, accel: Accelerator, variants: Variants, loops, mt, kt, nt, pm, pk, pn, tile, spill, variant):
+    """:func:`pipeline_totals` of plans whose loops (:func:`per_position`) are known."""
     values, weights = _representatives(loops)
     # every combination of the three loops' representatives, per plan: (plans, 4, 4, 4), zero weights dropped
     axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
