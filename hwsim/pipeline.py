@@ -30,7 +30,7 @@ from hwsim.workload import Gemm
 
 DIMS = "mkn"
 REPRESENTATIVES = 4  # block indices summed per loop: 0, a middle one, c-2, c-1
-ROWS = 8192  # representative steps costed per numpy pass
+ROWS = 4096  # representative steps costed per numpy pass
 
 
 @dataclass(frozen=True)
