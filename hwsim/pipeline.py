@@ -112,9 +112,9 @@ def block_counts(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
     the weights of :func:`tile_table` (bits-independent: one per shape serves every bit variant)."""
     m, k, n = (_block_counts(dim, tile, extent is None)
                for dim, tile, extent in zip((op.m, op.k, op.n), (mt, kt, nt), accel.array.extents(op), strict=True))
-    every = np.einsum("xsT,ytT,zuT->xyzstuT", m, k, n)
-    starts = every[:, :, :, 1, 1, 1]
-    return np.stack([every.sum(axis=(3, 4, 5)) - starts, starts], axis=3)
+    starts = np.einsum("xT,yT,zT->xyzT", m[:, 1], k[:, 1], n[:, 1])  # blocks starting all three
+    every = np.einsum("xT,yT,zT->xyzT", m.sum(axis=1), k.sum(axis=1), n.sum(axis=1))
+    return np.stack([every - starts, starts], axis=3)
 
 
 def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
