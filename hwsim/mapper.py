@@ -130,14 +130,29 @@ def _grid(m: int, k: int, n: int, accel: Accelerator) -> _Grid:
 @lru_cache(maxsize=1024)
 def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tuple[str, ...]) -> _Grid:
     sizes = (candidates(dim, align) for dim, align in zip((m, k, n), alignment, strict=True))
-    tiles = [axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij")]
-    mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
-    pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
-    tile = np.tile(np.arange(len(tiles[0])), len(orders))
-    keep = _first_of_equivalents(m, k, n, mt, kt, nt, pm, pk, pn)
-    mt, kt, nt, pm, pk, pn, tile = (x[keep] for x in (mt, kt, nt, pm, pk, pn, tile))
+    tiles = tuple(axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij"))
+    several = [ceil_div(dim, t) > 1 for dim, t in zip((m, k, n), tiles, strict=True)]
+    # per order (outer) and tile, whether it is the first order running its steps: candidates in that order
+    order, tile = np.nonzero(_first_orders(orders)[several[0] * 4 + several[1] * 2 + several[2]].T)
+    mt, kt, nt = (t[tile] for t in tiles)
+    pm, pk, pn = (np.array([o.index(d) for o in orders])[order] for d in DIMS)
     fetches = refetches(ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt), pm, pk, pn)
-    return _Grid(mt, kt, nt, pm, pk, pn, tile, tuple(tiles), fetches)
+    return _Grid(mt, kt, nt, pm, pk, pn, tile, tiles, fetches)
+
+
+@lru_cache(maxsize=64)
+def _first_orders(orders: tuple[str, ...]) -> np.ndarray:
+    """(8, orders): per pattern of which of m, k, n have several blocks (bits 4, 2, 1), whether each
+    order is the first of those nesting those loops alike: orders that differ only in loops of one
+    block run the very same steps, so the grid keeps one of them."""
+    table = np.zeros((8, len(orders)), dtype=bool)
+    for pattern in range(8):
+        seen: set[str] = set()
+        for i, order in enumerate(orders):
+            nesting = "".join(d for d in order if pattern & (4 >> DIMS.index(d)))
+            table[pattern, i] = nesting not in seen
+            seen.add(nesting)
+    return table
 
 
 def widths(op: Gemm, accel: Accelerator) -> tuple[int, int, int, int]:
@@ -379,22 +394,6 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                          {key: int(values[j]) for key, values in metrics.items()})
         found[i] = Mapping(plan, cost, int(legal[i].sum()), int(evaluated[i]))
     return found
-
-
-def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.ndarray:
-    """True for the first of each group of candidates whose loop orders differ only in loops of one
-    block (they run the very same steps)."""
-    counts = (ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt))
-    positions = (pm, pk, pn)
-    ranks = []
-    for d, (count, position) in enumerate(zip(counts, positions, strict=True)):
-        outer = sum((other_count > 1) & (other < position)
-                    for e, (other_count, other) in enumerate(zip(counts, positions, strict=True)) if e != d)
-        ranks.append(np.where(count > 1, outer, -1))
-    key = ((mt * (k + 1) + kt) * (n + 1) + nt) * 64 + (ranks[0] + 1) * 16 + (ranks[1] + 1) * 4 + ranks[2] + 1
-    first = np.zeros(len(mt), dtype=bool)
-    first[np.unique(key, return_index=True)[1]] = True
-    return first
 
 
 def _idle_ends(ops, accel, tiles, spill: bool, first_load, out, psum, tables):
