@@ -128,37 +128,79 @@ def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
     return np.stack([np.stack([np.maximum(count - 2, 0), several]), np.stack([several, 1 - several])])
 
 
-class _Rows:
-    """Steps (rows) of plans and what they move and compute.
+@dataclass(frozen=True)
+class Plans:
+    """Plans of one or several GEMM shapes, one column per plan, as :class:`_Rows` reads them.
 
-    Plans are given per plan: tiles, loop positions, ``tile`` (the plan's index into the variants'
-    tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants`` the plan is
-    of); ``plan`` says which plan each row is of, and the methods take and return one value per row.
-    Per-plan facts are stacked and gathered into rows in one indexing call (rows outnumber plans).
+    ``numbers`` (int64): where the plan's tile table starts in ``table`` and the stride between its
+    kinds, the instance overhead, storage bits of A and B, write-back bits (0 if the output stays on
+    chip), psum bits, instances, then per m, k, n: loop position, tile, last block index, last block
+    size. ``flags`` (bool): spills, A and B resident, A and B on chip, m, k and n streamed. ``table``:
+    the variants' :func:`tile_table` values, flat (several shapes' one after another), so that plans
+    of different shapes are costed in the same numpy calls.
     """
 
-    def __init__(self, op: Gemm, accel: Accelerator, variants: Variants, plan, mt, kt, nt, pm, pk, pn, tile, spill,
-                 variant):
-        self.streamed = [extent is None for extent in accel.array.extents(op)]
-        self.tables = variants.tables.reshape(-1)  # flat: :meth:`compute` indexes it with one array
-        kinds, tiles = variants.tables.shape[1:5], variants.tables.shape[5]
+    numbers: np.ndarray
+    flags: np.ndarray
+    table: np.ndarray
+
+    @classmethod
+    def of(cls, op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
+           variant) -> Plans:
+        """Plans of ``op``'s variants: tiles, loop positions, ``tile`` (the plan's index into the variants'
+        tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants``), per plan."""
         variant = np.asarray(variant)
+        tiles, plans = variants.tables.shape[-1], len(variant)
         sizes = np.stack([np.asarray(mt), np.asarray(kt), np.asarray(nt)])
         dims = np.array([[op.m], [op.k], [op.n]])
         last = ceil_div(dims, sizes) - 1
         widths = variants.widths[variant].T
-        facts = np.concatenate([
-            np.stack([variant * (np.prod(kinds) * tiles) + np.asarray(tile), variants.overhead(accel)[variant, 0],
-                      widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3]]),
-            np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes])[:, plan]
-        flags = np.concatenate([np.asarray(spill)[None], variants.resident[variant].T,
-                                variants.onchip[variant, :2].T])[:, plan]
-        self.table_row, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:6]
-        self.tile_size = tiles
-        self.tiles, self.last, self.edge = facts[9:12], facts[12:15], facts[15:18]
-        self.spill, self.resident, self.onchip = flags[0], flags[1:3], flags[3:5]
+        numbers = np.concatenate([
+            np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles),
+                      variants.overhead(accel)[variant, 0],
+                      widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3],
+                      np.full(plans, op.count)]),
+            np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes])
+        streamed = np.array([[extent is None] for extent in accel.array.extents(op)])
+        flags = np.concatenate([np.asarray(spill, dtype=bool).reshape(1, -1), variants.resident[variant].T,
+                                variants.onchip[variant, :2].T, np.broadcast_to(streamed, (3, plans))])
+        return cls(numbers, flags, variants.tables.reshape(-1))
+
+    @classmethod
+    def join(cls, parts: list[Plans]) -> Plans:
+        """One set of plans from several (their tables concatenated)."""
+        numbers = np.concatenate([part.numbers for part in parts], axis=1)
+        offsets = np.cumsum([0] + [len(part.table) for part in parts[:-1]])
+        numbers[0] += np.repeat(offsets, [part.numbers.shape[1] for part in parts])
+        return cls(numbers, np.concatenate([part.flags for part in parts], axis=1),
+                   np.concatenate([part.table for part in parts]))
+
+    def __len__(self) -> int:
+        return self.numbers.shape[1]
+
+    def __getitem__(self, plans: slice) -> Plans:
+        return Plans(self.numbers[:, plans], self.flags[:, plans], self.table)
+
+    def loops(self) -> np.ndarray:
+        """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
+        loops = np.empty((3, len(self)), dtype=np.int64)
+        loops[self.numbers[8:11], np.arange(len(self))] = self.numbers[14:17] + 1
+        return loops
+
+
+class _Rows:
+    """Steps (rows) of :class:`Plans` and what they move and compute: ``plan`` says which plan each row
+    is of, and the methods take and return one value per row. Per-plan facts are gathered into rows in
+    one indexing call (rows outnumber plans)."""
+
+    def __init__(self, plans: Plans, plan):
+        facts, flags = plans.numbers[:, plan], plans.flags[:, plan]
+        self.table = plans.table
+        self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:7]
+        self.tiles, self.last, self.edge = facts[11:14], facts[14:17], facts[17:20]
+        self.spill, self.resident, self.onchip, self.streamed = flags[0], flags[1:3], flags[3:5], flags[5:8]
         # where each row's m, k, n indices sit in a stacked (3, rows) array of loop-position indices
-        self.gather = facts[6:9] * len(plan) + np.arange(len(plan))
+        self.gather = facts[8:11] * len(plan) + np.arange(len(plan))
 
     def dims(self, at: np.ndarray) -> np.ndarray:
         """(m, k, n) block indices, (3, rows), from indices in loop positions (outer to inner, (3, rows))."""
@@ -170,12 +212,9 @@ class _Rows:
     def compute(self, index, begins) -> np.ndarray:
         """Busy cycles of each step (the first of an instance pays the array's instance overhead)."""
         last = index == self.last
-        start = np.ones_like(begins)
-        for i, streamed in zip(index, self.streamed, strict=True):
-            if streamed:
-                start &= i == 0
+        start = ((index == 0) | ~self.streamed).all(axis=0)  # at the start of every streamed dimension
         kind = ((last[0] * 2 + last[1]) * 2 + last[2]) * 2 + start
-        return self.tables[self.table_row + kind * self.tile_size] + begins * self.overhead
+        return self.table[self.base + kind * self.stride] + begins * self.overhead
 
     def load_bits(self, index, before, begins) -> np.ndarray:
         """Bits fetched before each step, given the previous step's blocks (unused where it begins)."""
@@ -200,24 +239,17 @@ class _Rows:
         return fetch & ~self.onchip[operand]
 
 
-def per_position(op: Gemm, mt, kt, nt, pm, pk, pn) -> np.ndarray:
-    """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
-    counts = np.stack([ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)])
-    loops = np.empty_like(counts)
-    loops[np.stack([pm, pk, pn]), np.arange(counts.shape[1])] = counts
-    return loops
-
-
 def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
                 variant) -> BatchSteps:
-    """Every tile step of every plan (equal-length arrays, as in :class:`_Rows`), in loop order."""
-    loops = per_position(op, mt, kt, nt, pm, pk, pn)
+    """Every tile step of every plan (arguments as in :meth:`Plans.of`), in loop order."""
+    plans = Plans.of(op, accel, variants, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    loops = plans.loops()
     length = loops[0] * loops[1] * loops[2]
     start = np.r_[0, np.cumsum(length)[:-1]]
     plan = np.repeat(np.arange(len(length)), length)
     step = np.arange(int(length.sum())) - start[plan]
     inner, middle = loops[2][plan], loops[1][plan]
-    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    rows = _Rows(plans, plan)
     cur = rows.dims(np.stack([step // (middle * inner), (step // inner) % middle, step % inner]))
     before = np.concatenate([cur[:, :1], cur[:, :-1]], axis=1)  # the previous step's blocks (unused where it begins)
     after = np.concatenate([cur[:, 1:], cur[:, -1:]], axis=1)  # the next step's (unused where it ends)
@@ -228,22 +260,26 @@ def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm
 
 def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
                     variant) -> tuple[np.ndarray, np.ndarray]:
-    """Per plan (arguments as in :class:`_Rows`): exactly what :func:`batch_cycles` gives for its steps
-    run ``op.count`` times, and the compute cycles of one instance, from representative steps.
-    Plans go in slices of at most about ``ROWS`` steps (arrays that stay in cache)."""
-    loops = per_position(op, mt, kt, nt, pm, pk, pn)
+    """Per plan (arguments as in :meth:`Plans.of`): exactly what :func:`batch_cycles` gives for its steps
+    run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
+    return plans_totals(Plans.of(op, accel, variants, mt, kt, nt, pm, pk, pn, tile, spill, variant), accel)
+
+
+def plans_totals(plans: Plans, accel: Accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pipeline_totals` of :class:`Plans` (of any shapes), in slices of at most about ``ROWS``
+    representative steps (arrays that stay in cache)."""
+    loops = plans.loops()
     steps = np.cumsum(np.prod(np.minimum(loops, REPRESENTATIVES), axis=0))
     cuts = np.searchsorted(steps, np.arange(ROWS, steps[-1], ROWS), side="right") if len(steps) else []
     if len(cuts) == 0:
-        return _totals(op, accel, variants, loops, mt, kt, nt, pm, pk, pn, tile, spill, variant)
-    parts = [_totals(op, accel, variants, loops[:, a:b], *(np.asarray(x)[a:b] for x in (mt, kt, nt, pm, pk, pn, tile,
-                                                                                        spill, variant)))
+        return _totals(plans, loops, accel)
+    parts = [_totals(plans[a:b], loops[:, a:b], accel)
              for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(steps)], strict=True) if b > a]
     return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
 
-def _totals(op: Gemm, accel: Accelerator, variants: Variants, loops, mt, kt, nt, pm, pk, pn, tile, spill, variant):
-    """:func:`pipeline_totals` of plans whose loops (:func:`per_position`) are known."""
+def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
+    """:func:`plans_totals` of one slice, its loops (:meth:`Plans.loops`) known."""
     values, weights = _representatives(loops)
     # every combination of the three loops' representatives, per plan: (plans, 4, 4, 4), zero weights dropped
     axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
@@ -257,7 +293,7 @@ def _totals(op: Gemm, accel: Accelerator, variants: Variants, loops, mt, kt, nt,
     counts = loops[:, plan]
     before, first = _step(at, counts, -1)
     after, last = _step(at, counts, +1)
-    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    rows = _Rows(plans, plan)
     cur, prev, nxt = rows.dims(at), rows.dims(before), rows.dims(after)
     dram, tick = accel.dram, accel.dram.ticks_per_cycle
     compute = rows.compute(cur, first)
@@ -272,8 +308,9 @@ def _totals(op: Gemm, accel: Accelerator, variants: Variants, loops, mt, kt, nt,
     period, compute_sum, edges, heads, tails, first_busy = (
         np.add.reduceat(x, starts) for x in (weight * term, weight * compute, ends, head, tail,
                                              np.where(first, busy, 0)))
-    single = loops[0] * loops[1] * loops[2] * op.count == 1
-    total = np.where(single, edges + first_busy, edges + op.count * period - heads - tails)
+    instances = plans.numbers[7]
+    single = loops[0] * loops[1] * loops[2] * instances == 1
+    total = np.where(single, edges + first_busy, edges + instances * period - heads - tails)
     return -(-total // tick), compute_sum
 
 
