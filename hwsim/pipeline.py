@@ -130,14 +130,14 @@ def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Plans:
-    """Plans of one or several GEMM shapes, one column per plan, as :class:`_Rows` reads them.
+    """Plans of a GEMM shape's variants, one column per plan, as :class:`_Rows` reads them (rows of
+    per-plan facts gathered into steps by one indexing call).
 
     ``numbers`` (int64): where the plan's tile table starts in ``table`` and the stride between its
     kinds, the instance overhead, storage bits of A and B, write-back bits (0 if the output stays on
     chip), psum bits, instances, then per m, k, n: loop position, tile, last block index, last block
     size. ``flags`` (bool): spills, A and B resident, A and B on chip, m, k and n streamed. ``table``:
-    the variants' :func:`tile_table` values, flat (several shapes' one after another), so that plans
-    of different shapes are costed in the same numpy calls.
+    the variants' :func:`tile_table` values, flat.
     """
 
     numbers: np.ndarray
@@ -165,15 +165,6 @@ class Plans:
         flags = np.concatenate([np.asarray(spill, dtype=bool).reshape(1, -1), variants.resident[variant].T,
                                 variants.onchip[variant, :2].T, np.broadcast_to(streamed, (3, plans))])
         return cls(numbers, flags, variants.tables.reshape(-1))
-
-    @classmethod
-    def join(cls, parts: list[Plans]) -> Plans:
-        """One set of plans from several (their tables concatenated)."""
-        numbers = np.concatenate([part.numbers for part in parts], axis=1)
-        offsets = np.cumsum([0] + [len(part.table) for part in parts[:-1]])
-        numbers[0] += np.repeat(offsets, [part.numbers.shape[1] for part in parts])
-        return cls(numbers, np.concatenate([part.flags for part in parts], axis=1),
-                   np.concatenate([part.table for part in parts]))
 
     def __len__(self) -> int:
         return self.numbers.shape[1]
@@ -266,7 +257,7 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
 
 
 def plans_totals(plans: Plans, accel: Accelerator) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pipeline_totals` of :class:`Plans` (of any shapes), in slices of at most about ``ROWS``
+    """:func:`pipeline_totals` of :class:`Plans`, in slices of at most about ``ROWS``
     representative steps (arrays that stay in cache)."""
     loops = plans.loops()
     steps = np.cumsum(np.prod(np.minimum(loops, REPRESENTATIVES), axis=0))
