@@ -292,16 +292,15 @@ def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
     next_load = dram.ticks(rows.load_bits(nxt, cur, last))  # after the last step: the next instance's first
     previous_store = dram.ticks(rows.store_bits(prev, cur, first))
     term = np.maximum(busy, next_load + previous_store)
-    head = np.where(first, term - np.maximum(busy, next_load), 0)
-    tail = np.where(last, term - np.maximum(busy, previous_store), 0)
-    ends = np.where(last, next_load, 0) + np.where(first, previous_store, 0)  # step 0's load, the last step's store
     starts = np.flatnonzero(np.r_[True, plan[1:] != plan[:-1]])
-    period, compute_sum, edges, heads, tails, first_busy = (
-        np.add.reduceat(x, starts) for x in (weight * term, weight * compute, ends, head, tail,
-                                             np.where(first, busy, 0)))
+    period, compute_sum = np.add.reduceat(weight * term, starts), np.add.reduceat(weight * compute, starts)
+    first, last = np.flatnonzero(first), np.flatnonzero(last)  # each plan's first and last step, in plan order
+    head = term[first] - np.maximum(busy[first], next_load[first])
+    tail = term[last] - np.maximum(busy[last], previous_store[last])
+    edges = next_load[last] + previous_store[first]  # step 0's load (after the last step), the last step's store
     instances = plans.numbers[7]
     single = loops[0] * loops[1] * loops[2] * instances == 1
-    total = np.where(single, edges + first_busy, edges + instances * period - heads - tails)
+    total = np.where(single, edges + busy[first], edges + instances * period - head - tail)
     return -(-total // tick), compute_sum
 
 
