@@ -318,14 +318,12 @@ def _representatives(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _step(at: np.ndarray, counts: np.ndarray, direction: int):
     """Block indices (outer to inner, (3, rows)) of the step before (-1) / after (+1) each step, wrapping
     into the previous / next instance; and whether each step is the instance's first (-1) / last (+1)."""
-    carry = np.ones(at.shape[1], dtype=bool)
-    moved = at.copy()
-    for p in (2, 1, 0):  # inner to outer: step the innermost loop, wrapping (and carrying) at its end
-        end = 0 if direction < 0 else counts[p] - 1
-        wraps = carry & (at[p] == end)
-        moved[p] = np.where(wraps, counts[p] - 1 - end, np.where(carry, at[p] + direction, at[p]))
-        carry = wraps
-    return moved, carry
+    at_end = at == (0 if direction < 0 else counts - 1)
+    carry = np.ones_like(at_end)  # the innermost loop always moves; an outer one when all inner ones wrap
+    carry[1] = at_end[2]
+    carry[0] = at_end[2] & at_end[1]
+    wraps = carry & at_end
+    return at + direction * (carry - wraps * counts), wraps[0]
 
 
 def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:
