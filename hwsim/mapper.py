@@ -245,21 +245,28 @@ def _objective(cost: OpCost, objective: str) -> float:
     return {"cycles": cost.cycles, "energy": cost.energy_pj, "edp": cost.energy_pj * cost.cycles}[objective]
 
 
-def _shape(op: Gemm) -> Gemm:
-    """The cache key of an op: everything but its name."""
-    return op if op.name == "_" else dataclasses.replace(op, name="_")
+_KEY = tuple(field.name for field in dataclasses.fields(Gemm) if field.name != "name")
+_SHAPE = tuple(name for name in _KEY if name not in ("bits_a", "bits_b", "bits_out"))
+
+
+def _key(op: Gemm, fields: tuple[str, ...] = _KEY) -> tuple:
+    """The cache key of an op: everything but its name (``fields=_SHAPE``: but its bits too), as a
+    tuple (cheaper than a validated nameless copy)."""
+    return tuple(getattr(op, field) for field in fields)
 
 
 def mapped_cost(op: Gemm, accel: Accelerator, objective: str = "cycles") -> OpCost:
     """The exact cost of the plan :func:`map_gemm` picks (the fast path of ``hwsim.estimate``)."""
-    found = _search(_shape(op), accel, objective)
-    return dataclasses.replace(found.cost, name=op.name) if found is not None else map_gemm(op, accel, objective).cost
+    found = _search(op, accel, objective)
+    if found is None:
+        return map_gemm(op, accel, objective).cost
+    return found.cost if found.cost.name == op.name else dataclasses.replace(found.cost, name=op.name)
 
 
 def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping:
     """The best plan of ``op`` on ``accel`` for ``objective`` and its exact cost (cached)."""
     SearchMapper(objective)  # validates the objective
-    found = _search(_shape(op), accel, objective)
+    found = _search(op, accel, objective)
     if found is None:
         raise _no_room(op, accel, *(min(align, dim) for align, dim in zip(accel.array.alignment(), (op.m, op.k, op.n),
                                                                           strict=True)))
@@ -272,18 +279,18 @@ def map_all(ops: Iterable[Gemm], accel: Accelerator, objective: str = "cycles") 
     of candidates for all of them); :func:`map_gemm` and ``hwsim.estimate`` then find them cached.
     This is what makes a cost table (every component at every bit pair) cheap."""
     SearchMapper(objective)
-    groups: dict[Gemm, dict[Gemm, None]] = {}
+    groups: dict[tuple, dict[tuple, Gemm]] = {}
     for op in ops:
-        op = _shape(op)
-        if (op, accel, objective) not in SEARCHED:
-            groups.setdefault(dataclasses.replace(op, bits_a=1, bits_b=1, bits_out=None), {})[op] = None
+        key = _key(op)
+        if (key, accel, objective) not in SEARCHED:
+            groups.setdefault(_key(op, _SHAPE), {}).setdefault(key, op)
     for variants in groups.values():
-        for op, found in zip(variants, _search_variants(tuple(variants), accel, objective), strict=True):
-            SEARCHED.put((op, accel, objective), found)
+        for key, found in zip(variants, _search_variants(tuple(variants.values()), accel, objective), strict=True):
+            SEARCHED.put((key, accel, objective), found)
 
 
 class _Searched:
-    """The mapper's picks by (op shape and bits, accelerator, objective); the least recently used go
+    """The mapper's picks by (:func:`_key` of the op, accelerator, objective); the least recently used go
     beyond ``size`` (keys hold accelerator objects, so a long sweep must not keep them all)."""
 
     def __init__(self, size: int) -> None:
@@ -311,8 +318,9 @@ SEARCHED = _Searched(8192)
 
 
 def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping | None:
-    """The best plan (None when not even the smallest aligned tile fits), cached."""
-    key = (op, accel, objective)
+    """The best plan (None when not even the smallest aligned tile fits), cached; its op is the first op
+    of that key searched (callers give the plan and cost their own op's name)."""
+    key = (_key(op), accel, objective)
     if key not in SEARCHED:
         SEARCHED.put(key, _search_variants((op,), accel, objective)[0])
     return SEARCHED.get(key)
