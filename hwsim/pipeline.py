@@ -12,7 +12,8 @@ writes the block back when it leaves it (outputs after the last k-step, else spi
   on whether its block indices are first or last and whether its neighbours' are last (never on
   whether a neighbour's is first), so along a loop of ``c`` blocks the indices ``1 .. c-3`` all give
   the same term, and each loop is summed over at most four representatives (0, one middle index
-  weighted ``c-3``, c-2, c-1): at most 64 steps per plan.
+  weighted ``c-3``, c-2, c-1): at most 64 steps per plan (c-2 too gives the middle's term when the
+  tile divides the dimension, as the last block is then no smaller).
 
 What a step's geometry is (block sizes, which loops changed) does not depend on bits; what it moves
 and computes does. :class:`Variants` holds the bit-dependent facts of several bit variants of one
@@ -174,9 +175,16 @@ class Plans:
 
     def loops(self) -> np.ndarray:
         """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
-        loops = np.empty((3, len(self)), dtype=np.int64)
-        loops[self.numbers[8:11], np.arange(len(self))] = self.numbers[14:17] + 1
-        return loops
+        return self._by_position(self.numbers[14:17] + 1)
+
+    def even(self) -> np.ndarray:
+        """Whether each loop's blocks are all one size (the tile divides the dimension), outer to inner."""
+        return self._by_position(self.numbers[17:20] == self.numbers[11:14])
+
+    def _by_position(self, per_dim: np.ndarray) -> np.ndarray:
+        per_loop = np.empty_like(per_dim)
+        per_loop[self.numbers[8:11], np.arange(len(self))] = per_dim
+        return per_loop
 
 
 class _Rows:
@@ -271,7 +279,7 @@ def plans_totals(plans: Plans, accel: Accelerator) -> tuple[np.ndarray, np.ndarr
 
 def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
     """:func:`plans_totals` of one slice, its loops (:meth:`Plans.loops`) known."""
-    values, weights = _representatives(loops)
+    values, weights = _representatives(loops, plans.even())
     # every combination of the three loops' representatives, per plan: (plans, 4, 4, 4), zero weights dropped
     axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
             (slice(None), None, None, slice(None)))
@@ -304,12 +312,14 @@ def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
     return -(-total // tick), compute_sum
 
 
-def _representatives(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, weights), each (loops, plans, 4): a loop of ``count`` blocks as four weighted indices."""
-    count = np.asarray(count)[..., None]
+def _representatives(count: np.ndarray, even: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (loops, plans, 4): a loop of ``count`` blocks as four weighted indices.
+    Index c-2 differs from the middle ones only in that the next block is the last, smaller one; in a
+    loop of ``even`` blocks it is not, and the middle index stands for it too (weight c-2)."""
+    count, even = np.asarray(count)[..., None], np.asarray(even)[..., None]
     short = np.arange(REPRESENTATIVES)
     long = np.concatenate([np.broadcast_to(short[:2], count.shape[:-1] + (2,)), count - 2, count - 1], axis=-1)
-    middle = np.array([1, 0, 1, 1]) + np.array([0, 1, 0, 0]) * (count - 3)
+    middle = np.array([1, 0, 1, 1]) + np.array([0, 1, -1, 0]) * even + np.array([0, 1, 0, 0]) * (count - 3)
     values = np.where(count >= REPRESENTATIVES, long, np.minimum(short, count - 1))
     weights = np.where(count >= REPRESENTATIVES, middle, short < count)
     return values, weights.astype(np.int64)
