@@ -345,12 +345,14 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     per_variant = tuple(variants.widths[:, i:i + 1] for i in range(4))
     held_v = {x: variants.onchip[:, i:i + 1] for i, x in enumerate(("a", "b", "out"))}
     resident_v = {"a": variants.resident[:, 0:1], "b": variants.resident[:, 1:2]}
-    legal, spills = (np.broadcast_to(x, (count, size)) for x in
-                     _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v, per_variant))
+    # partial sums have one width whatever the bits (memory.psum_bits): where they spill is bits-independent
+    legal, spill = _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v,
+                          (*per_variant[:3], accel.memory.psum_bits))
+    legal, spills = np.broadcast_to(legal, (count, size)), np.broadcast_to(spill, (count, size))
     # what the array's precision decides, per variant and distinct tile (block counts are bits-independent)
     counts = block_counts(op, accel, *grid.tiles)
     terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
-    lower, energy = _lower_bounds(ops, accel, objective, grid, spills, variants, terms)
+    lower, energy = _lower_bounds(ops, accel, objective, grid, spill, variants, terms)
     lower = np.where(legal, lower, np.inf)
     alive = legal.copy()
     best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
@@ -429,13 +431,15 @@ def _idle_ends(ops, accel, tiles, spill: bool, first_load, out, psum, tables):
     return np.where((op.count > 1) | ~single, idle, 0)
 
 
-def _cycle_bounds(ops, accel, grid: _Grid, spills, variants: Variants, compute):
+def _cycle_bounds(ops, accel, grid: _Grid, spill, variants: Variants, compute):
     """Per variant (rows) and candidate, cycles the plan cannot beat: compute plus the first load and
     the last store, or all DRAM traffic plus the pipeline ends' idle DRAM, whichever is more. Only
     DRAM traffic depends on the loop order and partial-sum placement; the rest is computed per
-    distinct tile. ``compute``: one instance's compute cycles per variant and distinct tile."""
+    distinct tile. ``spill``: whether each candidate spills partial sums; ``compute``: one instance's
+    compute cycles per variant and distinct tile."""
     op, channel, tick = ops[0], accel.dram, accel.dram.ticks_per_cycle
-    sa, sb, so, sp = (variants.widths[:, i:i + 1] for i in range(4))
+    sa, sb, so = (variants.widths[:, i:i + 1] for i in range(3))
+    sp = accel.memory.psum_bits  # one width whatever the bits
     held_a, held_b, held_out = (variants.onchip[:, i:i + 1] for i in range(3))
     mt, kt, nt = grid.tiles
     first_load = np.where(held_a, 0, mt * kt * sa) + np.where(held_b, 0, kt * nt * sb)
@@ -445,28 +449,29 @@ def _cycle_bounds(ops, accel, grid: _Grid, spills, variants: Variants, compute):
     a_all, b_all = np.where(held_a, 0, op.m * op.k * sa), np.where(held_b, 0, op.k * op.n * sb)
     traffic = np.where(variants.resident[:, 0:1], a_all, a_all * grid.fetches[0]) \
         + np.where(variants.resident[:, 1:2], b_all, b_all * grid.fetches[1]) + op.m * op.n * out
-    idle = _idle_ends(ops, accel, grid.tiles, False, first_load, out, sp, variants.tables)[:, grid.tile]
-    if spills.any():  # spilled partial sums: written and re-read once per k-step but the last
-        traffic = traffic + np.where(spills, 2 * op.m * op.n * sp * (ceil_div(op.k, grid.kt) - 1), 0)
-        idle = np.where(spills, _idle_ends(ops, accel, grid.tiles, True, first_load, out, sp,
-                                           variants.tables)[:, grid.tile], idle)
-    ticks = np.maximum(busy[:, grid.tile], channel.ticks(op.count * traffic) + idle)
-    return -(-ticks // tick)
+    idle, index = _idle_ends(ops, accel, grid.tiles, False, first_load, out, sp, variants.tables), grid.tile
+    if spill.any():  # spilled partial sums: written and re-read once per k-step but the last
+        traffic = traffic + np.where(spill, 2 * op.m * op.n * sp * (ceil_div(op.k, grid.kt) - 1), 0)
+        idle = np.concatenate([idle, _idle_ends(ops, accel, grid.tiles, True, first_load, out, sp, variants.tables)],
+                              axis=1)
+        index = grid.tile + len(grid.tiles[0]) * spill  # the spilling plans' idle ends follow the others'
+    ticks = np.maximum(busy[:, grid.tile], channel.ticks(op.count * traffic) + idle[:, index])
+    return ticks if tick == 1 else -(-ticks // tick)  # whole cycles
 
 
-def _lower_bounds(ops, accel, objective, grid: _Grid, spills, variants: Variants, terms):
+def _lower_bounds(ops, accel, objective, grid: _Grid, spill, variants: Variants, terms):
     """Per variant (rows) and candidate, a value the exact objective never goes below (see the module
     docstring), and its energy without the static part (exact: only static energy depends on the
     pipelined cycles; None for the cycles objective, which does not need it). ``terms``:
     :func:`hwsim.plan.variant_terms` (per variant and distinct tile)."""
-    cycles = _cycle_bounds(ops, accel, grid, spills, variants, terms[0])
+    cycles = _cycle_bounds(ops, accel, grid, spill, variants, terms[0])
     if objective == "cycles":  # energy is not needed to rank plans
         return cycles, None
     op = ops[0]
     known = tuple(variants.widths[:, i:i + 1] for i in range(4))
     held = {x: variants.onchip[:, i:i + 1] for i, x in enumerate(("a", "b", "out"))}
     resident = {"a": variants.resident[:, 0:1], "b": variants.resident[:, 1:2]}
-    metrics = gemm_metrics(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, spill=spills,
+    metrics = gemm_metrics(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, spill=spill,
                            resident=resident, onchip=held, widths=known, terms=tuple(t[:, grid.tile] for t in terms))
     dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
     sram = {name.split("_")[-1]: op.count * value for name, value in metrics.items() if name.startswith("sram_read")}
