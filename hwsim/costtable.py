@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hwsim.accelerator import Accelerator
 from hwsim.estimate import estimate
@@ -54,8 +55,15 @@ class VariantTable:
         return SimResult(self.accelerator, ops, method="estimate")
 
 
+@lru_cache(maxsize=4096)
 def variant(op: Gemm, pair: BitPair) -> Gemm:
+    """``op`` at ``pair`` (cached: a sweep prices the same variants on every design)."""
     return dataclasses.replace(op, bits_a=pair[0], bits_b=pair[1])
+
+
+@lru_cache(maxsize=64)
+def _fields(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(kind) if field.name != "name")
 
 
 def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence[BitPair],
@@ -66,7 +74,7 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
 
     def key(op: Op) -> tuple:
         if not isinstance(op, Gemm) or op.grouped:  # vector ops, patch-wise groups: priced as they are
-            return (dataclasses.replace(op, name="_"),)
+            return ((type(op), *(getattr(op, name) for name in _fields(type(op)))),)  # all but its name
         return op.m, op.k, op.n, op.count, op.kind, widths(op, accelerator), accelerator.array.precision_key(op)
 
     def price(op: Op, known: tuple) -> OpCost:
