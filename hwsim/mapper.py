@@ -354,17 +354,16 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
     lower, energy = _lower_bounds(ops, accel, objective, grid, spill, variants, terms)
     lower = np.where(legal, lower, np.inf)
-    alive = legal.copy()
     best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
             "cycles": np.zeros(count, dtype=np.int64), "compute": np.zeros(count, dtype=np.int64)}
-    evaluated, batch, columns = np.zeros(count, dtype=np.int64), CHUNK, np.arange(size)
-    while alive.any():
-        masked = np.where(alive, lower, np.inf)
-        take = np.argpartition(masked, batch - 1, axis=1)[:, :batch] if batch < size else \
-            np.broadcast_to(columns, (count, size))
-        v = np.repeat(np.arange(count), take.shape[1])
-        g = take.ravel()
-        v, g = v[alive[v, g]], g[alive[v, g]]
+    evaluated, batch = np.zeros(count, dtype=np.int64), CHUNK
+    # the first batch: each variant's lowest bounds over its grid (dense); then the candidates left that may
+    # still win are kept as lists (``pool``), far fewer than the grid
+    take = np.argpartition(lower, batch - 1, axis=1)[:, :batch] if batch < size else np.indices((count, size))[1]
+    v, g = np.repeat(np.arange(count), take.shape[1]), take.ravel()
+    v, g = v[legal[v, g]], g[legal[v, g]]
+    pool = None
+    while len(v):
         cycles, compute = pipeline_totals(op, accel, variants, mt[g], kt[g], nt[g], pm[g], pk[g], pn[g], grid.tile[g],
                                           spills[v, g], v)
         if objective == "cycles":
@@ -382,11 +381,20 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
         for key, new in (("value", value), ("bound", bound), ("index", g), ("cycles", cycles), ("compute", compute)):
             best[key][w] = new[first]
         evaluated += np.bincount(v, minlength=count)
-        alive[v, g] = False
+        if pool is None:
+            alive = legal.copy()
+            alive[v, g] = False
+            pool = np.nonzero(alive)
         # only a candidate whose bound is below its variant's pick (or ties it ahead of the pick) can still win
-        value_, bound_, index_ = (best[key][:, None] for key in ("value", "bound", "index"))
-        alive &= (lower < value_) | ((lower == value_) & (bound_ == value_) & (columns[None, :] < index_))
+        pv, pg = pool
+        left, (value_, bound_, index_) = lower[pv, pg], (best[key][pv] for key in ("value", "bound", "index"))
+        keep = (left < value_) | ((left == value_) & (bound_ == value_) & (pg < index_))
+        pv, pg, left = pv[keep], pg[keep], left[keep]
+        order = np.lexsort((left, pv))  # the next batch: each variant's lowest bounds left
+        pv, pg = pv[order], pg[order]
         batch *= GROW_CHUNK
+        take = np.arange(len(pv)) - np.searchsorted(pv, pv) < batch
+        v, g, pool = pv[take], pg[take], (pv[~take], pg[~take])
     picked = np.flatnonzero(best["index"] < size)
     chosen = best["index"][picked]
     metrics = gemm_metrics(op, accel, *(x[chosen] for x in (mt, kt, nt, pm, pk, pn)), spill=spills[picked, chosen],
