@@ -353,7 +353,7 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     counts = block_counts(op, accel, *grid.tiles)
     terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
     lower, energy = _lower_bounds(ops, accel, objective, grid, spill, variants, terms)
-    lower = np.where(legal, lower, np.inf)
+    np.putmask(lower, ~legal, np.inf if lower.dtype.kind == "f" else np.iinfo(lower.dtype).max)  # never picked
     best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
             "cycles": np.zeros(count, dtype=np.int64), "compute": np.zeros(count, dtype=np.int64)}
     evaluated, batch = np.zeros(count, dtype=np.int64), CHUNK
@@ -403,6 +403,7 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                            widths=tuple(w[picked, 0] for w in per_variant),
                            terms=tuple(t[picked, grid.tile[chosen]] for t in terms))
     found: list[Mapping | None] = [None] * count
+    ranked = legal.sum(axis=1)
     for j, (i, g) in enumerate(zip(picked, chosen, strict=True)):
         one = ops[i]
         order = "".join(d for _, d in sorted(zip((pm[g], pk[g], pn[g]), DIMS, strict=True)))
@@ -410,7 +411,7 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                         *known[i], resident[i], held[i])
         cost = gemm_cost(plan, accel, int(best["cycles"][i]), one.count * int(best["compute"][i]),
                          {key: int(values[j]) for key, values in metrics.items()})
-        found[i] = Mapping(plan, cost, int(legal[i].sum()), int(evaluated[i]))
+        found[i] = Mapping(plan, cost, int(ranked[i]), int(evaluated[i]))
     return found
 
 
