@@ -65,15 +65,23 @@ def _cycle_bounds(ops, accel: Accelerator, grid: Grid, spill, variants: Variants
     last_store = (op.m - (ceil_div(op.m, mt) - 1) * mt) * (op.n - (ceil_div(op.n, nt) - 1) * nt) * out
     busy = channel.ticks(first_load) + op.count * compute * tick + channel.ticks(last_store)
     a_all, b_all = np.where(held_a, 0, op.m * op.k * sa), np.where(held_b, 0, op.k * op.n * sb)
-    traffic = np.where(variants.resident[:, 0:1], a_all, a_all * grid.fetches[0]) \
-        + np.where(variants.resident[:, 1:2], b_all, b_all * grid.fetches[1]) + op.m * op.n * out
+    # (variants, candidates) arrays: updated in place (each one is as large as the whole grid)
+    traffic = a_all * grid.fetches[0]
+    np.copyto(traffic, a_all, where=variants.resident[:, 0:1])  # a resident operand is fetched once
+    fetched_b = b_all * grid.fetches[1]
+    np.copyto(fetched_b, b_all, where=variants.resident[:, 1:2])
+    traffic += fetched_b
+    traffic += op.m * op.n * out
     idle, index = _idle_ends(ops, accel, grid.tiles, False, first_load, out, sp, variants.tables), grid.tile
     if spill.any():  # spilled partial sums: written and re-read once per k-step but the last
-        traffic = traffic + np.where(spill, 2 * op.m * op.n * sp * (ceil_div(op.k, grid.kt) - 1), 0)
+        traffic += np.where(spill, 2 * op.m * op.n * sp * (ceil_div(op.k, grid.kt) - 1), 0)
         idle = np.concatenate([idle, _idle_ends(ops, accel, grid.tiles, True, first_load, out, sp, variants.tables)],
                               axis=1)
         index = grid.tile + len(grid.tiles[0]) * spill  # the spilling plans' idle ends follow the others'
-    ticks = np.maximum(busy[:, grid.tile], channel.ticks(op.count * traffic) + idle[:, index])
+    traffic *= op.count
+    ticks = channel.ticks(traffic)
+    ticks += idle[:, index]
+    np.maximum(ticks, busy[:, grid.tile], out=ticks)
     return ticks if tick == 1 else -(-ticks // tick)  # whole cycles
 
 
