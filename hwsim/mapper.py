@@ -197,13 +197,15 @@ def _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident, known=None):
     ``held`` / ``resident``: operand sets, or operand -> bool per candidate; ``known``: :func:`widths`
     (ints or per-candidate arrays; default: the op's)."""
     sa, sb, _, sp = widths(op, accel) if known is None else known
-    cap_a, cap_b, cap_o = _capacities(accel)
-    legal = (placed(held, "a") | placed(resident, "a") | (mt * kt * sa <= cap_a)) \
-        & (placed(held, "b") | placed(resident, "b") | (kt * nt * sb <= cap_b)) & (mt * nt * sp <= cap_o)
+    # elements x of w bits fit a capacity c exactly when x <= c // w (positive integers): the candidates'
+    # elements are compared with per-variant limits, with no bit products as large as the whole grid
+    fit_a, fit_b, fit_o = (cap // bits for cap, bits in zip(_capacities(accel), (sa, sb, sp), strict=True))
+    legal = (placed(held, "a") | placed(resident, "a") | (mt * kt <= fit_a)) \
+        & (placed(held, "b") | placed(resident, "b") | (kt * nt <= fit_b)) & (mt * nt <= fit_o)
     nm, nk, nn = ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)
     revisit = (nk > 1) & (((nm > 1) & (pm > pk)) | ((nn > 1) & (pn > pk)))
-    open_blocks = np.where(pm > pk, op.m, mt) * np.where(pn > pk, op.n, nt) * sp
-    buffered = ("buffer" in accel.memory.psum_in) & (open_blocks <= cap_o)
+    open_blocks = np.where(pm > pk, op.m, mt) * np.where(pn > pk, op.n, nt)
+    buffered = ("buffer" in accel.memory.psum_in) & (open_blocks <= fit_o)
     spills = revisit & ~buffered
     legal &= ~spills | ("dram" in accel.memory.psum_in)
     return legal, spills
