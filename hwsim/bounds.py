@@ -39,8 +39,8 @@ def _idle_ends(ops, accel, tiles, spill: bool, first_load, out, psum, tables):
             whole &= count == 1
     single = counts[0] * counts[1] * counts[2] == 1
     overhead = np.array([[array.instance_overhead_cycles(one)] for one in ops])
-    first = tables[:, 0, 0, 0, 1, :] + overhead
-    last = tables[:, 1, 1, 1, whole.astype(np.int64), np.arange(len(whole))] + overhead * single
+    first = tables[:, 0, 0, 0, -1, :] + overhead  # a stream start (the only entry if starts cost alike)
+    last = tables[:, 1, 1, 1, whole * (tables.shape[4] - 1), np.arange(len(whole))] + overhead * single
     mt, _, nt = tiles
     load = first_load + spill * mt * nt * psum
     store = mt * nt * np.maximum(out, spill * psum)

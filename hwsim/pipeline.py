@@ -63,7 +63,8 @@ class Variants:
     """Bit variants of one GEMM shape, costed together (usually just one): per variant, the op, its
     storage widths (A, B, write-back, psum: ``(V, 4)``), which of A, B are resident (``(V, 2)``) and
     which of A, B, out are on chip (``(V, 3)``), and the array's cycles per tile kind of each tile size
-    (:func:`tile_table`, ``(V, 2, 2, 2, 2, tiles)``)."""
+    (:func:`tile_table`, ``(V, 2, 2, 2, S, tiles)``; ``S`` is 1, not 2, when the array's time does not
+    depend on whether a tile starts the streamed dimension: half the table to fill)."""
 
     ops: tuple[Gemm, ...]
     widths: np.ndarray
@@ -76,7 +77,9 @@ class Variants:
         """From per-variant widths and operand sets; tables over the tile sizes ``mt, kt, nt``."""
         sizes = _tile_sizes(ops[0], mt, kt, nt)  # bits-independent: shared by every variant's table
         parts = [_tile_table(op, accel, sizes) for op in ops]
-        tables = np.empty((len(ops), 2, 2, 2, 2, len(sizes[0][0])), dtype=np.result_type(*parts))
+        shape = np.broadcast_shapes(*(np.shape(part) for part in parts))
+        starts = shape[3] if len(shape) == 5 else 1  # 1: the array's time does not depend on stream starts
+        tables = np.empty((len(ops), 2, 2, 2, starts, len(sizes[0][0])), dtype=np.result_type(*parts))
         for table, part in zip(tables, parts, strict=True):
             table[...] = part
         return cls(tuple(ops), np.array(widths, dtype=np.int64).reshape(len(ops), 4),
@@ -135,9 +138,9 @@ class Plans:
     per-plan facts gathered into steps by one indexing call).
 
     ``numbers`` (int64): where the plan's tile table starts in ``table`` and the stride between its
-    kinds, the instance overhead, storage bits of A and B, write-back bits (0 if the output stays on
-    chip), psum bits, instances, then per m, k, n: loop position, tile, last block index, last block
-    size. ``flags`` (bool): spills, A and B resident, A and B on chip, m, k and n streamed. ``table``:
+    kinds of last blocks, the instance overhead, storage bits of A and B, write-back bits (0 if the
+    output stays on chip), psum bits, instances, then per m, k, n: loop position, tile, last block
+    index, last block size; and the stride to a stream start's entry (0 if the table has none). ``flags`` (bool): spills, A and B resident, A and B on chip, m, k and n streamed. ``table``:
     the variants' :func:`tile_table` values, flat.
     """
 
@@ -157,11 +160,12 @@ class Plans:
         last = ceil_div(dims, sizes) - 1
         widths = variants.widths[variant].T
         numbers = np.concatenate([
-            np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles),
+            np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles * variants.tables.shape[4]),
                       variants.overhead(accel)[variant, 0],
                       widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3],
                       np.full(plans, op.count)]),
-            np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes])
+            np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes,
+            np.full((1, plans), tiles * (variants.tables.shape[4] - 1))])
         streamed = np.array([[extent is None] for extent in accel.array.extents(op)])
         flags = np.concatenate([np.asarray(spill, dtype=bool).reshape(1, -1), variants.resident[variant].T,
                                 variants.onchip[variant, :2].T, np.broadcast_to(streamed, (3, plans))])
@@ -196,7 +200,7 @@ class _Rows:
         facts, flags = plans.numbers[:, plan], plans.flags[:, plan]
         self.table = plans.table
         self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:7]
-        self.tiles, self.last, self.edge = facts[11:14], facts[14:17], facts[17:20]
+        self.tiles, self.last, self.edge, self.start_stride = facts[11:14], facts[14:17], facts[17:20], facts[20]
         self.spill, self.resident, self.onchip, self.streamed = flags[0], flags[1:3], flags[3:5], flags[5:8]
         # where each row's m, k, n indices sit in a stacked (3, rows) array of loop-position indices
         self.gather = facts[8:11] * len(plan) + np.arange(len(plan))
@@ -212,8 +216,8 @@ class _Rows:
         """Busy cycles of each step (the first of an instance pays the array's instance overhead)."""
         last = index == self.last
         start = ((index == 0) | ~self.streamed).all(axis=0)  # at the start of every streamed dimension
-        kind = ((last[0] * 2 + last[1]) * 2 + last[2]) * 2 + start
-        return self.table[self.base + kind * self.stride] + begins * self.overhead
+        kind = (last[0] * 2 + last[1]) * 2 + last[2]
+        return self.table[self.base + kind * self.stride + start * self.start_stride] + begins * self.overhead
 
     def load_bits(self, index, before, begins) -> np.ndarray:
         """Bits fetched before each step, given the previous step's blocks (unused where it begins)."""

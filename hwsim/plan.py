@@ -136,6 +136,8 @@ def variant_terms(ops, accel: Accelerator, mt, kt, nt, counts: np.ndarray, table
     :func:`block_counts` and the variants' :func:`tile_table` stacked: one contraction for every
     variant's compute cycles, and each distinct extent's passes computed once."""
     overhead = np.array([[accel.array.instance_overhead_cycles(op)] for op in ops])
+    if tables.shape[4] == 1:  # the array's time does not depend on stream starts: one entry for both
+        counts = counts.sum(axis=3, keepdims=True)
     compute = overhead + np.einsum("abcdT,vabcdT->vT", counts, tables)
     folds: dict[tuple, np.ndarray] = {}
 
