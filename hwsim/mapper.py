@@ -120,6 +120,11 @@ class Grid:
     tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
     fetches: tuple[np.ndarray, np.ndarray]
 
+    def take(self, candidates: np.ndarray) -> Grid:
+        """The grid of these candidates only (same distinct tiles)."""
+        return Grid(*(x[candidates] for x in (self.mt, self.kt, self.nt, self.pm, self.pk, self.pn, self.tile)),
+                    self.tiles, tuple(x[candidates] for x in self.fetches))
+
 
 def _grid(m: int, k: int, n: int, accel: Accelerator) -> Grid:
     """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
@@ -338,8 +343,6 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     """
     op, count = ops[0], len(ops)
     grid = _grid(op.m, op.k, op.n, accel)
-    mt, kt, nt, pm, pk, pn = grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn
-    size = len(mt)
     known = [widths(o, accel) for o in ops]
     held = [onchip(o, accel) for o in ops]
     resident = [_resident(o, accel, h) for o, h in zip(ops, held, strict=True)]
@@ -349,9 +352,13 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     held_v = {x: variants.onchip[:, i:i + 1] for i, x in enumerate(("a", "b", "out"))}
     resident_v = {"a": variants.resident[:, 0:1], "b": variants.resident[:, 1:2]}
     # partial sums have one width whatever the bits (memory.psum_bits): where they spill is bits-independent
-    legal, spill = _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v,
+    legal, spill = _legal(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, held_v, resident_v,
                           (*per_variant[:3], accel.memory.psum_bits))
-    legal, spills = np.broadcast_to(legal, (count, size)), np.broadcast_to(spill, (count, size))
+    # candidates illegal at every variant's bits are dropped (the rest keep their order: ties break alike)
+    keep = np.flatnonzero(np.broadcast_to(legal, (count, len(grid.mt))).any(axis=0))
+    grid, legal, spill = grid.take(keep), np.broadcast_to(legal, (count, len(grid.mt)))[:, keep], spill[keep]
+    mt, kt, nt, pm, pk, pn = grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn
+    size, spills = len(mt), np.broadcast_to(spill, (count, len(mt)))
     # what the array's precision decides, per variant and distinct tile (block counts are bits-independent)
     counts = block_counts(op, accel, *grid.tiles)
     terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
