@@ -54,7 +54,7 @@ from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
 GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
-CHUNK, GROW_CHUNK = 4, 4  # candidates per variant costed exactly in the first batch (lowest bounds); growth per batch
+CHUNK, GROW_CHUNK = 2, 8  # candidates per variant costed exactly in the first batch (lowest bounds); growth per batch
 
 
 class Mapper(Protocol):
