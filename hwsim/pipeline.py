@@ -139,9 +139,11 @@ class Plans:
 
     ``numbers`` (int64): where the plan's tile table starts in ``table`` and the stride between its
     kinds of last blocks, the instance overhead, storage bits of A and B, write-back bits (0 if the
-    output stays on chip), psum bits, instances, then per m, k, n: loop position, tile, last block
-    index, last block size; and the stride to a stream start's entry (0 if the table has none). ``flags`` (bool): spills, A and B resident, A and B on chip, m, k and n streamed. ``table``:
-    the variants' :func:`tile_table` values, flat.
+    output stays on chip), psum bits, the stride to a stream start's entry (0 if the table has none),
+    then per m, k, n: loop position, tile, last block index, last block size; and instances (the only
+    row not gathered into steps). ``flags`` (bool): spills; A, B fetched on every pass (not resident);
+    A, B off chip; m, k, n not streamed (negated where steps need the negation). ``table``: the
+    variants' :func:`tile_table` values, flat.
     """
 
     numbers: np.ndarray
@@ -163,12 +165,12 @@ class Plans:
             np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles * variants.tables.shape[4]),
                       variants.overhead(accel)[variant, 0],
                       widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3],
-                      np.full(plans, op.count)]),
+                      np.full(plans, tiles * (variants.tables.shape[4] - 1))]),
             np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes,
-            np.full((1, plans), tiles * (variants.tables.shape[4] - 1))])
+            np.full((1, plans), op.count)])
         streamed = np.array([[extent is None] for extent in accel.array.extents(op)])
-        flags = np.concatenate([np.asarray(spill, dtype=bool).reshape(1, -1), variants.resident[variant].T,
-                                variants.onchip[variant, :2].T, np.broadcast_to(streamed, (3, plans))])
+        flags = np.concatenate([np.asarray(spill, dtype=bool).reshape(1, -1), ~variants.resident[variant].T,
+                                ~variants.onchip[variant, :2].T, np.broadcast_to(~streamed, (3, plans))])
         return cls(numbers, flags, variants.tables.reshape(-1))
 
     def __len__(self) -> int:
@@ -197,11 +199,11 @@ class _Rows:
     one indexing call (rows outnumber plans)."""
 
     def __init__(self, plans: Plans, plan):
-        facts, flags = plans.numbers[:, plan], plans.flags[:, plan]
+        facts, flags = plans.numbers[:-1, plan], plans.flags[:, plan]
         self.table = plans.table
-        self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:7]
-        self.tiles, self.last, self.edge, self.start_stride = facts[11:14], facts[14:17], facts[17:20], facts[20]
-        self.spill, self.resident, self.onchip, self.streamed = flags[0], flags[1:3], flags[3:5], flags[5:8]
+        self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp, self.start_stride = facts[:8]
+        self.tiles, self.last, self.edge = facts[11:14], facts[14:17], facts[17:20]
+        self.spill, self.refetched, self.offchip, self.fixed = flags[0], flags[1:3], flags[3:5], flags[5:8]
         # where each row's m, k, n indices sit in a stacked (3, rows) array of loop-position indices
         self.gather = facts[8:11] * len(plan) + np.arange(len(plan))
 
@@ -215,7 +217,7 @@ class _Rows:
     def compute(self, index, begins) -> np.ndarray:
         """Busy cycles of each step (the first of an instance pays the array's instance overhead)."""
         last = index == self.last
-        start = ((index == 0) | ~self.streamed).all(axis=0)  # at the start of every streamed dimension
+        start = ((index == 0) | self.fixed).all(axis=0)  # at the start of every streamed dimension
         kind = (last[0] * 2 + last[1]) * 2 + last[2]
         return self.table[self.base + kind * self.stride + start * self.start_stride] + begins * self.overhead
 
@@ -238,8 +240,7 @@ class _Rows:
 
     def _fetches(self, changed: np.ndarray, first_pass: np.ndarray, operand: int) -> np.ndarray:
         """1 where a step fetches its tile of ``operand`` (0 = A, 1 = B)."""
-        fetch = np.where(self.resident[operand], changed & first_pass, changed)
-        return fetch & ~self.onchip[operand]
+        return changed & (self.refetched[operand] | first_pass) & self.offchip[operand]
 
 
 def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
@@ -310,7 +311,7 @@ def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
     head = term[first] - np.maximum(busy[first], next_load[first])
     tail = term[last] - np.maximum(busy[last], previous_store[last])
     edges = next_load[last] + previous_store[first]  # step 0's load (after the last step), the last step's store
-    instances = plans.numbers[7]
+    instances = plans.numbers[20]
     single = loops[0] * loops[1] * loops[2] * instances == 1
     total = np.where(single, edges + busy[first], edges + instances * period - head - tail)
     return -(-total // tick), compute_sum
