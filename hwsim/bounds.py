@@ -75,8 +75,8 @@ def _cycle_bounds(ops, accel: Accelerator, grid: Grid, spill, variants: Variants
     idle, index = _idle_ends(ops, accel, grid.tiles, False, first_load, out, sp, variants.tables), grid.tile
     if spill.any():  # spilled partial sums: written and re-read once per k-step but the last
         traffic += np.where(spill, 2 * op.m * op.n * sp * (ceil_div(op.k, grid.kt) - 1), 0)
-        idle = np.concatenate([idle, _idle_ends(ops, accel, grid.tiles, True, first_load, out, sp, variants.tables)],
-                              axis=1)
+        spilling = _idle_ends(ops, accel, grid.tiles, True, first_load, out, sp, variants.tables)
+        idle = np.concatenate([idle, spilling], axis=1)
         index = grid.tile + len(grid.tiles[0]) * spill  # the spilling plans' idle ends follow the others'
     traffic *= op.count
     ticks = channel.ticks(traffic)
@@ -86,9 +86,10 @@ def _cycle_bounds(ops, accel: Accelerator, grid: Grid, spill, variants: Variants
 
 
 def lower_bounds(ops, accel: Accelerator, objective: str, grid: Grid, spill, variants: Variants, terms):
-    """Per variant (rows) and candidate, a value the exact objective never goes below, and its energy without the static part (exact: only static energy depends on the
-    pipelined cycles; None for the cycles objective, which does not need it). ``terms``:
-    :func:`hwsim.plan.variant_terms` (per variant and distinct tile)."""
+    """Per variant (rows) and candidate, a value the exact objective never goes below, and its energy
+    without the static part (exact: only static energy depends on the pipelined cycles; None for the
+    cycles objective, which does not need it). ``terms``: :func:`hwsim.plan.variant_terms` (per variant
+    and distinct tile)."""
     cycles = _cycle_bounds(ops, accel, grid, spill, variants, terms[0])
     if objective == "cycles":  # energy is not needed to rank plans
         return cycles, None

@@ -86,7 +86,8 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
         return dataclasses.replace(row, bits_a=op.bits_a, bits_b=op.bits_b, bops=op.bops)
 
     ops = workload.ops
-    shape_of = {op.name: dataclasses.replace(op, name="_") for op in ops if isinstance(op, Gemm) and op.name in components}
+    shape_of = {op.name: dataclasses.replace(op, name="_") for op in ops
+                if isinstance(op, Gemm) and op.name in components}
     shapes: dict[Gemm, dict[BitPair, Gemm]] = {}  # components equal but for their name share one row dict
     for op in ops:
         shape = shape_of.get(op.name)
@@ -95,7 +96,9 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
     keys = {op: key(op) for group in shapes.values() for op in group.values()}
     first_of_class = {known: op for op, known in reversed(keys.items())}
     map_all([op for op in first_of_class.values() if len(keys[op]) > 1], accelerator)  # all searches at once
-    priced_shapes = {shape: {pair: price(op, keys[op]) for pair, op in group.items()} for shape, group in shapes.items()}
+    priced_shapes = {shape: {pair: price(op, keys[op]) for pair, op in group.items()}
+                     for shape, group in shapes.items()}
     rows = {name: priced_shapes[shape] for name, shape in shape_of.items()}
-    fixed = {op.name: dataclasses.replace(price(op, key(op)), name=op.name) for op in ops if op.name not in shape_of}
+    fixed = {op.name: dataclasses.replace(price(op, key(op)), name=op.name)
+             for op in ops if op.name not in shape_of}
     return VariantTable(accelerator, workload, rows, fixed)

@@ -24,11 +24,11 @@ array allows, one per group of orders that run the same steps; operands that fit
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
 the alternatives are pruned as dominated). Each candidate gets a closed-form lower bound of the
 objective (:mod:`hwsim.bounds`, numpy, all at once: compute plus first load and last store, or all
-DRAM traffic plus the pipeline ends' idle DRAM), and candidates are costed exactly (:func:`hwsim.pipeline.pipeline_totals`,
-in closed form) in batches of the lowest bounds until no bound is below the best exact cost. The pick
-is the exact optimum over the grid: the least (exact value, bound, grid index). :func:`map_all` searches
-the bit variants of a shape together (a cost table's every bit pair), one numpy pass per batch for
-all of them. A plan legal at some bits is legal at every narrower bits and costs no more there, so
+DRAM traffic plus the pipeline ends' idle DRAM), and candidates are costed exactly
+(:func:`hwsim.pipeline.pipeline_totals`, in closed form) in batches of the lowest bounds until no
+bound is below the best exact cost. The pick is the exact optimum over the grid: the least (exact
+value, bound, grid index). :func:`map_all` searches the bit variants of a shape together (a cost
+table's every bit pair), one numpy pass per batch for all of them. A plan legal at some bits is legal at every narrower bits and costs no more there, so
 fewer bits never cost more cycles (or energy).
 """
 
@@ -54,7 +54,7 @@ from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
 GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
-CHUNK, GROW_CHUNK = 2, 8  # candidates per variant costed exactly in the first batch (lowest bounds); growth per batch
+CHUNK, GROW_CHUNK = 2, 8  # candidates per variant costed exactly in the first batch (lowest bounds), growth
 
 
 class Mapper(Protocol):
@@ -122,8 +122,8 @@ class Grid:
 
     def take(self, candidates: np.ndarray) -> Grid:
         """The grid of these candidates only (same distinct tiles)."""
-        return Grid(*(x[candidates] for x in (self.mt, self.kt, self.nt, self.pm, self.pk, self.pn, self.tile)),
-                    self.tiles, tuple(x[candidates] for x in self.fetches))
+        rows = (self.mt, self.kt, self.nt, self.pm, self.pk, self.pn, self.tile)
+        return Grid(*(x[candidates] for x in rows), self.tiles, tuple(x[candidates] for x in self.fetches))
 
 
 def _grid(m: int, k: int, n: int, accel: Accelerator) -> Grid:
@@ -293,8 +293,9 @@ def map_all(ops: Iterable[Gemm], accel: Accelerator, objective: str = "cycles") 
         if (key, accel, objective) not in SEARCHED:
             groups.setdefault(_key(op, _SHAPE), {}).setdefault(key, op)
     for variants in groups.values():
-        for key, found in zip(variants, _search_variants(tuple(variants.values()), accel, objective), strict=True):
-            SEARCHED.put((key, accel, objective), found)
+        found = _search_variants(tuple(variants.values()), accel, objective)
+        for key, one in zip(variants, found, strict=True):
+            SEARCHED.put((key, accel, objective), one)
 
 
 class _Searched:
@@ -363,13 +364,14 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     counts = block_counts(op, accel, *grid.tiles)
     terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
     lower, energy = lower_bounds(ops, accel, objective, grid, spill, variants, terms)
-    np.putmask(lower, ~legal, np.inf if lower.dtype.kind == "f" else np.iinfo(lower.dtype).max)  # never picked
+    np.putmask(lower, ~legal, np.inf if lower.dtype.kind == "f" else np.iinfo(lower.dtype).max)  # not picked
     best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
             "cycles": np.zeros(count, dtype=np.int64), "compute": np.zeros(count, dtype=np.int64)}
     evaluated, batch = np.zeros(count, dtype=np.int64), CHUNK
     # the first batch: each variant's lowest bounds over its grid (dense); then the candidates left that may
     # still win are kept as lists (``pool``), far fewer than the grid
-    take = np.argpartition(lower, batch - 1, axis=1)[:, :batch] if batch < size else np.indices((count, size))[1]
+    take = np.argpartition(lower, batch - 1, axis=1)[:, :batch] if batch < size else \
+        np.indices((count, size))[1]
     v, g = np.repeat(np.arange(count), take.shape[1]), take.ravel()
     v, g = v[legal[v, g]], g[legal[v, g]]
     pool = None

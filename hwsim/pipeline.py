@@ -156,16 +156,16 @@ class Plans:
         """Plans of ``op``'s variants: tiles, loop positions, ``tile`` (the plan's index into the variants'
         tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants``), per plan."""
         variant = np.asarray(variant)
-        tiles, plans = variants.tables.shape[-1], len(variant)
+        (starts, tiles), plans = variants.tables.shape[4:], len(variant)
         sizes = np.stack([np.asarray(mt), np.asarray(kt), np.asarray(nt)])
         dims = np.array([[op.m], [op.k], [op.n]])
         last = ceil_div(dims, sizes) - 1
         widths = variants.widths[variant].T
         numbers = np.concatenate([
-            np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles * variants.tables.shape[4]),
+            np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles * starts),
                       variants.overhead(accel)[variant, 0],
                       widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3],
-                      np.full(plans, tiles * (variants.tables.shape[4] - 1))]),
+                      np.full(plans, tiles * (starts - 1))]),
             np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes,
             np.full((1, plans), op.count)])
         streamed = np.array([[extent is None] for extent in accel.array.extents(op)])
@@ -201,7 +201,8 @@ class _Rows:
     def __init__(self, plans: Plans, plan):
         facts, flags = plans.numbers[:-1, plan], plans.flags[:, plan]
         self.table = plans.table
-        self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp, self.start_stride = facts[:8]
+        self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:7]
+        self.start_stride = facts[7]
         self.tiles, self.last, self.edge = facts[11:14], facts[14:17], facts[17:20]
         self.spill, self.refetched, self.offchip, self.fixed = flags[0], flags[1:3], flags[3:5], flags[5:8]
         # where each row's m, k, n indices sit in a stacked (3, rows) array of loop-position indices
@@ -255,7 +256,7 @@ def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm
     inner, middle = loops[2][plan], loops[1][plan]
     rows = _Rows(plans, plan)
     cur = rows.dims(np.stack([step // (middle * inner), (step // inner) % middle, step % inner]))
-    before = np.concatenate([cur[:, :1], cur[:, :-1]], axis=1)  # the previous step's blocks (unused where it begins)
+    before = np.concatenate([cur[:, :1], cur[:, :-1]], axis=1)  # the previous step's (unused where it begins)
     after = np.concatenate([cur[:, 1:], cur[:, -1:]], axis=1)  # the next step's (unused where it ends)
     begins, ends = step == 0, step == length[plan] - 1
     return BatchSteps(start, length, rows.load_bits(cur, before, begins), rows.compute(cur, begins),
@@ -307,10 +308,10 @@ def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
     term = np.maximum(busy, next_load + previous_store)
     starts = np.flatnonzero(np.r_[True, plan[1:] != plan[:-1]])
     period, compute_sum = np.add.reduceat(weight * term, starts), np.add.reduceat(weight * compute, starts)
-    first, last = np.flatnonzero(first), np.flatnonzero(last)  # each plan's first and last step, in plan order
+    first, last = np.flatnonzero(first), np.flatnonzero(last)  # each plan's first and last step, in order
     head = term[first] - np.maximum(busy[first], next_load[first])
     tail = term[last] - np.maximum(busy[last], previous_store[last])
-    edges = next_load[last] + previous_store[first]  # step 0's load (after the last step), the last step's store
+    edges = next_load[last] + previous_store[first]  # step 0's load (after the last step), the last's store
     instances = plans.numbers[20]
     single = loops[0] * loops[1] * loops[2] * instances == 1
     total = np.where(single, edges + busy[first], edges + instances * period - head - tail)
@@ -323,7 +324,8 @@ def _representatives(count: np.ndarray, even: np.ndarray) -> tuple[np.ndarray, n
     loop of ``even`` blocks it is not, and the middle index stands for it too (weight c-2)."""
     count, even = np.asarray(count)[..., None], np.asarray(even)[..., None]
     short = np.arange(REPRESENTATIVES)
-    long = np.concatenate([np.broadcast_to(short[:2], count.shape[:-1] + (2,)), count - 2, count - 1], axis=-1)
+    first_two = np.broadcast_to(short[:2], count.shape[:-1] + (2,))
+    long = np.concatenate([first_two, count - 2, count - 1], axis=-1)
     middle = np.array([1, 0, 1, 1]) + np.array([0, 1, -1, 0]) * even + np.array([0, 1, 0, 0]) * (count - 3)
     values = np.where(count >= REPRESENTATIVES, long, np.minimum(short, count - 1))
     weights = np.where(count >= REPRESENTATIVES, middle, short < count)

@@ -131,7 +131,8 @@ def array_terms(op: Gemm, accel: Accelerator, mt, kt, nt) -> tuple[np.ndarray, .
     return tuple(t[0] for t in terms)
 
 
-def variant_terms(ops, accel: Accelerator, mt, kt, nt, counts: np.ndarray, tables: np.ndarray) -> tuple[np.ndarray, ...]:
+def variant_terms(ops, accel: Accelerator, mt, kt, nt, counts: np.ndarray,
+                  tables: np.ndarray) -> tuple[np.ndarray, ...]:
     """:func:`array_terms` of bit variants of one shape, each (variants, tiles), from the shape's
     :func:`block_counts` and the variants' :func:`tile_table` stacked: one contraction for every
     variant's compute cycles, and each distinct extent's passes computed once."""
