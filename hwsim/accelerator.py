@@ -197,7 +197,8 @@ class Dram:
 
     def ticks(self, bits):
         """Channel ticks of transfers of ``bits`` (an int or an array), each rounded up to whole units."""
-        return np.ceil(np.asarray(bits) / self.unit_bits).astype(np.int64)
+        units = np.asarray(bits) / self.unit_bits
+        return np.ceil(units, out=units if units.ndim else None).astype(np.int64)  # arrays rounded in place
 
 
 @dataclass(frozen=True)

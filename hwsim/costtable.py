@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hwsim.accelerator import Accelerator
 from hwsim.estimate import estimate
@@ -54,8 +55,15 @@ class VariantTable:
         return SimResult(self.accelerator, ops, method="estimate")
 
 
+@lru_cache(maxsize=4096)
 def variant(op: Gemm, pair: BitPair) -> Gemm:
+    """``op`` at ``pair`` (cached: a sweep prices the same variants on every design)."""
     return dataclasses.replace(op, bits_a=pair[0], bits_b=pair[1])
+
+
+@lru_cache(maxsize=64)
+def _fields(kind: type) -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(kind) if field.name != "name")
 
 
 def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence[BitPair],
@@ -66,7 +74,7 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
 
     def key(op: Op) -> tuple:
         if not isinstance(op, Gemm) or op.grouped:  # vector ops, patch-wise groups: priced as they are
-            return (dataclasses.replace(op, name="_"),)
+            return ((type(op), *(getattr(op, name) for name in _fields(type(op)))),)  # all but its name
         return op.m, op.k, op.n, op.count, op.kind, widths(op, accelerator), accelerator.array.precision_key(op)
 
     def price(op: Op, known: tuple) -> OpCost:
@@ -77,20 +85,20 @@ def variant_table(workload: Workload, components: Iterable[str], pairs: Sequence
             return row
         return dataclasses.replace(row, bits_a=op.bits_a, bits_b=op.bits_b, bops=op.bops)
 
+    ops = workload.ops
+    shape_of = {op.name: dataclasses.replace(op, name="_") for op in ops
+                if isinstance(op, Gemm) and op.name in components}
     shapes: dict[Gemm, dict[BitPair, Gemm]] = {}  # components equal but for their name share one row dict
-    for op in workload.ops:
-        shape = dataclasses.replace(op, name="_") if isinstance(op, Gemm) and op.name in components else None
+    for op in ops:
+        shape = shape_of.get(op.name)
         if shape is not None and shape not in shapes:
             shapes[shape] = {pair: variant(op, pair) for pair in pairs}
-    keys = {op: key(op) for ops in shapes.values() for op in ops.values()}
+    keys = {op: key(op) for group in shapes.values() for op in group.values()}
     first_of_class = {known: op for op, known in reversed(keys.items())}
     map_all([op for op in first_of_class.values() if len(keys[op]) > 1], accelerator)  # all searches at once
-    priced_shapes = {shape: {pair: price(op, keys[op]) for pair, op in ops.items()} for shape, ops in shapes.items()}
-    rows: dict[str, dict[BitPair, OpCost]] = {}
-    fixed: dict[str, OpCost] = {}
-    for op in workload.ops:
-        if isinstance(op, Gemm) and op.name in components:
-            rows[op.name] = priced_shapes[dataclasses.replace(op, name="_")]
-        else:
-            fixed[op.name] = dataclasses.replace(price(op, key(op)), name=op.name)
+    priced_shapes = {shape: {pair: price(op, keys[op]) for pair, op in group.items()}
+                     for shape, group in shapes.items()}
+    rows = {name: priced_shapes[shape] for name, shape in shape_of.items()}
+    fixed = {op.name: dataclasses.replace(price(op, key(op)), name=op.name)
+             for op in ops if op.name not in shape_of}
     return VariantTable(accelerator, workload, rows, fixed)

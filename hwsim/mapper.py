@@ -23,12 +23,12 @@ the array's alignment; ``TileError`` when not even one alignment step fits) × e
 array allows, one per group of orders that run the same steps; operands that fit their buffer whole
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
 the alternatives are pruned as dominated). Each candidate gets a closed-form lower bound of the
-objective (numpy, all at once: compute plus first load and last store, or all DRAM traffic plus
-the pipeline ends' idle DRAM), and candidates are costed exactly (:func:`hwsim.pipeline.pipeline_totals`,
-in closed form) in batches of the lowest bounds until no bound is below the best exact cost. The pick
-is the exact optimum over the grid: the least (exact value, bound, grid index). :func:`map_all` searches
-the bit variants of a shape together (a cost table's every bit pair), one numpy pass per batch for
-all of them. A plan legal at some bits is legal at every narrower bits and costs no more there, so
+objective (:mod:`hwsim.bounds`, numpy, all at once: compute plus first load and last store, or all
+DRAM traffic plus the pipeline ends' idle DRAM), and candidates are costed exactly
+(:func:`hwsim.pipeline.pipeline_totals`, in closed form) in batches of the lowest bounds until no
+bound is below the best exact cost. The pick is the exact optimum over the grid: the least (exact
+value, bound, grid index). :func:`map_all` searches the bit variants of a shape together (a cost
+table's every bit pair), one numpy pass per batch for all of them. A plan legal at some bits is legal at every narrower bits and costs no more there, so
 fewer bits never cost more cycles (or energy).
 """
 
@@ -44,16 +44,17 @@ from typing import Protocol
 import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
-from hwsim.cost import PJ_PER_J, gemm_cost, sram_pj
+from hwsim.bounds import lower_bounds
+from hwsim.cost import PJ_PER_J, gemm_cost
 from hwsim.errors import HwsimError
 from hwsim.pipeline import DIMS, Variants, block_counts, pipeline_totals
-from hwsim.plan import GemmPlan, array_terms, gemm_metrics, placed, too_big
+from hwsim.plan import GemmPlan, gemm_metrics, placed, refetches, too_big, variant_terms
 from hwsim.result import OpCost
 from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
 GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
-CHUNK, GROW_CHUNK = 16, 8  # candidates per variant costed exactly in the first batch (lowest bounds); growth per batch
+CHUNK, GROW_CHUNK = 2, 8  # candidates per variant costed exactly in the first batch (lowest bounds), growth
 
 
 class Mapper(Protocol):
@@ -103,10 +104,11 @@ def candidates(dim: int, align: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Grid:
+class Grid:
     """The candidates of a shape: tiles and loop positions (``mt … pn``), and for each the index
     (``tile``) of its tile sizes among the distinct ones (``tiles``: what depends on tiles alone, like
-    the array's compute cycles, is computed once per tile, not once per loop order)."""
+    the array's compute cycles, is computed once per tile, not once per loop order); ``fetches``: how
+    often each fetches all of A and of B unless resident (:func:`hwsim.plan.refetches`)."""
 
     mt: np.ndarray
     kt: np.ndarray
@@ -116,9 +118,15 @@ class _Grid:
     pn: np.ndarray
     tile: np.ndarray
     tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+    fetches: tuple[np.ndarray, np.ndarray]
+
+    def take(self, candidates: np.ndarray) -> Grid:
+        """The grid of these candidates only (same distinct tiles)."""
+        rows = (self.mt, self.kt, self.nt, self.pm, self.pk, self.pn, self.tile)
+        return Grid(*(x[candidates] for x in rows), self.tiles, tuple(x[candidates] for x in self.fetches))
 
 
-def _grid(m: int, k: int, n: int, accel: Accelerator) -> _Grid:
+def _grid(m: int, k: int, n: int, accel: Accelerator) -> Grid:
     """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
     orders that run the same steps (shared by every accelerator with the same alignment and orders,
     e.g. the designs of a sweep that vary buffers, bandwidth or clock)."""
@@ -126,14 +134,31 @@ def _grid(m: int, k: int, n: int, accel: Accelerator) -> _Grid:
 
 
 @lru_cache(maxsize=1024)
-def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tuple[str, ...]) -> _Grid:
+def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tuple[str, ...]) -> Grid:
     sizes = (candidates(dim, align) for dim, align in zip((m, k, n), alignment, strict=True))
-    tiles = [axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij")]
-    mt, kt, nt = (np.tile(axis, len(orders)) for axis in tiles)
-    pm, pk, pn = (np.repeat([order.index(d) for order in orders], len(tiles[0])) for d in DIMS)
-    tile = np.tile(np.arange(len(tiles[0])), len(orders))
-    keep = _first_of_equivalents(m, k, n, mt, kt, nt, pm, pk, pn)
-    return _Grid(*(x[keep] for x in (mt, kt, nt, pm, pk, pn, tile)), tuple(tiles))
+    tiles = tuple(axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij"))
+    several = [ceil_div(dim, t) > 1 for dim, t in zip((m, k, n), tiles, strict=True)]
+    # per order (outer) and tile, whether it is the first order running its steps: candidates in that order
+    order, tile = np.nonzero(_first_orders(orders)[several[0] * 4 + several[1] * 2 + several[2]].T)
+    mt, kt, nt = (t[tile] for t in tiles)
+    pm, pk, pn = (np.array([o.index(d) for o in orders])[order] for d in DIMS)
+    fetches = refetches(ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt), pm, pk, pn)
+    return Grid(mt, kt, nt, pm, pk, pn, tile, tiles, fetches)
+
+
+@lru_cache(maxsize=64)
+def _first_orders(orders: tuple[str, ...]) -> np.ndarray:
+    """(8, orders): per pattern of which of m, k, n have several blocks (bits 4, 2, 1), whether each
+    order is the first of those nesting those loops alike: orders that differ only in loops of one
+    block run the very same steps, so the grid keeps one of them."""
+    table = np.zeros((8, len(orders)), dtype=bool)
+    for pattern in range(8):
+        seen: set[str] = set()
+        for i, order in enumerate(orders):
+            nesting = "".join(d for d in order if pattern & (4 >> DIMS.index(d)))
+            table[pattern, i] = nesting not in seen
+            seen.add(nesting)
+    return table
 
 
 def widths(op: Gemm, accel: Accelerator) -> tuple[int, int, int, int]:
@@ -177,13 +202,15 @@ def _legal(op, accel, mt, kt, nt, pm, pk, pn, held, resident, known=None):
     ``held`` / ``resident``: operand sets, or operand -> bool per candidate; ``known``: :func:`widths`
     (ints or per-candidate arrays; default: the op's)."""
     sa, sb, _, sp = widths(op, accel) if known is None else known
-    cap_a, cap_b, cap_o = _capacities(accel)
-    legal = (placed(held, "a") | placed(resident, "a") | (mt * kt * sa <= cap_a)) \
-        & (placed(held, "b") | placed(resident, "b") | (kt * nt * sb <= cap_b)) & (mt * nt * sp <= cap_o)
+    # elements x of w bits fit a capacity c exactly when x <= c // w (positive integers): the candidates'
+    # elements are compared with per-variant limits, with no bit products as large as the whole grid
+    fit_a, fit_b, fit_o = (cap // bits for cap, bits in zip(_capacities(accel), (sa, sb, sp), strict=True))
+    legal = (placed(held, "a") | placed(resident, "a") | (mt * kt <= fit_a)) \
+        & (placed(held, "b") | placed(resident, "b") | (kt * nt <= fit_b)) & (mt * nt <= fit_o)
     nm, nk, nn = ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt)
     revisit = (nk > 1) & (((nm > 1) & (pm > pk)) | ((nn > 1) & (pn > pk)))
-    open_blocks = np.where(pm > pk, op.m, mt) * np.where(pn > pk, op.n, nt) * sp
-    buffered = ("buffer" in accel.memory.psum_in) & (open_blocks <= cap_o)
+    open_blocks = np.where(pm > pk, op.m, mt) * np.where(pn > pk, op.n, nt)
+    buffered = ("buffer" in accel.memory.psum_in) & (open_blocks <= fit_o)
     spills = revisit & ~buffered
     legal &= ~spills | ("dram" in accel.memory.psum_in)
     return legal, spills
@@ -226,21 +253,28 @@ def _objective(cost: OpCost, objective: str) -> float:
     return {"cycles": cost.cycles, "energy": cost.energy_pj, "edp": cost.energy_pj * cost.cycles}[objective]
 
 
-def _shape(op: Gemm) -> Gemm:
-    """The cache key of an op: everything but its name."""
-    return op if op.name == "_" else dataclasses.replace(op, name="_")
+_KEY = tuple(field.name for field in dataclasses.fields(Gemm) if field.name != "name")
+_SHAPE = tuple(name for name in _KEY if name not in ("bits_a", "bits_b", "bits_out"))
+
+
+def _key(op: Gemm, fields: tuple[str, ...] = _KEY) -> tuple:
+    """The cache key of an op: everything but its name (``fields=_SHAPE``: but its bits too), as a
+    tuple (cheaper than a validated nameless copy)."""
+    return tuple(getattr(op, field) for field in fields)
 
 
 def mapped_cost(op: Gemm, accel: Accelerator, objective: str = "cycles") -> OpCost:
     """The exact cost of the plan :func:`map_gemm` picks (the fast path of ``hwsim.estimate``)."""
-    found = _search(_shape(op), accel, objective)
-    return dataclasses.replace(found.cost, name=op.name) if found is not None else map_gemm(op, accel, objective).cost
+    found = _search(op, accel, objective)
+    if found is None:
+        return map_gemm(op, accel, objective).cost
+    return found.cost if found.cost.name == op.name else dataclasses.replace(found.cost, name=op.name)
 
 
 def map_gemm(op: Gemm, accel: Accelerator, objective: str = "cycles") -> Mapping:
     """The best plan of ``op`` on ``accel`` for ``objective`` and its exact cost (cached)."""
     SearchMapper(objective)  # validates the objective
-    found = _search(_shape(op), accel, objective)
+    found = _search(op, accel, objective)
     if found is None:
         raise _no_room(op, accel, *(min(align, dim) for align, dim in zip(accel.array.alignment(), (op.m, op.k, op.n),
                                                                           strict=True)))
@@ -253,18 +287,19 @@ def map_all(ops: Iterable[Gemm], accel: Accelerator, objective: str = "cycles") 
     of candidates for all of them); :func:`map_gemm` and ``hwsim.estimate`` then find them cached.
     This is what makes a cost table (every component at every bit pair) cheap."""
     SearchMapper(objective)
-    groups: dict[Gemm, dict[Gemm, None]] = {}
+    groups: dict[tuple, dict[tuple, Gemm]] = {}
     for op in ops:
-        op = _shape(op)
-        if (op, accel, objective) not in SEARCHED:
-            groups.setdefault(dataclasses.replace(op, bits_a=1, bits_b=1, bits_out=None), {})[op] = None
+        key = _key(op)
+        if (key, accel, objective) not in SEARCHED:
+            groups.setdefault(_key(op, _SHAPE), {}).setdefault(key, op)
     for variants in groups.values():
-        for op, found in zip(variants, _search_variants(tuple(variants), accel, objective), strict=True):
-            SEARCHED.put((op, accel, objective), found)
+        found = _search_variants(tuple(variants.values()), accel, objective)
+        for key, one in zip(variants, found, strict=True):
+            SEARCHED.put((key, accel, objective), one)
 
 
 class _Searched:
-    """The mapper's picks by (op shape and bits, accelerator, objective); the least recently used go
+    """The mapper's picks by (:func:`_key` of the op, accelerator, objective); the least recently used go
     beyond ``size`` (keys hold accelerator objects, so a long sweep must not keep them all)."""
 
     def __init__(self, size: int) -> None:
@@ -292,8 +327,9 @@ SEARCHED = _Searched(8192)
 
 
 def _search(op: Gemm, accel: Accelerator, objective: str) -> Mapping | None:
-    """The best plan (None when not even the smallest aligned tile fits), cached."""
-    key = (op, accel, objective)
+    """The best plan (None when not even the smallest aligned tile fits), cached; its op is the first op
+    of that key searched (callers give the plan and cost their own op's name)."""
+    key = (_key(op), accel, objective)
     if key not in SEARCHED:
         SEARCHED.put(key, _search_variants((op,), accel, objective)[0])
     return SEARCHED.get(key)
@@ -308,8 +344,6 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     """
     op, count = ops[0], len(ops)
     grid = _grid(op.m, op.k, op.n, accel)
-    mt, kt, nt, pm, pk, pn = grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn
-    size = len(mt)
     known = [widths(o, accel) for o in ops]
     held = [onchip(o, accel) for o in ops]
     resident = [_resident(o, accel, h) for o, h in zip(ops, held, strict=True)]
@@ -318,27 +352,30 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     per_variant = tuple(variants.widths[:, i:i + 1] for i in range(4))
     held_v = {x: variants.onchip[:, i:i + 1] for i, x in enumerate(("a", "b", "out"))}
     resident_v = {"a": variants.resident[:, 0:1], "b": variants.resident[:, 1:2]}
-    legal, spills = (np.broadcast_to(x, (count, size)) for x in
-                     _legal(op, accel, mt, kt, nt, pm, pk, pn, held_v, resident_v, per_variant))
+    # partial sums have one width whatever the bits (memory.psum_bits): where they spill is bits-independent
+    legal, spill = _legal(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, held_v, resident_v,
+                          (*per_variant[:3], accel.memory.psum_bits))
+    # candidates illegal at every variant's bits are dropped (the rest keep their order: ties break alike)
+    keep = np.flatnonzero(np.broadcast_to(legal, (count, len(grid.mt))).any(axis=0))
+    grid, legal, spill = grid.take(keep), np.broadcast_to(legal, (count, len(grid.mt)))[:, keep], spill[keep]
+    mt, kt, nt, pm, pk, pn = grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn
+    size, spills = len(mt), np.broadcast_to(spill, (count, len(mt)))
     # what the array's precision decides, per variant and distinct tile (block counts are bits-independent)
     counts = block_counts(op, accel, *grid.tiles)
-    terms = tuple(np.stack(parts)[:, grid.tile] for parts in zip(*(
-        (np.broadcast_to(t, grid.tiles[0].shape) for t in array_terms(o, accel, *grid.tiles, counts, table))
-        for o, table in zip(ops, variants.tables, strict=True)), strict=True))
-    lower, energy = _lower_bounds(ops, accel, objective, grid, spills, held_v, resident_v, per_variant, terms,
-                                  variants.tables)
-    lower = np.where(legal, lower, np.inf)
-    alive = legal.copy()
+    terms = variant_terms(ops, accel, *grid.tiles, counts, variants.tables)
+    lower, energy = lower_bounds(ops, accel, objective, grid, spill, variants, terms)
+    np.putmask(lower, ~legal, np.inf if lower.dtype.kind == "f" else np.iinfo(lower.dtype).max)  # not picked
     best = {"value": np.full(count, np.inf), "bound": np.full(count, np.inf), "index": np.full(count, size),
             "cycles": np.zeros(count, dtype=np.int64), "compute": np.zeros(count, dtype=np.int64)}
-    evaluated, batch, columns = np.zeros(count, dtype=np.int64), CHUNK, np.arange(size)
-    while alive.any():
-        masked = np.where(alive, lower, np.inf)
-        take = np.argpartition(masked, batch - 1, axis=1)[:, :batch] if batch < size else \
-            np.broadcast_to(columns, (count, size))
-        v = np.repeat(np.arange(count), take.shape[1])
-        g = take.ravel()
-        v, g = v[alive[v, g]], g[alive[v, g]]
+    evaluated, batch = np.zeros(count, dtype=np.int64), CHUNK
+    # the first batch: each variant's lowest bounds over its grid (dense); then the candidates left that may
+    # still win are kept as lists (``pool``), far fewer than the grid
+    take = np.argpartition(lower, batch - 1, axis=1)[:, :batch] if batch < size else \
+        np.indices((count, size))[1]
+    v, g = np.repeat(np.arange(count), take.shape[1]), take.ravel()
+    v, g = v[legal[v, g]], g[legal[v, g]]
+    pool = None
+    while len(v):
         cycles, compute = pipeline_totals(op, accel, variants, mt[g], kt[g], nt[g], pm[g], pk[g], pn[g], grid.tile[g],
                                           spills[v, g], v)
         if objective == "cycles":
@@ -356,19 +393,29 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
         for key, new in (("value", value), ("bound", bound), ("index", g), ("cycles", cycles), ("compute", compute)):
             best[key][w] = new[first]
         evaluated += np.bincount(v, minlength=count)
-        alive[v, g] = False
+        if pool is None:
+            alive = legal.copy()
+            alive[v, g] = False
+            pool = np.nonzero(alive)
         # only a candidate whose bound is below its variant's pick (or ties it ahead of the pick) can still win
-        value_, bound_, index_ = (best[key][:, None] for key in ("value", "bound", "index"))
-        alive &= (lower < value_) | ((lower == value_) & (bound_ == value_) & (columns[None, :] < index_))
+        pv, pg = pool
+        left, (value_, bound_, index_) = lower[pv, pg], (best[key][pv] for key in ("value", "bound", "index"))
+        keep = (left < value_) | ((left == value_) & (bound_ == value_) & (pg < index_))
+        pv, pg, left = pv[keep], pg[keep], left[keep]
+        order = np.lexsort((left, pv))  # the next batch: each variant's lowest bounds left
+        pv, pg = pv[order], pg[order]
         batch *= GROW_CHUNK
+        take = np.arange(len(pv)) - np.searchsorted(pv, pv) < batch
+        v, g, pool = pv[take], pg[take], (pv[~take], pg[~take])
     picked = np.flatnonzero(best["index"] < size)
     chosen = best["index"][picked]
     metrics = gemm_metrics(op, accel, *(x[chosen] for x in (mt, kt, nt, pm, pk, pn)), spill=spills[picked, chosen],
                            resident={x: f[picked, 0] for x, f in resident_v.items()},
                            onchip={x: f[picked, 0] for x, f in held_v.items()},
                            widths=tuple(w[picked, 0] for w in per_variant),
-                           terms=tuple(t[picked, chosen] for t in terms))
+                           terms=tuple(t[picked, grid.tile[chosen]] for t in terms))
     found: list[Mapping | None] = [None] * count
+    ranked = legal.sum(axis=1)
     for j, (i, g) in enumerate(zip(picked, chosen, strict=True)):
         one = ops[i]
         order = "".join(d for _, d in sorted(zip((pm[g], pk[g], pn[g]), DIMS, strict=True)))
@@ -376,72 +423,5 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
                         *known[i], resident[i], held[i])
         cost = gemm_cost(plan, accel, int(best["cycles"][i]), one.count * int(best["compute"][i]),
                          {key: int(values[j]) for key, values in metrics.items()})
-        found[i] = Mapping(plan, cost, int(legal[i].sum()), int(evaluated[i]))
+        found[i] = Mapping(plan, cost, int(ranked[i]), int(evaluated[i]))
     return found
-
-
-def _first_of_equivalents(m: int, k: int, n: int, mt, kt, nt, pm, pk, pn) -> np.ndarray:
-    """True for the first of each group of candidates whose loop orders differ only in loops of one
-    block (they run the very same steps)."""
-    counts = (ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt))
-    positions = (pm, pk, pn)
-    ranks = []
-    for d, (count, position) in enumerate(zip(counts, positions, strict=True)):
-        outer = sum((other_count > 1) & (other < position)
-                    for e, (other_count, other) in enumerate(zip(counts, positions, strict=True)) if e != d)
-        ranks.append(np.where(count > 1, outer, -1))
-    key = ((mt * (k + 1) + kt) * (n + 1) + nt) * 64 + (ranks[0] + 1) * 16 + (ranks[1] + 1) * 4 + ranks[2] + 1
-    first = np.zeros(len(mt), dtype=bool)
-    first[np.unique(key, return_index=True)[1]] = True
-    return first
-
-
-def _idle_ends(ops, accel, grid: _Grid, spills, held, known, tables):
-    """Channel ticks (:attr:`hwsim.Dram.ticks_per_cycle`) the DRAM channel must idle at the two ends of a
-    plan's pipeline: the first step computes while only one step's fetch can overlap it, the last while
-    only one write-back can (none of this when the whole op is one step). Per variant (rows) and
-    candidate; ``tables``: :func:`hwsim.plan.tile_table` per variant."""
-    op, array, dram = ops[0], accel.array, accel.dram
-    sa, sb, so, sp = known
-    counts = [ceil_div(dim, t) for dim, t in zip((op.m, op.k, op.n), grid.tiles, strict=True)]
-    whole = np.ones(len(counts[0]), dtype=bool)  # the last tile starts the streamed dimension
-    for count, extent in zip(counts, array.extents(op), strict=True):
-        if extent is None:
-            whole &= count == 1
-    single = counts[0] * counts[1] * counts[2] == 1
-    overhead = np.array([[array.instance_overhead_cycles(one)] for one in ops])
-    tile = np.arange(len(whole))
-    first = (tables[:, 0, 0, 0, 1, :] + overhead)[:, grid.tile]
-    last = (tables[:, 1, 1, 1, whole.astype(np.int64), tile] + overhead * single)[:, grid.tile]
-    mt, kt, nt = grid.mt, grid.kt, grid.nt
-    load = np.where(placed(held, "a"), 0, mt * kt * sa) + np.where(placed(held, "b"), 0, kt * nt * sb) \
-        + spills * mt * nt * sp
-    store = mt * nt * np.maximum(np.where(placed(held, "out"), 0, so), spills * sp)
-    tick = dram.ticks_per_cycle
-    idle = np.maximum(first * tick - dram.ticks(load), 0) + np.maximum(last * tick - dram.ticks(store), 0)
-    return np.where((op.count > 1) | ~single[grid.tile], idle, 0)
-
-
-def _lower_bounds(ops, accel, objective, grid: _Grid, spills, held, resident, known, terms, tables):
-    """Per variant (rows) and candidate, a value the exact objective never goes below (see the module
-    docstring), and its energy without the static part (exact: only static energy depends on the
-    pipelined cycles; None for the cycles objective, which does not need it)."""
-    op = ops[0]
-    metrics = gemm_metrics(op, accel, grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, spill=spills,
-                           resident=resident, onchip=held, widths=known, terms=terms, sram=objective != "cycles")
-    channel, tick = accel.dram, accel.dram.ticks_per_cycle
-    dram = op.count * (metrics["dram_read"] + metrics["dram_write"])
-    compute_bound = channel.ticks(metrics["first_load"]) + op.count * metrics["compute"] * tick \
-        + channel.ticks(metrics["last_store"])
-    ticks = np.maximum(compute_bound, channel.ticks(dram) + _idle_ends(ops, accel, grid, spills, held, known,
-                                                                                   tables))
-    cycles = -(-ticks // tick)
-    if objective == "cycles":  # energy is not needed to rank plans
-        return cycles, None
-    sram = {name.split("_")[-1]: op.count * value for name, value in metrics.items() if name.startswith("sram_read")}
-    sram_written = {name.split("_")[-1]: op.count * value for name, value in metrics.items()
-                    if name.startswith("sram_write")}
-    mac_pj = np.array([[accel.array.mac_energy_pj(one)] for one in ops])
-    energy = op.macs * mac_pj + sram_pj(accel, sram, sram_written) + dram * accel.dram.energy_pj_per_bit
-    total = energy + accel.static_power_w * cycles / accel.clock_hz * PJ_PER_J
-    return {"energy": total, "edp": total * cycles}[objective], energy

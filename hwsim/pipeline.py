@@ -9,9 +9,11 @@ writes the block back when it leaves it (outputs after the last k-step, else spi
 
 * :func:`batch_steps` lists every step of plans (what the event simulation runs);
 * :func:`pipeline_totals` gives the same total time without listing them: a step's term depends only
-  on which of its block indices (and its neighbours') are first or last, so along a loop of ``c``
-  blocks the indices ``2 .. c-3`` all give the same term, and each loop is summed over at most five
-  representatives (0, 1, one middle index weighted ``c-4``, c-2, c-1): at most 125 steps per plan.
+  on whether its block indices are first or last and whether its neighbours' are last (never on
+  whether a neighbour's is first), so along a loop of ``c`` blocks the indices ``1 .. c-3`` all give
+  the same term, and each loop is summed over at most four representatives (0, one middle index
+  weighted ``c-3``, c-2, c-1): at most 64 steps per plan (c-2 too gives the middle's term when the
+  tile divides the dimension, as the last block is then no smaller).
 
 What a step's geometry is (block sizes, which loops changed) does not depend on bits; what it moves
 and computes does. :class:`Variants` holds the bit-dependent facts of several bit variants of one
@@ -28,7 +30,8 @@ from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.workload import Gemm
 
 DIMS = "mkn"
-REPRESENTATIVES = 5  # block indices summed per loop: 0, 1, a middle one, c-2, c-1
+REPRESENTATIVES = 4  # block indices summed per loop: 0, a middle one, c-2, c-1
+ROWS = 4096  # representative steps costed per numpy pass
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class Variants:
     """Bit variants of one GEMM shape, costed together (usually just one): per variant, the op, its
     storage widths (A, B, write-back, psum: ``(V, 4)``), which of A, B are resident (``(V, 2)``) and
     which of A, B, out are on chip (``(V, 3)``), and the array's cycles per tile kind of each tile size
-    (:func:`tile_table`, ``(V, 2, 2, 2, 2, tiles)``)."""
+    (:func:`tile_table`, ``(V, 2, 2, 2, S, tiles)``; ``S`` is 1, not 2, when the array's time does not
+    depend on whether a tile starts the streamed dimension: half the table to fill)."""
 
     ops: tuple[Gemm, ...]
     widths: np.ndarray
@@ -71,10 +75,16 @@ class Variants:
     @classmethod
     def of(cls, ops, accel: Accelerator, widths, resident, onchip, mt, kt, nt) -> Variants:
         """From per-variant widths and operand sets; tables over the tile sizes ``mt, kt, nt``."""
+        sizes = _tile_sizes(ops[0], mt, kt, nt)  # bits-independent: shared by every variant's table
+        parts = [_tile_table(op, accel, sizes) for op in ops]
+        shape = np.broadcast_shapes(*(np.shape(part) for part in parts))
+        starts = shape[3] if len(shape) == 5 else 1  # 1: the array's time does not depend on stream starts
+        tables = np.empty((len(ops), 2, 2, 2, starts, len(sizes[0][0])), dtype=np.result_type(*parts))
+        for table, part in zip(tables, parts, strict=True):
+            table[...] = part
         return cls(tuple(ops), np.array(widths, dtype=np.int64).reshape(len(ops), 4),
                    np.array([[x in one for x in "ab"] for one in resident]),
-                   np.array([[x in one for x in ("a", "b", "out")] for one in onchip]),
-                   np.stack([tile_table(op, accel, mt, kt, nt) for op in ops]))
+                   np.array([[x in one for x in ("a", "b", "out")] for one in onchip]), tables)
 
     def overhead(self, accel: Accelerator) -> np.ndarray:
         return np.array([[accel.array.instance_overhead_cycles(op)] for op in self.ops])
@@ -84,12 +94,21 @@ def tile_table(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
     """The array's cycles for one tile of each kind ``[last m block?, last k?, last n?, stream start?]``
     (a last block is the dimension's remainder) of each tile size: (2, 2, 2, 2, tiles), one call of the
     array model on broadcast arrays."""
-    m, k, n = (np.stack([t, dim - (ceil_div(dim, t) - 1) * t])
-               for dim, t in zip((op.m, op.k, op.n), (np.asarray(mt), np.asarray(kt), np.asarray(nt)), strict=True))
+    return np.broadcast_to(_tile_table(op, accel, _tile_sizes(op, mt, kt, nt)), (2, 2, 2, 2, np.size(mt)))
+
+
+def _tile_sizes(op: Gemm, mt, kt, nt) -> tuple[np.ndarray, ...]:
+    """Per dimension, (2, tiles): the full tile and the last block (the dimension's remainder)."""
+    return tuple(np.stack([t, dim - (ceil_div(dim, t) - 1) * t])
+                 for dim, t in zip((op.m, op.k, op.n), (np.asarray(mt), np.asarray(kt), np.asarray(nt)), strict=True))
+
+
+def _tile_table(op: Gemm, accel: Accelerator, sizes: tuple[np.ndarray, ...]) -> np.ndarray:
+    """:func:`tile_table` from :func:`_tile_sizes`, as the array model returns it (broadcastable)."""
+    m, k, n = sizes
     start = np.array([False, True])[None, None, None, :, None]
-    cycles = accel.array.tile_cycles(m[:, None, None, None, :], k[None, :, None, None, :], n[None, None, :, None, :],
-                                     op, start)
-    return np.broadcast_to(cycles, (2, 2, 2, 2, m.shape[1]))
+    return accel.array.tile_cycles(m[:, None, None, None, :], k[None, :, None, None, :], n[None, None, :, None, :],
+                                   op, start)
 
 
 def block_counts(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
@@ -97,9 +116,9 @@ def block_counts(op: Gemm, accel: Accelerator, mt, kt, nt) -> np.ndarray:
     the weights of :func:`tile_table` (bits-independent: one per shape serves every bit variant)."""
     m, k, n = (_block_counts(dim, tile, extent is None)
                for dim, tile, extent in zip((op.m, op.k, op.n), (mt, kt, nt), accel.array.extents(op), strict=True))
-    every = np.einsum("xsT,ytT,zuT->xyzstuT", m, k, n)
-    starts = every[:, :, :, 1, 1, 1]
-    return np.stack([every.sum(axis=(3, 4, 5)) - starts, starts], axis=3)
+    starts = np.einsum("xT,yT,zT->xyzT", m[:, 1], k[:, 1], n[:, 1])  # blocks starting all three
+    every = np.einsum("xT,yT,zT->xyzT", m.sum(axis=1), k.sum(axis=1), n.sum(axis=1))
+    return np.stack([every - starts, starts], axis=3)
 
 
 def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
@@ -113,52 +132,95 @@ def _block_counts(dim: int, tile, streamed: bool) -> np.ndarray:
     return np.stack([np.stack([np.maximum(count - 2, 0), several]), np.stack([several, 1 - several])])
 
 
-class _Rows:
-    """Steps (rows) of plans and what they move and compute.
+@dataclass(frozen=True)
+class Plans:
+    """Plans of a GEMM shape's variants, one column per plan, as :class:`_Rows` reads them (rows of
+    per-plan facts gathered into steps by one indexing call).
 
-    Plans are given per plan: tiles, loop positions, ``tile`` (the plan's index into the variants'
-    tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants`` the plan is
-    of); ``plan`` says which plan each row is of, and the methods take and return one value per row.
+    ``numbers`` (int64): where the plan's tile table starts in ``table`` and the stride between its
+    kinds of last blocks, the instance overhead, storage bits of A and B, write-back bits (0 if the
+    output stays on chip), psum bits, the stride to a stream start's entry (0 if the table has none),
+    then per m, k, n: loop position, tile, last block index, last block size; and instances (the only
+    row not gathered into steps). ``flags`` (bool): spills; A, B fetched on every pass (not resident);
+    A, B off chip; m, k, n not streamed (negated where steps need the negation). ``table``: the
+    variants' :func:`tile_table` values, flat.
     """
 
-    def __init__(self, op: Gemm, accel: Accelerator, variants: Variants, plan, mt, kt, nt, pm, pk, pn, tile, spill,
-                 variant):
-        self.streamed = [extent is None for extent in accel.array.extents(op)]
-        self.tables = variants.tables
-        variant = np.asarray(variant)[plan]
-        self.variant, self.tile, self.spill = variant, np.asarray(tile)[plan], np.asarray(spill)[plan]
-        self.overhead = variants.overhead(accel)[variant, 0]
-        self.sa, self.sb, out, self.sp = (variants.widths[variant, i] for i in range(4))
-        self.out = np.where(variants.onchip[variant, 2], 0, out)
-        self.resident = variants.resident[variant]
-        self.onchip = variants.onchip[variant]
-        self.positions = tuple(np.asarray(p)[plan] for p in (pm, pk, pn))
-        self.tiles, self.last, self.edge = [], [], []
-        for dim, size in zip((op.m, op.k, op.n), (mt, kt, nt), strict=True):
-            size = np.asarray(size)
-            last = ceil_div(dim, size) - 1
-            self.tiles.append(size[plan])
-            self.last.append(last[plan])
-            self.edge.append((dim - last * size)[plan])
+    numbers: np.ndarray
+    flags: np.ndarray
+    table: np.ndarray
 
-    def dims(self, at: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-        """(m, k, n) block indices from indices in loop positions (outer to inner)."""
-        return tuple(np.where(position == 0, at[0], np.where(position == 1, at[1], at[2]))
-                     for position in self.positions)
+    @classmethod
+    def of(cls, op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
+           variant) -> Plans:
+        """Plans of ``op``'s variants: tiles, loop positions, ``tile`` (the plan's index into the variants'
+        tables), ``spill`` (partial sums go to DRAM) and ``variant`` (which of ``variants``), per plan."""
+        variant = np.asarray(variant)
+        (starts, tiles), plans = variants.tables.shape[4:], len(variant)
+        sizes = np.stack([np.asarray(mt), np.asarray(kt), np.asarray(nt)])
+        dims = np.array([[op.m], [op.k], [op.n]])
+        last = ceil_div(dims, sizes) - 1
+        widths = variants.widths[variant].T
+        numbers = np.concatenate([
+            np.stack([variant * variants.tables[0].size + np.asarray(tile), np.full(plans, tiles * starts),
+                      variants.overhead(accel)[variant, 0],
+                      widths[0], widths[1], np.where(variants.onchip[variant, 2], 0, widths[2]), widths[3],
+                      np.full(plans, tiles * (starts - 1))]),
+            np.stack([np.asarray(pm), np.asarray(pk), np.asarray(pn)]), sizes, last, dims - last * sizes,
+            np.full((1, plans), op.count)])
+        streamed = np.array([[extent is None] for extent in accel.array.extents(op)])
+        flags = np.concatenate([np.asarray(spill, dtype=bool).reshape(1, -1), ~variants.resident[variant].T,
+                                ~variants.onchip[variant, :2].T, np.broadcast_to(~streamed, (3, plans))])
+        return cls(numbers, flags, variants.tables.reshape(-1))
 
-    def _sizes(self, index) -> tuple[np.ndarray, ...]:
-        return tuple(np.where(i == last, edge, tile)
-                     for i, last, edge, tile in zip(index, self.last, self.edge, self.tiles, strict=True))
+    def __len__(self) -> int:
+        return self.numbers.shape[1]
+
+    def __getitem__(self, plans: slice) -> Plans:
+        return Plans(self.numbers[:, plans], self.flags[:, plans], self.table)
+
+    def loops(self) -> np.ndarray:
+        """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
+        return self._by_position(self.numbers[14:17] + 1)
+
+    def even(self) -> np.ndarray:
+        """Whether each loop's blocks are all one size (the tile divides the dimension), outer to inner."""
+        return self._by_position(self.numbers[17:20] == self.numbers[11:14])
+
+    def _by_position(self, per_dim: np.ndarray) -> np.ndarray:
+        per_loop = np.empty_like(per_dim)
+        per_loop[self.numbers[8:11], np.arange(len(self))] = per_dim
+        return per_loop
+
+
+class _Rows:
+    """Steps (rows) of :class:`Plans` and what they move and compute: ``plan`` says which plan each row
+    is of, and the methods take and return one value per row. Per-plan facts are gathered into rows in
+    one indexing call (rows outnumber plans)."""
+
+    def __init__(self, plans: Plans, plan):
+        facts, flags = plans.numbers[:-1, plan], plans.flags[:, plan]
+        self.table = plans.table
+        self.base, self.stride, self.overhead, self.sa, self.sb, self.out, self.sp = facts[:7]
+        self.start_stride = facts[7]
+        self.tiles, self.last, self.edge = facts[11:14], facts[14:17], facts[17:20]
+        self.spill, self.refetched, self.offchip, self.fixed = flags[0], flags[1:3], flags[3:5], flags[5:8]
+        # where each row's m, k, n indices sit in a stacked (3, rows) array of loop-position indices
+        self.gather = facts[8:11] * len(plan) + np.arange(len(plan))
+
+    def dims(self, at: np.ndarray) -> np.ndarray:
+        """(m, k, n) block indices, (3, rows), from indices in loop positions (outer to inner, (3, rows))."""
+        return at.reshape(-1)[self.gather]
+
+    def _sizes(self, index) -> np.ndarray:
+        return np.where(index == self.last, self.edge, self.tiles)
 
     def compute(self, index, begins) -> np.ndarray:
         """Busy cycles of each step (the first of an instance pays the array's instance overhead)."""
-        kind = [(i == last).astype(np.int64) for i, last in zip(index, self.last, strict=True)]
-        start = np.ones_like(begins)
-        for i, streamed in zip(index, self.streamed, strict=True):
-            if streamed:
-                start &= i == 0
-        return self.tables[self.variant, kind[0], kind[1], kind[2], start.astype(np.int64), self.tile] \
-            + begins * self.overhead
+        last = index == self.last
+        start = ((index == 0) | self.fixed).all(axis=0)  # at the start of every streamed dimension
+        kind = (last[0] * 2 + last[1]) * 2 + last[2]
+        return self.table[self.base + kind * self.stride + start * self.start_stride] + begins * self.overhead
 
     def load_bits(self, index, before, begins) -> np.ndarray:
         """Bits fetched before each step, given the previous step's blocks (unused where it begins)."""
@@ -179,29 +241,23 @@ class _Rows:
 
     def _fetches(self, changed: np.ndarray, first_pass: np.ndarray, operand: int) -> np.ndarray:
         """1 where a step fetches its tile of ``operand`` (0 = A, 1 = B)."""
-        fetch = np.where(self.resident[:, operand], changed & first_pass, changed)
-        return fetch & ~self.onchip[:, operand]
-
-
-def per_position(op: Gemm, mt, kt, nt, pm, pk, pn) -> np.ndarray:
-    """Blocks per loop of each plan, outer to inner: shape (3, plans)."""
-    counts = (ceil_div(op.m, mt), ceil_div(op.k, kt), ceil_div(op.n, nt))
-    return np.stack([np.select([pm == p, pk == p], counts[:2], counts[2]) for p in range(3)])
+        return changed & (self.refetched[operand] | first_pass) & self.offchip[operand]
 
 
 def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
                 variant) -> BatchSteps:
-    """Every tile step of every plan (equal-length arrays, as in :class:`_Rows`), in loop order."""
-    loops = per_position(op, mt, kt, nt, pm, pk, pn)
+    """Every tile step of every plan (arguments as in :meth:`Plans.of`), in loop order."""
+    plans = Plans.of(op, accel, variants, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    loops = plans.loops()
     length = loops[0] * loops[1] * loops[2]
     start = np.r_[0, np.cumsum(length)[:-1]]
     plan = np.repeat(np.arange(len(length)), length)
     step = np.arange(int(length.sum())) - start[plan]
     inner, middle = loops[2][plan], loops[1][plan]
-    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
-    cur = rows.dims((step // (middle * inner), (step // inner) % middle, step % inner))
-    before = tuple(np.r_[x[:1], x[:-1]] for x in cur)  # the previous step's blocks (unused where it begins)
-    after = tuple(np.r_[x[1:], x[-1:]] for x in cur)  # the next step's (unused where it ends)
+    rows = _Rows(plans, plan)
+    cur = rows.dims(np.stack([step // (middle * inner), (step // inner) % middle, step % inner]))
+    before = np.concatenate([cur[:, :1], cur[:, :-1]], axis=1)  # the previous step's (unused where it begins)
+    after = np.concatenate([cur[:, 1:], cur[:, -1:]], axis=1)  # the next step's (unused where it ends)
     begins, ends = step == 0, step == length[plan] - 1
     return BatchSteps(start, length, rows.load_bits(cur, before, begins), rows.compute(cur, begins),
                       rows.store_bits(cur, after, ends))
@@ -209,22 +265,40 @@ def batch_steps(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm
 
 def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt, pm, pk, pn, tile, spill,
                     variant) -> tuple[np.ndarray, np.ndarray]:
-    """Per plan (arguments as in :class:`_Rows`): exactly what :func:`batch_cycles` gives for its steps
+    """Per plan (arguments as in :meth:`Plans.of`): exactly what :func:`batch_cycles` gives for its steps
     run ``op.count`` times, and the compute cycles of one instance, from representative steps."""
-    loops = per_position(op, mt, kt, nt, pm, pk, pn)
-    values, weights = zip(*(_representatives(c) for c in loops), strict=True)
-    # every combination of the three loops' representatives, per plan: (plans, 5, 5, 5), zero weights dropped
+    return plans_totals(Plans.of(op, accel, variants, mt, kt, nt, pm, pk, pn, tile, spill, variant), accel)
+
+
+def plans_totals(plans: Plans, accel: Accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pipeline_totals` of :class:`Plans`, in slices of at most about ``ROWS``
+    representative steps (arrays that stay in cache)."""
+    loops = plans.loops()
+    steps = np.cumsum(np.prod(np.minimum(loops, REPRESENTATIVES), axis=0))
+    cuts = np.searchsorted(steps, np.arange(ROWS, steps[-1], ROWS), side="right") if len(steps) else []
+    if len(cuts) == 0:
+        return _totals(plans, loops, accel)
+    parts = [_totals(plans[a:b], loops[:, a:b], accel)
+             for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(steps)], strict=True) if b > a]
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _totals(plans: Plans, loops: np.ndarray, accel: Accelerator):
+    """:func:`plans_totals` of one slice, its loops (:meth:`Plans.loops`) known."""
+    values, weights = _representatives(loops, plans.even())
+    # every combination of the three loops' representatives, per plan: (plans, 4, 4, 4), zero weights dropped
     axes = ((slice(None), slice(None), None, None), (slice(None), None, slice(None), None),
             (slice(None), None, None, slice(None)))
     weight = weights[0][axes[0]] * weights[1][axes[1]] * weights[2][axes[2]]
-    keep = (weight > 0).ravel()
-    plan = np.broadcast_to(np.arange(len(weight))[:, None, None, None], weight.shape).ravel()[keep]
-    at = tuple(np.broadcast_to(v[axis], weight.shape).ravel()[keep] for v, axis in zip(values, axes, strict=True))
-    weight = weight.ravel()[keep]
-    counts = tuple(c[plan] for c in loops)
+    keep = np.flatnonzero(weight)
+    plan = keep // REPRESENTATIVES ** 3
+    at = np.stack([np.broadcast_to(v[axis], weight.shape).reshape(-1)[keep] for v, axis in zip(values, axes,
+                                                                                               strict=True)])
+    weight = weight.reshape(-1)[keep]
+    counts = loops[:, plan]
     before, first = _step(at, counts, -1)
     after, last = _step(at, counts, +1)
-    rows = _Rows(op, accel, variants, plan, mt, kt, nt, pm, pk, pn, tile, spill, variant)
+    rows = _Rows(plans, plan)
     cur, prev, nxt = rows.dims(at), rows.dims(before), rows.dims(after)
     dram, tick = accel.dram, accel.dram.ticks_per_cycle
     compute = rows.compute(cur, first)
@@ -232,40 +306,41 @@ def pipeline_totals(op: Gemm, accel: Accelerator, variants: Variants, mt, kt, nt
     next_load = dram.ticks(rows.load_bits(nxt, cur, last))  # after the last step: the next instance's first
     previous_store = dram.ticks(rows.store_bits(prev, cur, first))
     term = np.maximum(busy, next_load + previous_store)
-    head = np.where(first, term - np.maximum(busy, next_load), 0)
-    tail = np.where(last, term - np.maximum(busy, previous_store), 0)
-    ends = np.where(last, next_load, 0) + np.where(first, previous_store, 0)  # step 0's load, the last step's store
     starts = np.flatnonzero(np.r_[True, plan[1:] != plan[:-1]])
-    period, compute_sum, edges, heads, tails, first_busy = (
-        np.add.reduceat(x, starts) for x in (weight * term, weight * compute, ends, head, tail,
-                                             np.where(first, busy, 0)))
-    single = loops[0] * loops[1] * loops[2] * op.count == 1
-    total = np.where(single, edges + first_busy, edges + op.count * period - heads - tails)
+    period, compute_sum = np.add.reduceat(weight * term, starts), np.add.reduceat(weight * compute, starts)
+    first, last = np.flatnonzero(first), np.flatnonzero(last)  # each plan's first and last step, in order
+    head = term[first] - np.maximum(busy[first], next_load[first])
+    tail = term[last] - np.maximum(busy[last], previous_store[last])
+    edges = next_load[last] + previous_store[first]  # step 0's load (after the last step), the last's store
+    instances = plans.numbers[20]
+    single = loops[0] * loops[1] * loops[2] * instances == 1
+    total = np.where(single, edges + busy[first], edges + instances * period - head - tail)
     return -(-total // tick), compute_sum
 
 
-def _representatives(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, weights), each (plans, 5): a loop of ``count`` blocks as five weighted indices."""
-    count = np.asarray(count)[:, None]
-    short = np.arange(REPRESENTATIVES)[None, :]
-    long = np.concatenate([np.broadcast_to(short[:, :3], (len(count), 3)), count - 2, count - 1], axis=1)
-    middle = np.array([[1, 1, 0, 1, 1]]) + np.array([[0, 0, 1, 0, 0]]) * (count - 4)
+def _representatives(count: np.ndarray, even: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (loops, plans, 4): a loop of ``count`` blocks as four weighted indices.
+    Index c-2 differs from the middle ones only in that the next block is the last, smaller one; in a
+    loop of ``even`` blocks it is not, and the middle index stands for it too (weight c-2)."""
+    count, even = np.asarray(count)[..., None], np.asarray(even)[..., None]
+    short = np.arange(REPRESENTATIVES)
+    first_two = np.broadcast_to(short[:2], count.shape[:-1] + (2,))
+    long = np.concatenate([first_two, count - 2, count - 1], axis=-1)
+    middle = np.array([1, 0, 1, 1]) + np.array([0, 1, -1, 0]) * even + np.array([0, 1, 0, 0]) * (count - 3)
     values = np.where(count >= REPRESENTATIVES, long, np.minimum(short, count - 1))
     weights = np.where(count >= REPRESENTATIVES, middle, short < count)
     return values, weights.astype(np.int64)
 
 
-def _step(at: tuple[np.ndarray, ...], counts: tuple[np.ndarray, ...], direction: int):
-    """Block indices (outer to inner) of the step before (-1) / after (+1) each step, wrapping into the
-    previous / next instance; and whether each step is the instance's first (-1) / last (+1)."""
-    carry = np.ones_like(at[0], dtype=bool)
-    moved = list(at)
-    for p in (2, 1, 0):  # inner to outer: step the innermost loop, wrapping (and carrying) at its end
-        end = 0 if direction < 0 else counts[p] - 1
-        wraps = carry & (at[p] == end)
-        moved[p] = np.where(wraps, counts[p] - 1 - end, np.where(carry, at[p] + direction, at[p]))
-        carry = wraps
-    return tuple(moved), carry
+def _step(at: np.ndarray, counts: np.ndarray, direction: int):
+    """Block indices (outer to inner, (3, rows)) of the step before (-1) / after (+1) each step, wrapping
+    into the previous / next instance; and whether each step is the instance's first (-1) / last (+1)."""
+    at_end = at == (0 if direction < 0 else counts - 1)
+    carry = np.ones_like(at_end)  # the innermost loop always moves; an outer one when all inner ones wrap
+    carry[1] = at_end[2]
+    carry[0] = at_end[2] & at_end[1]
+    wraps = carry & at_end
+    return at + direction * (carry - wraps * counts), wraps[0]
 
 
 def batch_cycles(steps: BatchSteps, repeat: int, accel: Accelerator) -> np.ndarray:

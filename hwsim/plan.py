@@ -122,16 +122,43 @@ def _folds(dim: int, tile, extent: int | None):
     return full * ceil_div(tile, extent) + ceil_div(rest, extent)
 
 
-def array_terms(op: Gemm, accel: Accelerator, mt, kt, nt, counts: np.ndarray | None = None,
-                table: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+def array_terms(op: Gemm, accel: Accelerator, mt, kt, nt) -> tuple[np.ndarray, ...]:
     """What of a plan's metrics the array's precision decides, per tile size (1-D arrays): compute cycles
     of one instance, and the array passes over n, m and k (per block ``ceil(size / extent)``, 1 per
-    block if streamed). ``counts`` / ``table``: :func:`block_counts` / :func:`tile_table`, when known."""
-    extents = accel.array.extents(op)
-    counts = block_counts(op, accel, mt, kt, nt) if counts is None else counts
-    table = tile_table(op, accel, mt, kt, nt) if table is None else table
-    compute = accel.array.instance_overhead_cycles(op) + np.einsum("abcdT,abcdT->T", counts, table)
-    return compute, _folds(op.n, nt, extents[2]), _folds(op.m, mt, extents[0]), _folds(op.k, kt, extents[1])
+    block if streamed)."""
+    terms = variant_terms((op,), accel, mt, kt, nt, block_counts(op, accel, mt, kt, nt),
+                          tile_table(op, accel, mt, kt, nt)[None])
+    return tuple(t[0] for t in terms)
+
+
+def variant_terms(ops, accel: Accelerator, mt, kt, nt, counts: np.ndarray,
+                  tables: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`array_terms` of bit variants of one shape, each (variants, tiles), from the shape's
+    :func:`block_counts` and the variants' :func:`tile_table` stacked: one contraction for every
+    variant's compute cycles, and each distinct extent's passes computed once."""
+    overhead = np.array([[accel.array.instance_overhead_cycles(op)] for op in ops])
+    if tables.shape[4] == 1:  # the array's time does not depend on stream starts: one entry for both
+        counts = counts.sum(axis=3, keepdims=True)
+    compute = overhead + np.einsum("abcdT,vabcdT->vT", counts, tables)
+    folds: dict[tuple, np.ndarray] = {}
+
+    def passes(dim: int, tile, extent: int | None) -> np.ndarray:
+        if (dim, extent) not in folds:
+            folds[dim, extent] = np.broadcast_to(_folds(dim, tile, extent), compute.shape[1:])
+        return folds[dim, extent]
+
+    extents = [accel.array.extents(op) for op in ops]
+    return compute, *(np.stack([passes(dim, tile, extent[axis]) for extent in extents])
+                      for dim, tile, axis in ((ops[0].n, nt, 2), (ops[0].m, mt, 0), (ops[0].k, kt, 1)))
+
+
+def refetches(nm, nk, nn, pm, pk, pn) -> tuple[np.ndarray, np.ndarray]:
+    """How often a plan fetches all of A and all of B per instance unless resident: once, or once per
+    block of the loop that does not index the operand when that loop runs outside the operand's own
+    (bits-independent: the mapper computes it once per shape)."""
+    inner_a = np.maximum(np.where(nm > 1, pm, -1), np.where(nk > 1, pk, -1))
+    inner_b = np.maximum(np.where(nk > 1, pk, -1), np.where(nn > 1, pn, -1))
+    return np.where((nn > 1) & (pn < inner_a), nn, 1), np.where((nm > 1) & (pm < inner_b), nm, 1)
 
 
 def gemm_metrics(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill, resident, onchip,
@@ -155,10 +182,9 @@ def gemm_metrics(op: Gemm, accel: Accelerator, mt, kt, nt, pm, pk, pn, *, spill,
                                                                      for t in (mt, kt, nt))))
     compute, folds_n, folds_m, psum_passes = terms
     held_a, held_b, held_out = (placed(onchip, x) for x in ("a", "b", "out"))
-    inner_a = np.maximum(np.where(nm > 1, pm, -1), np.where(nk > 1, pk, -1))
-    inner_b = np.maximum(np.where(nk > 1, pk, -1), np.where(nn > 1, pn, -1))
-    a_times = np.where(placed(resident, "a"), 1, np.where((nn > 1) & (pn < inner_a), nn, 1))
-    b_times = np.where(placed(resident, "b"), 1, np.where((nm > 1) & (pm < inner_b), nm, 1))
+    a_fetches, b_fetches = refetches(nm, nk, nn, pm, pk, pn)
+    a_times = np.where(placed(resident, "a"), 1, a_fetches)
+    b_times = np.where(placed(resident, "b"), 1, b_fetches)
     a_bits = np.where(held_a, 0, m_all * k_all * sa * a_times)
     b_bits = np.where(held_b, 0, k_all * n_all * sb * b_times)
     out_bits = np.where(held_out, 0, so)

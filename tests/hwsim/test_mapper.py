@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwsim
+from hwsim import mapper
 from hwsim.mapper import candidates
 from hwsim.pipeline import Variants, batch_cycles, batch_steps, pipeline_cycles, pipeline_totals
 
@@ -87,6 +88,25 @@ def test_tile_steps_add_up_to_the_closed_form_and_simulation_runs_them(presets, 
     assert compute[0] == metrics["compute"]
     row = hwsim.simulate(one_op(op), accel, mapper=Fixed(plan)).ops[0]
     assert row == hwsim.estimate(op, accel, mapper=Fixed(plan)) == hwsim.cost_plan(plan, accel)
+
+
+@pytest.mark.parametrize("name", ["bitfusion", "int8_systolic"])
+def test_grid_drops_only_loop_orders_that_run_the_same_steps_as_one_it_keeps(presets, name):
+    accel = presets[name]
+    op = hwsim.Gemm("g", 20, 70, 36, 4, 8)
+    grid = mapper._grid(op.m, op.k, op.n, accel)
+    orders = accel.array.loop_orders()
+
+    def steps(mt, kt, nt, order):
+        plan = hwsim.GemmPlan(op, int(mt), int(kt), int(nt), order, "buffer", *mapper.widths(op, accel))
+        run = plan.steps(accel)
+        return run.load_bits.tolist(), run.compute.tolist(), run.store_bits.tolist()
+
+    for tile, sizes in enumerate(zip(*grid.tiles, strict=True)):
+        kept = {"".join(d for _, d in sorted(zip(position, "mkn", strict=True)))
+                for position in zip(*(p[grid.tile == tile] for p in (grid.pm, grid.pk, grid.pn)), strict=True)}
+        assert kept and {tuple(map(tuple, steps(*sizes, order))) for order in orders} == \
+            {tuple(map(tuple, steps(*sizes, order))) for order in kept}
 
 
 def test_replayed_plan_with_spilled_partial_sums_moves_exactly_those_bits(presets):

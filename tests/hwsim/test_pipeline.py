@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwsim
-from hwsim import mapper
+from hwsim import mapper, pipeline
 from hwsim.pipeline import Variants, batch_cycles, batch_steps, pipeline_totals
 
 PRESETS = ("bitfusion", "int8_systolic", "loom", "stripes")
@@ -42,6 +42,25 @@ def test_closed_form_of_many_variants_equals_each_variants_steps(presets, name, 
         steps = batch_steps(op, accel, alone, *plans, np.arange(len(pick)), spill[v], np.zeros(len(pick), dtype=int))
         assert np.array_equal(cycles[v], batch_cycles(steps, op.count, accel))
         assert np.array_equal(compute[v], np.add.reduceat(steps.compute, steps.start))
+
+
+@pytest.mark.parametrize("rows", [1, 50, 8192])
+def test_closed_form_in_slices_equals_it_in_one_pass(presets, monkeypatch, rows):
+    """Plans are costed in slices of about ``ROWS`` steps: any slice size gives the same totals."""
+    accel, rng = presets["bitfusion"], np.random.default_rng(0)
+    ops = [hwsim.Gemm("g", 197, 64, 197, a, b, count=6, kind="matmul") for a, b in ((4, 8), (2, 2))]
+    grid = mapper._grid(197, 64, 197, accel)
+    held = [mapper.onchip(op, accel) for op in ops]
+    variants = Variants.of(ops, accel, [mapper.widths(op, accel) for op in ops],
+                           [mapper._resident(op, accel, h) for op, h in zip(ops, held, strict=True)], held, *grid.tiles)
+    every = np.repeat(np.arange(len(ops)), len(grid.mt))
+    plans = (*(np.tile(x, len(ops)) for x in (grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn, grid.tile)),
+             rng.random(len(every)) < 0.5, every)
+    monkeypatch.setattr(pipeline, "ROWS", 10**9)
+    whole = pipeline_totals(ops[0], accel, variants, *plans)
+    monkeypatch.setattr(pipeline, "ROWS", rows)
+    sliced = pipeline_totals(ops[0], accel, variants, *plans)
+    assert len(whole[0]) == len(every) and all(np.array_equal(a, b) for a, b in zip(whole, sliced, strict=True))
 
 
 @pytest.mark.parametrize("name", PRESETS)
