@@ -12,6 +12,8 @@ same top-1 for every allocation. Run after a sweep, e.g.::
 
     pmq sweep --model demo --space examples/sweep_10k.yaml --out results/sweep_10k --limit 500
     python benchmarks/sweep_eval.py results/sweep_10k --count 200
+
+``--smoke`` first runs ``examples/sweep_space.yaml`` at 32 images into ``./sweep_eval_smoke`` and uses that.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ def arrival_order(folder: Path) -> list[str]:
     return list(seen)
 
 
+def smoke_sweep(out: Path) -> Path:
+    from pmq.sweep import SweepConfig, SweepSettings, sweep
+
+    space = Path(__file__).resolve().parents[1] / "examples" / "sweep_space.yaml"
+    config = SweepConfig("demo", bit_choices=(4, 8), calibration_images=32, sensitivity_images=16, limit=32,
+                         settings=SweepSettings(workers=1, progress=False))
+    return sweep(space, out, config).out
+
+
 def timed(experiment: Experiment, allocations: list[BitAllocation], limit: int, threads: int,
           reuse: bool) -> tuple[float, list[float], int]:
     """Seconds per evaluation, the top-1s and how many blocks ran."""
@@ -63,11 +74,17 @@ def timed(experiment: Experiment, allocations: list[BitAllocation], limit: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="a finished pmq sweep folder of the demo model")
+    parser.add_argument("folder", type=Path, nargs="?", help="a finished pmq sweep folder of the demo model")
     parser.add_argument("--count", type=int, default=200, help="allocations, a seeded sample (0: all)")
     parser.add_argument("--limit", type=int, default=500, help="test images per evaluation (the sweep's --limit)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="a small sweep first, then all of it at 32 images "
+                        "(to check the script runs: the test suite does)")
     args = parser.parse_args()
+    if args.smoke:
+        args.folder, args.count, args.limit = smoke_sweep(Path("sweep_eval_smoke")), 0, 32
+    elif args.folder is None:
+        parser.error("give a sweep folder (or --smoke)")
     ids = arrival_order(args.folder)
     if args.count and args.count < len(ids):
         keep = set(random.Random(args.seed).sample(ids, args.count))
