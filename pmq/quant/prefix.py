@@ -10,9 +10,9 @@ Logits are bit-identical to a full forward's (tested).
 
 Reuse only holds while nothing but the allocation changes. So it pauses (full forwards) while
 gradients are recorded, in training mode and for patch-wise allocations (their token bits follow the
-activations); a forward while any quantizer observes (calibration) drops every kept run; and a block's
-key holds its quantizers' settings and its weights' version counters, so an in-place weight update is
-never served stale outputs.
+activations) and for inputs or block outputs that are not tensors; a forward while any quantizer
+observes (calibration) drops every kept run; and a block's key holds its components' quantizer settings
+and the version counters of all its parameters, so an in-place update is never served stale outputs.
 """
 
 from __future__ import annotations
@@ -79,14 +79,16 @@ class _Resume:
             return False
         return self.qv.patchwise is None and not self.qv.training and not torch.is_grad_enabled()
 
-    def _key(self, block: list[QuantComponent]) -> tuple:
-        return tuple((c.quantizer_a.extra_repr(), c.quantizer_w.extra_repr(),
-                      getattr(getattr(c, "weight", None), "_version", None)) for c in block)
+    @staticmethod
+    def _key(module: nn.Module, components: list[QuantComponent]) -> tuple:
+        """A block's settings: its components' quantizers, and every parameter's version counter."""
+        return (tuple((c.quantizer_a.extra_repr(), c.quantizer_w.extra_repr()) for c in components),
+                tuple(p._version for p in module.parameters()))
 
-    def __call__(self, x: Tensor) -> Tensor:
-        if not self.active():
+    def __call__(self, x: Any) -> Any:
+        if not isinstance(x, Tensor) or not self.active():
             return nn.Sequential.forward(self.sequence, x)
-        keys = [self._key(block) for block in self.blocks]
+        keys = [self._key(module, components) for module, components in zip(self.sequence, self.blocks, strict=True)]
         run = next((r for r in self.runs if r.input.shape == x.shape and r.input.dtype == x.dtype
                     and torch.equal(r.input, x)), None)
         if run is None:
@@ -101,6 +103,8 @@ class _Resume:
         outputs = run.outputs[:shared]
         for block in list(self.sequence)[shared:]:
             h = block(h)
+            if not isinstance(h, Tensor):  # a block passing tuples or dicts on: nothing kept from here
+                return nn.Sequential.forward(self.sequence[len(outputs) + 1:], h)
             outputs.append(h.clone())
         run.keys, run.outputs = keys, outputs
         self._keep(run)
@@ -115,8 +119,8 @@ class _Resume:
 @contextmanager
 def reusing_prefixes(qv: QuantModel, cache_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[Any]:
     """Within the block, forwards of ``qv`` resume after the blocks an earlier forward already ran on
-    the same input with the same settings. Weights changed in place and calibration are detected; any
-    other change to the model inside the block is not. Yields the resumer (None when the
+    the same input with the same settings. Parameters changed in place and calibration are detected;
+    any other change to the model inside the block is not. Yields the resumer (None when the
     model has no stage sequence: forwards run in full)."""
     found = stage_sequence(qv)
     if found is None:

@@ -43,6 +43,16 @@ class _TwoLayers(nn.Module):
         return self.fc2(self.fc1(x).relu())
 
 
+class _Pair(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, -x
+
+
+class _First(nn.Module):
+    def forward(self, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return pair[0].relu()
+
+
 @pytest.fixture
 def demo_qv(demo_vit):
     return quantize_model(demo_vit, weight_clipping="minmax")
@@ -70,7 +80,7 @@ def test_same_logits_as_full_forwards_with_only_the_changed_blocks_run(demo_qv):
     assert calls.count == 24 + 4 * 6
 
 
-def test_weight_updates_calibration_gradients_and_patchwise_run_in_full(demo_qv):
+def test_parameter_updates_calibration_gradients_and_patchwise_run_in_full(demo_qv):
     x = torch.randn(4, 1, 28, 28)
     names = demo_qv.component_names()
     allocation = BitAllocation.uniform("W8A8", names)
@@ -81,17 +91,21 @@ def test_weight_updates_calibration_gradients_and_patchwise_run_in_full(demo_qv)
             demo_qv.model.blocks[2].mlp.fc1.weight.mul_(0.5)
         after = _logits(demo_qv, [allocation], x)[0]
         assert calls.count == 6 + 4 and not torch.equal(before, after)
+        with torch.no_grad():  # so does any parameter of a block, component or not: blocks 4 and 5
+            demo_qv.model.blocks[4].norm2.weight.add_(0.25)
+        normed = _logits(demo_qv, [allocation], x)[0]
+        assert calls.count == 10 + 2 and not torch.equal(after, normed)
         demo_qv.set_granularity("tensor")
         calibrate(demo_qv, x, allocation=allocation)  # an observing forward: in full
         static = _logits(demo_qv, [allocation] * 2, x)  # the static ranges: once in full, then kept
-        assert calls.count == 10 + 6 + 6
+        assert calls.count == 12 + 6 + 6
         calibrate(demo_qv, 3 * x, allocation=allocation)  # new ranges: the kept runs are dropped
         recalibrated = _logits(demo_qv, [allocation], x)[0]
-        assert calls.count == 22 + 6 + 6 and not torch.equal(static[1], recalibrated)
+        assert calls.count == 24 + 6 + 6 and not torch.equal(static[1], recalibrated)
         demo_qv(x).sum().backward()  # gradients recorded: in full
         spec = PatchwiseSpec({"blocks.1": LayerSetting((0.5,), (8, 4))}).to_dict()
         _logits(demo_qv, [BitAllocation(dict(allocation.bits), spec)] * 2, x)
-        assert calls.count == 34 + 6 + 2 * 6
+        assert calls.count == 36 + 6 + 2 * 6
     with torch.no_grad():
         assert torch.equal(demo_qv.apply(allocation)(x), recalibrated)
 
@@ -110,6 +124,14 @@ def test_any_sequential_model_resumes_and_one_without_runs_in_full():
     with reusing_prefixes(qv):
         assert all(torch.equal(a, b) for a, b in zip(full, _logits(qv, allocations, x), strict=True))
     assert len(first) == 1 and not torch.equal(full[0], full[2])
+
+    paired = nn.Sequential(nn.Linear(4, 8), _Pair(), _First(), nn.Linear(8, 2)).eval()  # a tuple between blocks
+    qv = quantize_model(paired, trace=trace_model(paired, input_size=(4,)))
+    allocations = [BitAllocation({"0": Bits(8, 8), "3": Bits(w, 8)}) for w in (8, 4)]
+    full = _logits(qv, allocations, x)
+    with reusing_prefixes(qv) as resume:
+        assert all(torch.equal(a, b) for a, b in zip(full, _logits(qv, allocations, x), strict=True))
+        assert resume.runs == []  # nothing kept past a tuple, and nothing wrong either
 
     plain = _TwoLayers().eval()  # no nn.Sequential
     qv = quantize_model(plain, trace=trace_model(plain, input_size=(4,)))
