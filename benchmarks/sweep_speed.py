@@ -8,7 +8,8 @@ Top-1 is a stand-in (exp(-Ω)), so the timing is the per-design pricing the exec
 runs in the parent once per distinct allocation whichever executor is used.
 
 Each executor runs with each worker count (default 1 and 2: the scaling figure); the time of each
-includes starting its workers (spawned processes; the cluster's start is also shown on its own).
+includes starting its workers (spawned processes; the cluster's start is also shown on its own), not
+closing the cluster afterwards (a cluster outlives its sweeps; the local pool is gone when the sweep returns).
 Prints points/s, per worker and relative to one worker (with the load average after each run: the
 machine is shared), dask's per-worker throughput relative to local, checks that every run wrote a
 byte-identical table, and draws the scaling figure (``docs/figures/sweep_scaling.png``). Run: ``python benchmarks/sweep_speed.py``
@@ -141,7 +142,8 @@ def main() -> None:
                 cluster_s = time.perf_counter() - t
                 dask = run_sweep(space, inputs, tmp / f"dask{workers}", "latency", executor="dask",
                                  scheduler=cluster.scheduler_address, progress=False)
-            rows.append(("dask LocalCluster", workers, time.perf_counter() - t, cluster_s))
+                swept = time.perf_counter() - t  # the sweep is done; closing the cluster is not part of it
+            rows.append(("dask LocalCluster", workers, swept, cluster_s))
             tables.append(dask.table.read_bytes())
             loads.append(os.getloadavg()[0])
         failed = local.failed
