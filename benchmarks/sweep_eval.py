@@ -23,6 +23,7 @@ import json
 import os
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -57,16 +58,12 @@ def timed(experiment: Experiment, allocations: list[BitAllocation], limit: int, 
     torch.set_num_threads(threads)
     ran = []
     handles = [block.register_forward_pre_hook(lambda *_: ran.append(1)) for block in experiment.qv.model.blocks]
-    context = reusing_prefixes(experiment.qv) if reuse else None
     try:
-        if context is not None:
-            context.__enter__()
-        start = time.perf_counter()
-        top1 = [experiment.evaluate(allocation, limit, progress=False).top1 for allocation in allocations]
-        seconds = (time.perf_counter() - start) / len(allocations)
+        with reusing_prefixes(experiment.qv) if reuse else nullcontext():
+            start = time.perf_counter()
+            top1 = [experiment.evaluate(allocation, limit, progress=False).top1 for allocation in allocations]
+            seconds = (time.perf_counter() - start) / len(allocations)
     finally:
-        if context is not None:
-            context.__exit__(None, None, None)
         for handle in handles:
             handle.remove()
     return seconds, top1, len(ran)

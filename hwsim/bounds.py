@@ -11,17 +11,13 @@ computed once per distinct tile.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.cost import PJ_PER_J, sram_pj
+from hwsim.grid import Grid
 from hwsim.pipeline import Variants
 from hwsim.plan import gemm_metrics
-
-if TYPE_CHECKING:
-    from hwsim.mapper import Grid
 
 
 def _idle_ends(ops, accel, tiles, spill: bool, first_load, out, psum, tables):

@@ -18,7 +18,7 @@ Interface (used by ``hwsim.estimate``, ``hwsim.simulate`` and reference-mapping 
   :class:`hwsim.OpCost` (cached per op shape/bits and accelerator object); :func:`cost_plan` costs any
   plan exactly (it is what ``estimate`` reports).
 
-The search: tile sizes from a bits-independent grid (even splits of each dimension rounded up to
+The search: tile sizes from a bits-independent grid (:mod:`hwsim.grid`: even splits of each dimension rounded up to
 the array's alignment; ``TileError`` when not even one alignment step fits) × every loop order the
 array allows, one per group of orders that run the same steps; operands that fit their buffer whole
 are resident and partial sums stay in the output buffer when they fit (both never cost more, so
@@ -38,7 +38,6 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -47,13 +46,13 @@ from hwsim.accelerator import Accelerator, ceil_div
 from hwsim.bounds import lower_bounds
 from hwsim.cost import PJ_PER_J, gemm_cost
 from hwsim.errors import HwsimError
+from hwsim.grid import grid_of
 from hwsim.pipeline import DIMS, Variants, block_counts, pipeline_totals
-from hwsim.plan import GemmPlan, gemm_metrics, placed, refetches, too_big, variant_terms
+from hwsim.plan import GemmPlan, gemm_metrics, placed, too_big, variant_terms
 from hwsim.result import OpCost
 from hwsim.workload import Gemm
 
 OBJECTIVES = ("cycles", "energy", "edp")
-GROWTH = 1.5  # candidate tile sizes: splits into 1..4 parts, then ~1.5x more parts each step
 CHUNK, GROW_CHUNK = 2, 8  # candidates per variant costed exactly in the first batch (lowest bounds), growth
 
 
@@ -88,77 +87,6 @@ class SearchMapper:
 
 
 DEFAULT_MAPPER = SearchMapper()
-
-
-def candidates(dim: int, align: int) -> np.ndarray:
-    """Tile sizes tried along one dimension, largest first: even splits of ``dim`` rounded up to
-    ``align`` (a legal tile spans at least one alignment step of the array, or the whole dimension)."""
-    align = min(align, dim)
-    sizes, parts = set(), 1
-    while True:
-        size = min(dim, ceil_div(ceil_div(dim, parts), align) * align)
-        sizes.add(size)
-        if size <= align:
-            return np.array(sorted(sizes, reverse=True), dtype=np.int64)
-        parts = parts + 1 if parts < 4 else int(parts * GROWTH)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The candidates of a shape: tiles and loop positions (``mt … pn``), and for each the index
-    (``tile``) of its tile sizes among the distinct ones (``tiles``: what depends on tiles alone, like
-    the array's compute cycles, is computed once per tile, not once per loop order); ``fetches``: how
-    often each fetches all of A and of B unless resident (:func:`hwsim.plan.refetches`)."""
-
-    mt: np.ndarray
-    kt: np.ndarray
-    nt: np.ndarray
-    pm: np.ndarray
-    pk: np.ndarray
-    pn: np.ndarray
-    tile: np.ndarray
-    tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
-    fetches: tuple[np.ndarray, np.ndarray]
-
-    def take(self, candidates: np.ndarray) -> Grid:
-        """The grid of these candidates only (same distinct tiles)."""
-        rows = (self.mt, self.kt, self.nt, self.pm, self.pk, self.pn, self.tile)
-        return Grid(*(x[candidates] for x in rows), self.tiles, tuple(x[candidates] for x in self.fetches))
-
-
-def _grid(m: int, k: int, n: int, accel: Accelerator) -> Grid:
-    """The candidate (mt, kt, nt, pm, pk, pn) of a shape: tile grid × loop orders, one per group of
-    orders that run the same steps (shared by every accelerator with the same alignment and orders,
-    e.g. the designs of a sweep that vary buffers, bandwidth or clock)."""
-    return _grid_of(m, k, n, accel.array.alignment(), accel.array.loop_orders())
-
-
-@lru_cache(maxsize=1024)
-def _grid_of(m: int, k: int, n: int, alignment: tuple[int, int, int], orders: tuple[str, ...]) -> Grid:
-    sizes = (candidates(dim, align) for dim, align in zip((m, k, n), alignment, strict=True))
-    tiles = tuple(axis.ravel() for axis in np.meshgrid(*sizes, indexing="ij"))
-    several = [ceil_div(dim, t) > 1 for dim, t in zip((m, k, n), tiles, strict=True)]
-    # per order (outer) and tile, whether it is the first order running its steps: candidates in that order
-    order, tile = np.nonzero(_first_orders(orders)[several[0] * 4 + several[1] * 2 + several[2]].T)
-    mt, kt, nt = (t[tile] for t in tiles)
-    pm, pk, pn = (np.array([o.index(d) for o in orders])[order] for d in DIMS)
-    fetches = refetches(ceil_div(m, mt), ceil_div(k, kt), ceil_div(n, nt), pm, pk, pn)
-    return Grid(mt, kt, nt, pm, pk, pn, tile, tiles, fetches)
-
-
-@lru_cache(maxsize=64)
-def _first_orders(orders: tuple[str, ...]) -> np.ndarray:
-    """(8, orders): per pattern of which of m, k, n have several blocks (bits 4, 2, 1), whether each
-    order is the first of those nesting those loops alike: orders that differ only in loops of one
-    block run the very same steps, so the grid keeps one of them."""
-    table = np.zeros((8, len(orders)), dtype=bool)
-    for pattern in range(8):
-        seen: set[str] = set()
-        for i, order in enumerate(orders):
-            nesting = "".join(d for d in order if pattern & (4 >> DIMS.index(d)))
-            table[pattern, i] = nesting not in seen
-            seen.add(nesting)
-    return table
 
 
 def widths(op: Gemm, accel: Accelerator) -> tuple[int, int, int, int]:
@@ -343,7 +271,7 @@ def _search_variants(ops: tuple[Gemm, ...], accel: Accelerator, objective: str) 
     of (exact value, bound, grid index).
     """
     op, count = ops[0], len(ops)
-    grid = _grid(op.m, op.k, op.n, accel)
+    grid = grid_of(op, accel)
     known = [widths(o, accel) for o in ops]
     held = [onchip(o, accel) for o in ops]
     resident = [_resident(o, accel, h) for o, h in zip(ops, held, strict=True)]

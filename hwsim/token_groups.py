@@ -24,7 +24,8 @@ import numpy as np
 
 from hwsim.accelerator import BUFFERS, Accelerator
 from hwsim.cost import _static_pj, sram_pj, vector_cost
-from hwsim.mapper import _legal, _objective, _resident, candidates, onchip, widths
+from hwsim.grid import candidates
+from hwsim.mapper import _legal, _objective, _resident, onchip, widths
 from hwsim.pipeline import DIMS, Steps, pipeline_cycles
 from hwsim.plan import _fetches, _revisits, blocks, gemm_metrics, plan_vector, vector_rate
 from hwsim.result import OpCost

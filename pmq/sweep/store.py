@@ -97,37 +97,37 @@ class Store:
 
     def evaluation(self, allocation_id: str) -> dict:
         """Top-1 (and friends) of one allocation: evaluated once, then read from ``evals/``."""
-        path = self.out / "evals" / f"{allocation_id}.json"
-        cached = read_record(path)
-        if cached is not None and "top1" in cached:
+        cached = self._evaluated(allocation_id)
+        if cached is not None:
             return cached
-        allocation = BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json")
-        result = {key: value for key, value in dict(self.evaluate(allocation)).items() if key in EVAL_COLUMNS}
-        if "top1" not in result:
-            raise PMQError("the sweep's evaluate() must return a 'top1' entry")
-        write_json(path, result)
-        return result
+        return self._evaluate(allocation_id, BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json"))
 
     def evaluate_missing(self, progress: bool = True) -> int:
         """Evaluate every stored point's allocation that has no evaluation yet, in the order of their
         bits (component by component, as the model runs them), so that consecutive allocations share
         the longest front of the model (see ``SweepInputs.evaluating``). Returns how many."""
-        missing: set[str] = set()
+        ids = set()
         for path in (self.out / "points").glob("p*.json"):
             row = read_record(path)
             if row is not None and row.get("fingerprint") == self.fingerprint and row.get("allocation_id"):
-                evaluated = read_record(self.out / "evals" / f"{row['allocation_id']}.json")
-                if evaluated is None or "top1" not in evaluated:
-                    missing.add(row["allocation_id"])
-        order = sorted(missing, key=lambda allocation_id: self._bits_order(allocation_id))
+                ids.add(row["allocation_id"])
+        missing = {allocation_id: BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json")
+                   for allocation_id in ids if self._evaluated(allocation_id) is None}
+        order = sorted(missing, key=lambda allocation_id: _bits_order(missing[allocation_id]))
         for allocation_id in tqdm(order, desc="evaluate", unit="allocation", disable=not progress or not order):
-            self.evaluation(allocation_id)
+            self._evaluate(allocation_id, missing[allocation_id])
         return len(order)
 
-    def _bits_order(self, allocation_id: str) -> tuple:
-        allocation = BitAllocation.load(self.out / "allocations" / f"{allocation_id}.json")
-        return tuple(str(bits) for _, bits in allocation.items()), json.dumps(allocation.patchwise, sort_keys=True,
-                                                                              default=repr)
+    def _evaluated(self, allocation_id: str) -> dict | None:
+        cached = read_record(self.out / "evals" / f"{allocation_id}.json")
+        return cached if cached is not None and "top1" in cached else None
+
+    def _evaluate(self, allocation_id: str, allocation: BitAllocation) -> dict:
+        result = {key: value for key, value in dict(self.evaluate(allocation)).items() if key in EVAL_COLUMNS}
+        if "top1" not in result:
+            raise PMQError("the sweep's evaluate() must return a 'top1' entry")
+        write_json(self.out / "evals" / f"{allocation_id}.json", result)
+        return result
 
     def table_rows(self, space: Space) -> list[dict[str, Any]]:
         rows = []
@@ -142,6 +142,12 @@ class Store:
                 rows.append({**row, "base": design.base, "kind": design.config["kind"],
                              **design.params, **design.columns, **evaluated})
         return rows
+
+
+def _bits_order(allocation: BitAllocation) -> tuple:
+    """Sort key: the bits component by component (execution order), then the patch-wise settings."""
+    return tuple(str(bits) for _, bits in allocation.items()), json.dumps(allocation.patchwise, sort_keys=True,
+                                                                          default=repr)
 
 
 def table_columns(space: Space) -> list[str]:

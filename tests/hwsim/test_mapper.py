@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import hwsim
 from hwsim import mapper
-from hwsim.mapper import candidates
+from hwsim.grid import candidates, grid_of
 from hwsim.pipeline import Variants, batch_cycles, batch_steps, pipeline_cycles, pipeline_totals
 
 PRESETS = ("bitfusion", "int8_systolic", "loom", "stripes")
@@ -94,7 +94,7 @@ def test_tile_steps_add_up_to_the_closed_form_and_simulation_runs_them(presets, 
 def test_grid_drops_only_loop_orders_that_run_the_same_steps_as_one_it_keeps(presets, name):
     accel = presets[name]
     op = hwsim.Gemm("g", 20, 70, 36, 4, 8)
-    grid = mapper._grid(op.m, op.k, op.n, accel)
+    grid = grid_of(op, accel)
     orders = accel.array.loop_orders()
 
     def steps(mt, kt, nt, order):

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import hwsim
 from hwsim import mapper, pipeline
+from hwsim.grid import grid_of
 from hwsim.pipeline import Variants, batch_cycles, batch_steps, pipeline_totals
 
 PRESETS = ("bitfusion", "int8_systolic", "loom", "stripes")
@@ -26,7 +27,7 @@ def test_closed_form_of_many_variants_equals_each_variants_steps(presets, name, 
     resident operands or not, three bit variants at once: each equals its own listed steps."""
     accel, rng = presets[name], np.random.default_rng(seed)
     ops = [hwsim.Gemm("g", *shape, a, b, count=count, kind=kind) for a, b in bits]
-    grid = mapper._grid(*shape, accel)
+    grid = grid_of(ops[0], accel)
     pick = np.sort(rng.choice(len(grid.mt), size=min(25, len(grid.mt)), replace=False))
     plans = [x[pick] for x in (grid.mt, grid.kt, grid.nt, grid.pm, grid.pk, grid.pn)]
     spill = rng.random((len(ops), len(pick))) < 0.5  # per variant and plan
@@ -49,7 +50,7 @@ def test_closed_form_in_slices_equals_it_in_one_pass(presets, monkeypatch, rows)
     """Plans are costed in slices of about ``ROWS`` steps: any slice size gives the same totals."""
     accel, rng = presets["bitfusion"], np.random.default_rng(0)
     ops = [hwsim.Gemm("g", 197, 64, 197, a, b, count=6, kind="matmul") for a, b in ((4, 8), (2, 2))]
-    grid = mapper._grid(197, 64, 197, accel)
+    grid = grid_of(ops[0], accel)
     held = [mapper.onchip(op, accel) for op in ops]
     variants = Variants.of(ops, accel, [mapper.widths(op, accel) for op in ops],
                            [mapper._resident(op, accel, h) for op, h in zip(ops, held, strict=True)], held, *grid.tiles)
